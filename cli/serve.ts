@@ -1,0 +1,71 @@
+/**
+ * `tern serve [--config FILE]`: runs the MTA until SIGTERM or SIGINT, then
+ * stops accepting, lets transactions in flight finish (bounded grace) and
+ * exits 0.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ConfigError } from "../config/errors.ts";
+import { loadConfig } from "../config/load.ts";
+import { createLogger } from "../log/logger.ts";
+import { ListenError, Mta } from "../mta/mta.ts";
+
+/** How long transactions in flight may take after SIGTERM, ms. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
+/**
+ * Runs `tern serve`.
+ *
+ * @param args The arguments after `serve`.
+ * @returns The exit code.
+ */
+export async function serveCommand(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { config: { type: "string" } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error: unknown) {
+    console.error(`tern serve: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+  let config;
+  try {
+    config = await loadConfig(values.config === undefined ? {} : { file: values.config });
+  } catch (error: unknown) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 1;
+    }
+    throw error;
+  }
+  const logger = createLogger({ level: config.log.level, format: config.log.format });
+  let mta: Mta;
+  try {
+    mta = await Mta.start(config, { logger });
+  } catch (error: unknown) {
+    if (error instanceof ListenError) {
+      console.error(`tern serve: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  const onSignal = (name: string) => () => resolve(name);
+  const handlers: [Deno.Signal, () => void][] = [["SIGTERM", onSignal("SIGTERM")], [
+    "SIGINT",
+    onSignal("SIGINT"),
+  ]];
+  for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
+  const signal = await stopped;
+  logger.log("info", "server.stopping", undefined, { signal });
+  await mta.stop(SHUTDOWN_GRACE_MS);
+  for (const [s, handler] of handlers) Deno.removeSignalListener(s, handler);
+  logger.log("info", "server.stopped", undefined, {});
+  return 0;
+}

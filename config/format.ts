@@ -1,0 +1,115 @@
+/**
+ * Writes a {@linkcode Config} back as `tern.yaml`: what `tern check-config`
+ * prints, so a user sees every setting in force, defaults included.
+ *
+ * @module
+ */
+
+import { Document, isMap, isSeq, Scalar } from "yaml";
+import { formatDuration, formatSize } from "./duration.ts";
+import type { Config } from "./schema.ts";
+
+/** What is printed instead of a password hash: the hash is a secret too (it allows offline guessing). */
+const HIDDEN_PASSWORD = "<hash>";
+
+function hiddenPassword(): Scalar<string> {
+  const scalar = new Scalar(HIDDEN_PASSWORD);
+  scalar.type = Scalar.QUOTE_DOUBLE;
+  return scalar;
+}
+
+/** A size as written in the file: a plain number of bytes, or with a 1024-based suffix. */
+function sizeValue(bytes: number): string | number {
+  const text = formatSize(bytes);
+  return /^\d+$/.test(text) ? bytes : text;
+}
+
+/**
+ * Writes the effective configuration as YAML, with the file's snake_case key
+ * names, durations and sizes in readable form (`5m`, `25M`) and absolute
+ * paths. Password hashes are shown as `"<hash>"`, never themselves. Apart from
+ * the passwords, the output reads back to the same configuration.
+ *
+ * @param config The configuration.
+ * @returns YAML text, ending in a line break, opening with a comment that
+ * names the file (or says the built-in defaults are in use).
+ *
+ * @example Print the effective configuration
+ * ```ts
+ * import { formatConfig } from "./format.ts";
+ * import { validateConfig } from "./schema.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = validateConfig(
+ *   { hostname: "mx.example.test", queue: { max_age: "120h" } },
+ *   { file: null, baseDir: "/srv/tern" },
+ * );
+ * const text = formatConfig(config);
+ * assert.match(text, /^hostname: mx\.example\.test$/m);
+ * assert.match(text, /^  max_age: 5d$/m);
+ * assert.match(text, /^  max_message_size: 25M$/m);
+ * ```
+ */
+export function formatConfig(config: Config): string {
+  const aliases: Record<string, string | readonly string[]> = {};
+  for (const [address, targets] of Object.entries(config.aliases)) {
+    aliases[address] = targets.length === 1 ? targets[0] ?? "" : targets;
+  }
+  const accounts: Record<string, { password?: Scalar<string> }> = {};
+  for (const [address, account] of Object.entries(config.accounts)) {
+    accounts[address] = account.password === undefined ? {} : { password: hiddenPassword() };
+  }
+  const document = new Document({
+    hostname: config.hostname,
+    data_dir: config.dataDir,
+    listeners: config.listeners.map(({ address, port, mode }) => ({ address, port, mode })),
+    tls: config.tls === null ? null : { cert: config.tls.cert, key: config.tls.key },
+    local_domains: config.localDomains,
+    accounts,
+    aliases,
+    mail_root: config.mailRoot,
+    relay: {
+      trusted_networks: config.relay.trustedNetworks,
+      routes: config.relay.routes,
+    },
+    dns: { nameservers: config.dns.nameservers },
+    queue: {
+      retry: config.queue.retry.map(formatDuration),
+      max_age: formatDuration(config.queue.maxAge),
+    },
+    limits: {
+      max_message_size: sizeValue(config.limits.maxMessageSize),
+      max_recipients: config.limits.maxRecipients,
+      max_connections: config.limits.maxConnections,
+      max_connections_per_ip: config.limits.maxConnectionsPerIp,
+      command_timeout: formatDuration(config.limits.commandTimeout),
+      data_timeout: formatDuration(config.limits.dataTimeout),
+    },
+    log: { level: config.log.level, format: config.log.format },
+  });
+  document.commentBefore = config.file === null
+    ? " tern: effective configuration (built-in defaults, no file)"
+    : ` tern: effective configuration of ${config.file}`;
+
+  // Short lists on one line, one line per listener and per account, as CONTRACT.md writes them.
+  const flowLists = [
+    ["local_domains"],
+    ["relay", "trusted_networks"],
+    ["dns", "nameservers"],
+    ["queue", "retry"],
+  ];
+  for (const path of flowLists) {
+    const node = document.getIn(path, true);
+    if (isSeq(node)) node.flow = true;
+  }
+  for (const key of ["listeners", "accounts", "aliases"]) {
+    const parent = document.get(key, true);
+    const nodes = isSeq(parent)
+      ? parent.items
+      : isMap(parent)
+      ? parent.items.map((p) => p.value)
+      : [];
+    for (const node of nodes) if (isMap(node) || isSeq(node)) node.flow = true;
+  }
+  return document.toString({ lineWidth: 0, flowCollectionPadding: false });
+}

@@ -1,0 +1,155 @@
+/**
+ * One line per event: the queue id first (or `-`), an event name from
+ * {@linkcode LOG_EVENTS}, then `key=value` pairs; or the same fields as one
+ * JSON object per line. The logger is passed in, never imported as a global,
+ * so tests can read what was logged.
+ *
+ * Never log passwords, AUTH payloads or message content.
+ *
+ * @module
+ */
+
+/** Severity, least to most. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Field values a log line may carry. */
+export type LogValue = string | number | boolean | null | undefined;
+
+/** The event names tern logs, in one list so they stay consistent. */
+export const LOG_EVENTS = [
+  "server.listening",
+  "server.stopping",
+  "server.stopped",
+  "session.connect",
+  "session.disconnect",
+  "session.refused",
+  "session.error",
+  "session.trace",
+  "message.accepted",
+  "message.rejected",
+  "delivery.sent",
+  "delivery.deferred",
+  "delivery.bounced",
+  "delivery.error",
+  "queue.recovered",
+  "queue.expired",
+  "queue.removed",
+  "queue.error",
+] as const;
+
+/** One of {@linkcode LOG_EVENTS}. */
+export type LogEvent = typeof LOG_EVENTS[number];
+
+/** Where log lines go. */
+export interface Logger {
+  /**
+   * Writes one event.
+   *
+   * @param level Its severity.
+   * @param event What happened.
+   * @param queueId The message it concerns, or `undefined`.
+   * @param fields Details; `undefined` values are left out.
+   */
+  log(
+    level: LogLevel,
+    event: LogEvent,
+    queueId: string | undefined,
+    fields?: Record<string, LogValue>,
+  ): void;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** The least severe level written. @default {"info"} */
+  level?: LogLevel;
+  /** `text` or `json`. @default {"text"} */
+  format?: "text" | "json";
+  /** Where a finished line goes. @default {writes to standard error} */
+  write?: (line: string) => void;
+  /** The clock, for tests. @default {Date.now} */
+  now?: () => number;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  try {
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  } catch {
+    // A closed stderr must not take the server down.
+  }
+}
+
+/** Quotes a text value when it holds spaces, quotes, `=` or control characters. */
+function formatValue(value: string | number | boolean | null): string {
+  const s = String(value);
+  // deno-lint-ignore no-control-regex
+  return /^[^\s"=\\\x00-\x1f\x7f]+$/.test(s) ? s : JSON.stringify(s);
+}
+
+/**
+ * Makes a logger.
+ *
+ * @param options Level, format and destination.
+ * @returns The logger.
+ *
+ * @example Log a delivery as text
+ * ```ts
+ * import { createLogger } from "./logger.ts";
+ * const lines: string[] = [];
+ * const log = createLogger({ write: (l) => lines.push(l), now: () => 0 });
+ * log.log("info", "delivery.sent", "4F2A9C", { rcpt: "<bob@example.test>", status: "2.0.0" });
+ * console.log(lines[0]);
+ * // 1970-01-01T00:00:00.000Z info 4F2A9C delivery.sent rcpt=<bob@example.test> status=2.0.0
+ * ```
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = RANK[options.level ?? "info"];
+  const json = options.format === "json";
+  const write = options.write ?? writeStderr;
+  const now = options.now ?? Date.now;
+  return {
+    log(level, event, queueId, fields = {}) {
+      if (RANK[level] < min) return;
+      const time = new Date(now()).toISOString();
+      if (json) {
+        const record: Record<string, LogValue> = { time, level, queue_id: queueId ?? null, event };
+        for (const [k, v] of Object.entries(fields)) if (v !== undefined) record[k] = v;
+        write(JSON.stringify(record));
+        return;
+      }
+      let line = `${time} ${level} ${queueId ?? "-"} ${event}`;
+      for (const [k, v] of Object.entries(fields)) {
+        if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
+      }
+      write(line);
+    },
+  };
+}
+
+/** A logger that drops everything. */
+export const NULL_LOGGER: Logger = { log() {} };
+
+/** A logger that keeps lines in memory, for tests. */
+export class MemoryLogger implements Logger {
+  /** The records written, oldest first. */
+  readonly records: {
+    level: LogLevel;
+    event: LogEvent;
+    queueId?: string;
+    fields: Record<string, LogValue>;
+  }[] = [];
+  /** Keeps one record. */
+  log(
+    level: LogLevel,
+    event: LogEvent,
+    queueId: string | undefined,
+    fields: Record<string, LogValue> = {},
+  ): void {
+    this.records.push(
+      queueId === undefined ? { level, event, fields } : { level, event, queueId, fields },
+    );
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The `tern` command line. It parses the command word and hands the rest of
+ * the arguments to the command's module in cli/.
+ *
+ * @module
+ */
+
+import { checkConfig } from "./cli/check_config.ts";
+import { hashPasswordCommand } from "./cli/hash_password.ts";
+import { serveCommand } from "./cli/serve.ts";
+import { versionCommand } from "./cli/version.ts";
+
+const USAGE = `Usage: tern <command> [options]
+
+Commands:
+  serve [--config FILE]         run the MTA (listeners, queue, delivery)
+  check-config [--config FILE]  validate the configuration and print it
+  hash-password                 read a password on stdin, print its hash
+  version                       print the version
+`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
+  "serve": serveCommand,
+  "check-config": checkConfig,
+  "hash-password": hashPasswordCommand,
+  "version": versionCommand,
+};
+
+/**
+ * Runs one command.
+ *
+ * @param args The command line, without the program name.
+ * @returns The exit code.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    console.log(USAGE);
+    return name === undefined ? 1 : 0;
+  }
+  if (name === "--version") return versionCommand();
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`tern: unknown command "${name}" (try "tern help")`);
+    return 1;
+  }
+  return await command(rest);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

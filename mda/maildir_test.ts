@@ -1,0 +1,347 @@
+import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { normalize } from "node:path";
+import { deliverToMaildir, maildirPath, maildirUniqueName } from "./maildir.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+function streamOf(...chunks: (string | Uint8Array)[]): ReadableStream<Uint8Array> {
+  return ReadableStream.from(chunks.map((c) => (typeof c === "string" ? encoder.encode(c) : c)));
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "tern_maildir_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) out.push(entry.name);
+  return out.sort();
+}
+
+// ---------------------------------------------------------------------------
+// maildirPath
+
+const pathCases = [
+  { mailbox: "alice@example.test", path: "/mail/example.test/alice/" },
+  { mailbox: "alice@EXAMPLE.Test", path: "/mail/example.test/alice/" },
+  { mailbox: "Alice.Smith@example.test", path: "/mail/example.test/Alice.Smith/" },
+  { mailbox: "../../etc@example.test", path: "/mail/example.test/%2E.%2F..%2Fetc/" },
+  { mailbox: "a/b@example.test", path: "/mail/example.test/a%2Fb/" },
+  { mailbox: ".hidden@example.test", path: "/mail/example.test/%2Ehidden/" },
+  { mailbox: "..@example.test", path: "/mail/example.test/%2E./" },
+  { mailbox: "100%@example.test", path: "/mail/example.test/100%25/" },
+  { mailbox: "nul\0byte@example.test", path: "/mail/example.test/nul%00byte/" },
+  { mailbox: "x@..", path: "/mail/%2E./x/" },
+  { mailbox: "x@../../etc", path: "/mail/%2E.%2F..%2Fetc/x/" },
+  { mailbox: '"a@b"@example.test', path: '/mail/example.test/"a@b"/' },
+  { mailbox: "jörg@bücher.example", path: "/mail/bücher.example/jörg/" },
+];
+for (const c of pathCases) {
+  Deno.test(`maildirPath() puts ${JSON.stringify(c.mailbox)} at ${c.path}`, () => {
+    equal(maildirPath("/mail", c.mailbox), c.path);
+  });
+}
+
+Deno.test("maildirPath() never leaves the mail root, whatever the address", () => {
+  const attempts = [
+    "../x@example.test",
+    "x@..",
+    "..@..",
+    "./..@./..",
+    "x/../../..@example.test",
+    "x@example.test/../../..",
+    "%2e%2e@example.test",
+    "\0@\0",
+  ];
+  for (const mailbox of attempts) {
+    const path = maildirPath("/srv/mail/", mailbox);
+    ok(path.startsWith("/srv/mail/"), path);
+    equal(normalize(path), path, `${mailbox} → ${path} is not normal`);
+    // Exactly two segments below the root: domain and local part.
+    equal(path.slice("/srv/mail/".length).split("/").filter((s) => s !== "").length, 2, path);
+  }
+});
+
+Deno.test("maildirPath() keeps two addresses that differ only by an escape apart", () => {
+  const a = maildirPath("/mail", "a/b@example.test");
+  const b = maildirPath("/mail", "a%2Fb@example.test");
+  ok(a !== b, `${a} and ${b}`);
+});
+
+Deno.test("maildirPath() refuses a mailbox with no @, no local part or no domain", () => {
+  throws(() => maildirPath("/mail", "alice"), TypeError);
+  throws(() => maildirPath("/mail", "@example.test"), TypeError);
+  throws(() => maildirPath("/mail", "alice@"), TypeError);
+});
+
+// ---------------------------------------------------------------------------
+// maildirUniqueName
+
+Deno.test("maildirUniqueName() has the three dot-separated parts of the Maildir spec", () => {
+  const name = maildirUniqueName(1700000000123, "4F2A9C", 3, "mx.example.test");
+  equal(name, "1700000000.M123000Q4F2A9CR3.mx.example.test");
+  const [time, id, ...host] = name.split(".");
+  equal(time, "1700000000");
+  equal(id, "M123000Q4F2A9CR3");
+  equal(host.join("."), "mx.example.test");
+});
+
+Deno.test("maildirUniqueName() writes / as \\057 and : as \\072 in the host name", () => {
+  const name = maildirUniqueName(0, "Q1", 0, "odd/host:name");
+  equal(name, "0.M0QQ1R0.odd\\057host\\072name");
+  ok(!name.includes("/") && !name.includes(":"));
+});
+
+Deno.test("maildirUniqueName() keeps a dot, slash or colon in the queue id out of the id part", () => {
+  const name = maildirUniqueName(0, "a.b/c:d", 0, "h");
+  equal(name.split(".").length, 3, name);
+  ok(!name.includes("/") && !name.includes(":"), name);
+});
+
+Deno.test("maildirUniqueName() differs per recipient index and is the same on every call", () => {
+  const names = [0, 1, 2, 10].map((i) => maildirUniqueName(1700000000000, "4F2A9C", i, "mx"));
+  equal(new Set(names).size, names.length);
+  equal(maildirUniqueName(1700000000000, "4F2A9C", 1, "mx"), names[1]);
+  ok(maildirUniqueName(1700000000000, "4F2A9D", 1, "mx") !== names[1]);
+});
+
+// ---------------------------------------------------------------------------
+// deliverToMaildir
+
+const options = {
+  returnPath: "bob@example.net",
+  deliveredTo: "alice@example.test",
+  uniqueName: "1700000000.M0Q4F2A9CR0.mx.example.test",
+};
+
+Deno.test("deliverToMaildir() creates tmp/, new/ and cur/ with mode 0700 and writes into new/", async () => {
+  await withTempDir(async (root) => {
+    const dir = `${root}/example.test/alice/`;
+    const result = await deliverToMaildir(dir, streamOf("Subject: hi\r\n\r\nHello\r\n"), options);
+    equal(result.duplicate, false);
+    equal(result.path, `${root}/example.test/alice/new/${options.uniqueName}`);
+    deepStrictEqual(await names(dir), ["cur", "new", "tmp"]);
+    for (const sub of ["tmp", "new", "cur"]) {
+      const info = await Deno.stat(`${dir}${sub}`);
+      equal((info.mode ?? 0) & 0o777, 0o700, sub);
+    }
+    deepStrictEqual(await names(`${dir}tmp`), []);
+    equal(
+      await Deno.readTextFile(result.path),
+      "Return-Path: <bob@example.net>\r\nDelivered-To: alice@example.test\r\n" +
+        "Subject: hi\r\n\r\nHello\r\n",
+    );
+    equal(((await Deno.stat(result.path)).mode ?? 0) & 0o777, 0o600);
+  });
+});
+
+Deno.test("deliverToMaildir() writes Return-Path: <> for the null sender", async () => {
+  await withTempDir(async (root) => {
+    const result = await deliverToMaildir(root, streamOf("\r\n"), { ...options, returnPath: "" });
+    ok((await Deno.readTextFile(result.path)).startsWith("Return-Path: <>\r\nDelivered-To: "));
+  });
+});
+
+Deno.test("deliverToMaildir() keeps lines starting with a dot and 8-bit UTF-8 byte for byte", async () => {
+  await withTempDir(async (root) => {
+    const body = concat(
+      encoder.encode("Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n"),
+      encoder.encode(".\r\n..\r\n.leading dot\r\nGrüße, 日本語, café ☕\r\n"),
+      new Uint8Array([0xff, 0xfe, 0x80, 0x0d, 0x0a]), // not even UTF-8: still kept
+      encoder.encode("no final CRLF"),
+    );
+    // Split inside a multi-byte character on purpose.
+    const result = await deliverToMaildir(
+      root,
+      streamOf(body.subarray(0, 41), body.subarray(41, 42), body.subarray(42)),
+      options,
+    );
+    const header = encoder.encode(
+      "Return-Path: <bob@example.net>\r\nDelivered-To: alice@example.test\r\n",
+    );
+    deepStrictEqual(await Deno.readFile(result.path), concat(header, body));
+  });
+});
+
+Deno.test("deliverToMaildir() streams a 3 MiB message byte-exact", async () => {
+  await withTempDir(async (root) => {
+    const size = 3 * 1024 * 1024;
+    const body = new Uint8Array(size);
+    let seed = 12345;
+    for (let i = 0; i < size; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      body[i] = seed >>> 24;
+    }
+    // Chunks of uneven sizes, some larger than the write buffer.
+    const sizes = [1, 7000, 65536, 65535, 200000, 13];
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      let offset = 0;
+      for (let i = 0; offset < size; i++) {
+        const n = sizes[i % sizes.length] as number;
+        yield body.slice(offset, offset + n);
+        offset += n;
+      }
+    }
+    const result = await deliverToMaildir(root, chunks(), options);
+    const written = await Deno.readFile(result.path);
+    const headerLength = written.length - size;
+    equal(
+      decoder.decode(written.subarray(0, headerLength)),
+      "Return-Path: <bob@example.net>\r\nDelivered-To: alice@example.test\r\n",
+    );
+    ok(written.subarray(headerLength).every((b, i) => b === body[i]), "body differs");
+  });
+});
+
+Deno.test("deliverToMaildir() writes while it reads instead of holding the message in memory", async () => {
+  await withTempDir(async (root) => {
+    const chunk = new Uint8Array(16 * 1024).fill(0x41);
+    let sizeMidway = -1;
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 200; i++) {
+        if (i === 100) sizeMidway = (await Deno.stat(`${root}/tmp/${options.uniqueName}`)).size;
+        yield chunk;
+      }
+    }
+    await deliverToMaildir(root, chunks(), options);
+    ok(sizeMidway >= 1024 * 1024, `only ${sizeMidway} bytes on disk after 1.6 MB read`);
+  });
+});
+
+Deno.test("deliverToMaildir() reports a copy already in new/ as a duplicate and writes nothing", async () => {
+  await withTempDir(async (root) => {
+    await deliverToMaildir(root, streamOf("first\r\n"), options);
+    let cancelled = false;
+    const second = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(encoder.encode("second\r\n"));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const result = await deliverToMaildir(root, second, options);
+    equal(result.duplicate, true);
+    equal(result.path, `${root}/new/${options.uniqueName}`);
+    ok((await Deno.readTextFile(result.path)).endsWith("first\r\n"));
+    ok(cancelled, "the content stream was not released");
+    deepStrictEqual(await names(`${root}/tmp`), []);
+  });
+});
+
+Deno.test("deliverToMaildir() with checkCur finds a copy a reader moved to cur/ with :2,S", async () => {
+  await withTempDir(async (root) => {
+    const first = await deliverToMaildir(root, streamOf("first\r\n"), options);
+    const seen = `${root}/cur/${options.uniqueName}:2,S`;
+    await Deno.rename(first.path, seen);
+    const result = await deliverToMaildir(root, streamOf("second\r\n"), {
+      ...options,
+      checkCur: true,
+    });
+    deepStrictEqual(result, { path: seen, duplicate: true });
+    deepStrictEqual(await names(`${root}/new`), []);
+  });
+});
+
+Deno.test("deliverToMaildir() with checkCur finds a copy in cur/ with no info suffix", async () => {
+  await withTempDir(async (root) => {
+    const first = await deliverToMaildir(root, streamOf("first\r\n"), options);
+    await Deno.rename(first.path, `${root}/cur/${options.uniqueName}`);
+    const result = await deliverToMaildir(root, streamOf("x"), { ...options, checkCur: true });
+    equal(result.duplicate, true);
+  });
+});
+
+Deno.test("deliverToMaildir() does not take a longer name in cur/ for its own", async () => {
+  await withTempDir(async (root) => {
+    await Deno.mkdir(`${root}/cur`, { recursive: true });
+    await Deno.writeTextFile(`${root}/cur/${options.uniqueName}extra:2,S`, "other");
+    const result = await deliverToMaildir(root, streamOf("x"), { ...options, checkCur: true });
+    equal(result.duplicate, false);
+  });
+});
+
+Deno.test("deliverToMaildir() without checkCur does not look in cur/", async () => {
+  await withTempDir(async (root) => {
+    const first = await deliverToMaildir(root, streamOf("first\r\n"), options);
+    await Deno.rename(first.path, `${root}/cur/${options.uniqueName}:2,S`);
+    const result = await deliverToMaildir(root, streamOf("second\r\n"), options);
+    equal(result.duplicate, false);
+  });
+});
+
+Deno.test("deliverToMaildir() replaces a stale file in tmp/ left by a crash", async () => {
+  await withTempDir(async (root) => {
+    for (const sub of ["tmp", "new", "cur"]) await Deno.mkdir(`${root}/${sub}`);
+    await Deno.writeTextFile(`${root}/tmp/${options.uniqueName}`, "half a messa");
+    const result = await deliverToMaildir(root, streamOf("whole\r\n"), options);
+    ok(
+      (await Deno.readTextFile(result.path)).endsWith(
+        "Delivered-To: alice@example.test\r\nwhole\r\n",
+      ),
+    );
+    deepStrictEqual(await names(`${root}/tmp`), []);
+  });
+});
+
+Deno.test("deliverToMaildir() removes its tmp/ file and rethrows when the content fails", async () => {
+  await withTempDir(async (root) => {
+    const failure = new Error("store went away");
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      yield new Uint8Array(100_000);
+      throw failure;
+    }
+    await rejects(deliverToMaildir(root, chunks(), options), (e) => e === failure);
+    deepStrictEqual(await names(`${root}/tmp`), []);
+    deepStrictEqual(await names(`${root}/new`), []);
+  });
+});
+
+Deno.test("deliverToMaildir() refuses addresses that would inject header lines", async () => {
+  await withTempDir(async (root) => {
+    await rejects(
+      deliverToMaildir(root, streamOf("x"), { ...options, returnPath: "a@b\r\nBcc: x@y" }),
+      TypeError,
+    );
+    await rejects(
+      deliverToMaildir(root, streamOf("x"), { ...options, deliveredTo: "a@b\nX: y" }),
+      TypeError,
+    );
+    deepStrictEqual(await names(root), []);
+  });
+});
+
+Deno.test("deliverToMaildir() refuses a unique name that is a path", async () => {
+  await withTempDir(async (root) => {
+    await rejects(
+      deliverToMaildir(root, streamOf("x"), { ...options, uniqueName: "../escape" }),
+      TypeError,
+    );
+  });
+});
+
+Deno.test("deliverToMaildir() fails with NotADirectory when the Maildir's parent is a file", async () => {
+  await withTempDir(async (root) => {
+    await Deno.writeTextFile(`${root}/example.test`, "not a directory");
+    await rejects(
+      deliverToMaildir(`${root}/example.test/alice/`, streamOf("x"), options),
+      Deno.errors.NotADirectory,
+    );
+  });
+});

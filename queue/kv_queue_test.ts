@@ -1,0 +1,762 @@
+import assert from "node:assert/strict";
+import { MemoryLogger } from "../log/logger.ts";
+import { CHUNK_SIZE, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import type { QueueRecipient, RecipientOutcome } from "./types.ts";
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+const T0 = Date.UTC(2025, 0, 6, 9, 0, 0);
+const OPTIONS: KvQueueOptions = { retry: [1 * MINUTE, 5 * MINUTE, 60 * MINUTE], maxAge: 5 * DAY };
+
+interface Fixture {
+  queue: KvQueue;
+  path: string;
+  logger: MemoryLogger;
+}
+
+/** Runs `fn` with a queue on a fresh KV file, then closes and deletes it. */
+async function withQueue(
+  fn: (f: Fixture) => Promise<void>,
+  options: Partial<KvQueueOptions> = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "tern-queue-" });
+  const path = `${dir}/queue.sqlite3`;
+  const logger = new MemoryLogger();
+  const queue = await KvQueue.open(path, { ...OPTIONS, logger, ...options });
+  try {
+    await fn({ queue, path, logger });
+  } finally {
+    await queue.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function recipients(n: number, domain = "example.net"): QueueRecipient[] {
+  return Array.from({ length: n }, (_, i) => ({
+    address: `user${i}@${domain}`,
+    originalRecipient: `user${i}@${domain}`,
+    mailbox: null,
+  }));
+}
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65_536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65_536)));
+  }
+  return bytes;
+}
+
+/** Queues one message and returns its id. */
+async function enqueue(
+  queue: KvQueue,
+  options: { content?: Uint8Array; rcpts?: QueueRecipient[]; now?: number } = {},
+): Promise<string> {
+  const rcpts = options.rcpts ?? recipients(1);
+  const message = await queue.receive({
+    envelope: {
+      reversePath: "alice@example.test",
+      forwardPaths: rcpts.map((r) => r.originalRecipient),
+      body: "8BITMIME",
+      smtputf8: false,
+    },
+    recipients: rcpts,
+    clientAddress: "192.0.2.7",
+    now: options.now ?? T0,
+  });
+  await message.write(
+    options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n"),
+  );
+  await message.commit();
+  return message.queueId;
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** Every key in the KV file, read through a second connection. */
+async function allKeys(path: string): Promise<Deno.KvKey[]> {
+  const kv = await Deno.openKv(path);
+  try {
+    const keys: Deno.KvKey[] = [];
+    for await (const entry of kv.list({ prefix: [] })) keys.push(entry.key);
+    return keys;
+  } finally {
+    kv.close();
+  }
+}
+
+async function listIds(queue: KvQueue): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const message of queue.list()) ids.push(message.queueId);
+  return ids;
+}
+
+function outcome(
+  index: number,
+  status: RecipientOutcome["status"],
+  code = status === "sent" ? 250 : status === "deferred" ? 451 : 550,
+): RecipientOutcome {
+  const enhancedStatus = status === "sent" ? "2.0.0" : status === "deferred" ? "4.4.1" : "5.1.1";
+  return { index, status, reply: { code, enhancedStatus, text: `reply ${code}` } };
+}
+
+// ---------------------------------------------------------------------------
+// Content
+
+Deno.test("a message of 1 MiB and a few bytes comes back byte for byte", async () => {
+  await withQueue(async ({ queue }) => {
+    const content = randomBytes(1024 * 1024 + 7);
+    const message = await queue.receive({
+      envelope: {
+        reversePath: "a@example.test",
+        forwardPaths: ["b@example.net"],
+        body: "BINARYMIME",
+        smtputf8: false,
+      },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+    });
+    // Odd-sized writes, as a network would deliver them.
+    for (let offset = 0; offset < content.length; offset += 7_777) {
+      await message.write(content.subarray(offset, offset + 7_777));
+    }
+    assert.equal(message.size, content.length);
+    await message.commit();
+    const stored = await queue.get(message.queueId);
+    assert.equal(stored?.size, content.length);
+    assert.deepEqual(await readAll(queue.openContent(message.queueId)), content);
+  });
+});
+
+Deno.test("content arrives in chunks of at most CHUNK_SIZE bytes", async () => {
+  await withQueue(async ({ queue }) => {
+    const id = await enqueue(queue, { content: randomBytes(3 * CHUNK_SIZE + 1) });
+    const sizes: number[] = [];
+    for await (const chunk of queue.openContent(id)) sizes.push(chunk.length);
+    assert.deepEqual(sizes, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 1]);
+  });
+});
+
+Deno.test("an empty message and a message of exactly one chunk round-trip", async () => {
+  await withQueue(async ({ queue }) => {
+    const empty = await enqueue(queue, { content: new Uint8Array(0) });
+    const exact = randomBytes(CHUNK_SIZE);
+    const one = await enqueue(queue, { content: exact });
+    assert.equal((await readAll(queue.openContent(empty))).length, 0);
+    assert.deepEqual(await readAll(queue.openContent(one)), exact);
+  });
+});
+
+Deno.test("openContent() of an unknown id fails", async () => {
+  await withQueue(async ({ queue }) => {
+    await assert.rejects(readAll(queue.openContent("0000000000ZZZZ")), /no such message/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// All or nothing
+
+Deno.test("abort() leaves nothing in the store", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const message = await queue.receive({
+      envelope: { reversePath: "", forwardPaths: ["b@example.net"], body: "7BIT", smtputf8: false },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+    });
+    await message.write(randomBytes(5 * CHUNK_SIZE + 10));
+    assert.ok((await allKeys(path)).length > 0, "full chunks are stored as they fill");
+    await message.abort();
+    await message.abort(); // a second time does nothing
+    assert.deepEqual(await allKeys(path), []);
+    await assert.rejects(message.write(new Uint8Array(1)), /already aborted/);
+    await assert.rejects(message.commit(), /already aborted/);
+  });
+});
+
+Deno.test("an uncommitted upload is invisible to list, get, count and claimDue", async () => {
+  await withQueue(async ({ queue }) => {
+    const message = await queue.receive({
+      envelope: {
+        reversePath: "a@example.test",
+        forwardPaths: ["b@example.net"],
+        body: "7BIT",
+        smtputf8: false,
+      },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+    });
+    await message.write(randomBytes(2 * CHUNK_SIZE + 5));
+    assert.deepEqual(await listIds(queue), []);
+    assert.equal(await queue.get(message.queueId), null);
+    assert.equal(await queue.count(), 0);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 10 }), []);
+    await message.abort();
+  });
+});
+
+Deno.test("recover() removes an old uncommitted upload but spares a recent one", async () => {
+  await withQueue(async ({ queue, path, logger }) => {
+    const kept = await enqueue(queue);
+    const message = await queue.receive({
+      envelope: {
+        reversePath: "a@example.test",
+        forwardPaths: ["b@example.net"],
+        body: "7BIT",
+        smtputf8: false,
+      },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+    });
+    await message.write(randomBytes(2 * CHUNK_SIZE + 5));
+    // Still being written (another process, say): too recent to touch.
+    assert.deepEqual(await queue.recover(T0 + MINUTE), { incompleteRemoved: 0, leasesExpired: 0 });
+    assert.deepEqual(await queue.recover(T0 + 2 * 60 * MINUTE), {
+      incompleteRemoved: 1,
+      leasesExpired: 0,
+    });
+    const keys = await allKeys(path);
+    assert.ok(
+      keys.every((key) => key.includes(kept)),
+      `only ${kept} is left: ${JSON.stringify(keys)}`,
+    );
+    assert.ok(logger.records.some((r) => r.event === "queue.recovered"));
+    // The upload cannot be committed any more: it would be half a message.
+    await assert.rejects(message.commit(), /removed/);
+    assert.deepEqual(await listIds(queue), [kept]);
+  });
+});
+
+Deno.test("a write fails once recover() has removed its upload", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const message = await queue.receive({
+      envelope: {
+        reversePath: "a@example.test",
+        forwardPaths: ["b@example.net"],
+        body: "7BIT",
+        smtputf8: false,
+      },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+    });
+    await message.write(randomBytes(CHUNK_SIZE));
+    await queue.recover(T0 + DAY);
+    await message.write(randomBytes(CHUNK_SIZE)).then(
+      () => assert.fail("the write should fail"),
+      (error: Error) => assert.match(error.message, /removed/),
+    );
+    assert.deepEqual(await allKeys(path), []);
+  });
+});
+
+Deno.test("a message killed with SIGKILL mid-stream is cleaned by recover() and a committed one stays intact", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const content = randomBytes(2 * CHUNK_SIZE + 123);
+    const kept = await enqueue(queue, { content });
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    const script = `${dir}/upload.ts`;
+    const kvQueueUrl = new URL("./kv_queue.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { KvQueue } from ${JSON.stringify(kvQueueUrl)};
+const queue = await KvQueue.open(Deno.args[0]!, { retry: [60_000], maxAge: 86_400_000 });
+const message = await queue.receive({
+  envelope: { reversePath: "a@example.test", forwardPaths: ["b@example.net"], body: "7BIT", smtputf8: false },
+  recipients: [{ address: "b@example.net", originalRecipient: "b@example.net", mailbox: null }],
+  clientAddress: "local",
+  now: Date.now(),
+});
+const piece = new Uint8Array(50_000).fill(0x41);
+for (let i = 0; ; i++) {
+  await message.write(piece);
+  if (i === 6) console.log("streaming " + message.queueId);
+  await new Promise((resolve) => setTimeout(resolve, 2));
+}
+`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-kv", script, path],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let output = "";
+    while (!output.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      output += value;
+    }
+    child.kill("SIGKILL");
+    const status = await child.status;
+    await reader.cancel();
+    assert.equal(status.signal, "SIGKILL");
+    const uploadId = output.match(/streaming (\w+)/)?.[1];
+    assert.ok(uploadId, `the child reported its upload: ${output}`);
+
+    // The dead upload is invisible, and its chunks are in the file.
+    assert.deepEqual(await listIds(queue), [kept]);
+    assert.ok((await allKeys(path)).some((key) => key.includes(uploadId)));
+
+    const result = await queue.recover(Date.now() + 2 * 60 * MINUTE);
+    assert.deepEqual(result, { incompleteRemoved: 1, leasesExpired: 0 });
+    assert.ok((await allKeys(path)).every((key) => !key.includes(uploadId)));
+    assert.deepEqual(await listIds(queue), [kept]);
+    assert.deepEqual(await readAll(queue.openContent(kept)), content);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Group commit
+
+Deno.test("50 concurrent commits all resolve, share KV commits and are all listed", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const ids = await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) =>
+          enqueue(queue, { content: randomBytes(4096 + i), rcpts: recipients(1 + (i % 3)) }),
+      ),
+    );
+    assert.equal(new Set(ids).size, 50);
+    assert.deepEqual((await listIds(queue)).sort(), [...ids].sort());
+    assert.equal(await queue.count(), 50);
+    // A shared commit gives its writes one versionstamp.
+    const kv = await Deno.openKv(path);
+    const stamps = new Set<string>();
+    for await (const entry of kv.list({ prefix: ["queue", "msg"] })) stamps.add(entry.versionstamp);
+    kv.close();
+    assert.ok(stamps.size < 50, `50 messages in ${stamps.size} commits`);
+    for (const [i, id] of ids.entries()) {
+      const message = await queue.get(id);
+      assert.equal(message?.recipients.length, 1 + (i % 3));
+      assert.equal((await readAll(queue.openContent(id))).length, 4096 + i);
+    }
+  });
+});
+
+Deno.test("concurrent commits of large messages are split across several KV commits", async () => {
+  await withQueue(async ({ queue }) => {
+    // Each last chunk is ~59 KB: at most 13 fit in one 800 KiB operation.
+    const contents = Array.from({ length: 30 }, () => randomBytes(CHUNK_SIZE + 59_000));
+    const ids = await Promise.all(contents.map((content) => enqueue(queue, { content })));
+    assert.equal(await queue.count(), 30);
+    for (const [i, id] of ids.entries()) {
+      const content = contents[i];
+      assert.ok(content);
+      assert.deepEqual(await readAll(queue.openContent(id)), content);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Recipients
+
+Deno.test("a message with 300 recipients keeps them all, in order, and updates them", async () => {
+  await withQueue(async ({ queue }) => {
+    const id = await enqueue(queue, { rcpts: recipients(300) });
+    const message = await queue.get(id);
+    assert.equal(message?.recipients.length, 300);
+    assert.equal(message?.recipients[299]?.address, "user299@example.net");
+    assert.equal(message?.envelope.forwardPaths.length, 300);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    const outcomes = claim.message.recipients.map((_, i) =>
+      outcome(i, i % 2 === 0 ? "sent" : "deferred")
+    );
+    const record = await queue.recordAttempt(claim, outcomes, T0 + 1000);
+    assert.equal(record?.recipients.filter((r) => r.status === "sent").length, 150);
+    const again = await queue.get(id);
+    assert.deepEqual(again?.recipients, record?.recipients);
+    assert.equal(again?.recipients[1]?.attempts, 1);
+    assert.equal(again?.recipients[1]?.lastReply?.code, 451);
+  });
+});
+
+Deno.test("a message with 10,000 recipients is stored in several operations before its marker", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const rcpts = recipients(10_000, "a-rather-long-domain-name-for-a-test.example.net");
+    const id = await enqueue(queue, { rcpts });
+    const message = await queue.get(id);
+    assert.equal(message?.recipients.length, 10_000);
+    assert.deepEqual(message?.envelope.forwardPaths, rcpts.map((r) => r.originalRecipient));
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    const half = claim.message.recipients.map((_, i) =>
+      outcome(i, i < 5_000 ? "sent" : "deferred")
+    );
+    const record = await queue.recordAttempt(claim, half, T0 + 1000);
+    assert.equal(record?.recipients[4_999]?.status, "sent");
+    assert.equal(record?.recipients[5_000]?.status, "deferred");
+    assert.equal((await queue.get(id))?.recipients[9_999]?.status, "deferred");
+    const [second] = await queue.claimDue({ now: T0 + DAY, limit: 1 });
+    assert.ok(second);
+    const rest = Array.from({ length: 5_000 }, (_, i) => outcome(5_000 + i, "sent"));
+    const final = await queue.recordAttempt(second, rest, T0 + DAY);
+    assert.ok(final?.recipients.every((r) => r.status === "sent"));
+    assert.deepEqual(await allKeys(path), []);
+  });
+});
+
+Deno.test("receive() refuses a message with no recipients", async () => {
+  await withQueue(async ({ queue }) => {
+    await assert.rejects(
+      queue.receive({
+        envelope: { reversePath: "", forwardPaths: [], body: "7BIT", smtputf8: false },
+        recipients: [],
+        clientAddress: "local",
+        now: T0,
+      }),
+      RangeError,
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Claims and leases
+
+Deno.test("two queues on one file never both claim a message", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tern-queue-" });
+  const path = `${dir}/queue.sqlite3`;
+  const a = await KvQueue.open(path, OPTIONS);
+  const b = await KvQueue.open(path, OPTIONS);
+  try {
+    const ids = await Promise.all(Array.from({ length: 40 }, () => enqueue(a)));
+    const claimedBy = new Map<string, string>();
+    for (let round = 0; round < 10; round++) {
+      const [fromA, fromB] = await Promise.all([
+        a.claimDue({ now: T0, limit: 3 }),
+        b.claimDue({ now: T0, limit: 3 }),
+      ]);
+      for (const [who, claims] of [["a", fromA], ["b", fromB]] as const) {
+        for (const claim of claims) {
+          const id = claim.message.queueId;
+          assert.equal(claimedBy.get(id), undefined, `${id} claimed twice`);
+          claimedBy.set(id, who);
+        }
+      }
+    }
+    assert.equal(claimedBy.size, 40);
+    assert.deepEqual([...claimedBy.keys()].sort(), [...ids].sort());
+    assert.deepEqual(await b.claimDue({ now: T0, limit: 100 }), []);
+  } finally {
+    await a.close();
+    await b.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("claimDue() takes the oldest due messages first, up to the limit", async () => {
+  await withQueue(async ({ queue }) => {
+    const early = await enqueue(queue, { now: T0 });
+    const later = await enqueue(queue, { now: T0 + 1000 });
+    await enqueue(queue, { now: T0 + 2000 });
+    assert.deepEqual(await queue.claimDue({ now: T0 - 1, limit: 10 }), []);
+    const claims = await queue.claimDue({ now: T0 + 1000, limit: 10 });
+    assert.deepEqual(claims.map((c) => c.message.queueId), [early, later]);
+    assert.ok(claims.every((c) => !c.recovered));
+  });
+});
+
+Deno.test("claimDue() skips excluded ids", async () => {
+  await withQueue(async ({ queue }) => {
+    const first = await enqueue(queue);
+    const second = await enqueue(queue);
+    const claims = await queue.claimDue({ now: T0, limit: 10, exclude: new Set([first]) });
+    assert.deepEqual(claims.map((c) => c.message.queueId), [second]);
+  });
+});
+
+Deno.test("an expired lease makes the message claimable again, marked recovered", async () => {
+  await withQueue(async ({ queue, logger }) => {
+    const id = await enqueue(queue);
+    const [first] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(first);
+    assert.equal(first.recovered, false);
+    assert.deepEqual(await queue.claimDue({ now: T0 + MINUTE, limit: 1 }), []);
+    // The worker died: nobody records the attempt, the lease runs out.
+    assert.deepEqual(await queue.recover(T0 + 10 * MINUTE), {
+      incompleteRemoved: 0,
+      leasesExpired: 1,
+    });
+    const [second] = await queue.claimDue({ now: T0 + 5 * MINUTE, limit: 1 });
+    assert.ok(second);
+    assert.equal(second.message.queueId, id);
+    assert.equal(second.recovered, true);
+    // The first worker comes back to life: its claim is no longer good.
+    assert.equal(await queue.recordAttempt(first, [outcome(0, "sent")], T0 + 6 * MINUTE), null);
+    assert.ok(
+      logger.records.some((r) => r.event === "queue.error" && r.fields.reason === "lease lost"),
+    );
+    assert.equal((await queue.get(id))?.recipients[0]?.status, "queued");
+    const final = await queue.recordAttempt(second, [outcome(0, "sent")], T0 + 6 * MINUTE);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 0);
+  }, { leaseMs: 5 * MINUTE });
+});
+
+Deno.test("a renewed lease keeps other workers away", async () => {
+  await withQueue(async ({ queue }) => {
+    await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    assert.equal(await queue.renewLease(claim, T0 + 4 * MINUTE), true);
+    assert.deepEqual(await queue.claimDue({ now: T0 + 6 * MINUTE, limit: 1 }), []);
+    assert.equal((await queue.claimDue({ now: T0 + 9 * MINUTE, limit: 1 })).length, 1);
+    assert.equal(await queue.renewLease(claim, T0 + 9 * MINUTE), false);
+  }, { leaseMs: 5 * MINUTE });
+});
+
+// ---------------------------------------------------------------------------
+// Attempts, retries, give-up
+
+Deno.test("a deferred message is retried on the schedule, the last wait repeating", async () => {
+  await withQueue(async ({ queue }) => {
+    const id = await enqueue(queue);
+    let now = T0;
+    const waits: number[] = [];
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const [claim] = await queue.claimDue({ now, limit: 1 });
+      assert.ok(claim, `attempt ${attempt} is due`);
+      const record = await queue.recordAttempt(claim, [outcome(0, "deferred")], now);
+      assert.equal(record?.recipients[0]?.attempts, attempt);
+      assert.equal(record?.recipients[0]?.status, "deferred");
+      assert.ok(record);
+      waits.push(record.nextAttempt - now);
+      assert.deepEqual(await queue.claimDue({ now: record.nextAttempt - 1, limit: 1 }), []);
+      now = record.nextAttempt;
+    }
+    assert.deepEqual(waits, [1 * MINUTE, 5 * MINUTE, 60 * MINUTE, 60 * MINUTE, 60 * MINUTE]);
+    assert.equal((await queue.get(id))?.recipients[0]?.lastReply?.text, "reply 451");
+  });
+});
+
+Deno.test("past max_age a deferred recipient bounces, saying it gave up, and the message leaves", async () => {
+  await withQueue(async ({ queue, logger }) => {
+    const id = await enqueue(queue, { rcpts: recipients(2) });
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    await queue.recordAttempt(claim, [outcome(0, "sent"), outcome(1, "deferred")], T0);
+    const late = T0 + 5 * DAY + 2 * 60 * MINUTE;
+    const [last] = await queue.claimDue({ now: late, limit: 1 });
+    assert.ok(last);
+    const final = await queue.recordAttempt(last, [outcome(1, "deferred")], late);
+    assert.equal(final?.queueId, id);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    const bounced = final?.recipients[1];
+    assert.equal(bounced?.status, "bounced");
+    assert.equal(bounced?.lastReply?.code, 451);
+    assert.equal(bounced?.lastReply?.enhancedStatus, "4.4.1");
+    assert.equal(bounced?.lastReply?.text, "reply 451 (gave up after 5d 2h)");
+    assert.equal(await queue.count(), 0);
+    const expired = logger.records.find((r) => r.event === "queue.expired");
+    assert.equal(expired?.queueId, id);
+    assert.equal(expired?.fields.rcpt, "<user1@example.net>");
+    assert.ok(logger.records.some((r) => r.event === "queue.removed" && r.queueId === id));
+  });
+});
+
+Deno.test("mixed outcomes keep the message for the deferred recipient only", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const id = await enqueue(queue, { rcpts: recipients(3) });
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    const record = await queue.recordAttempt(
+      claim,
+      [outcome(0, "sent"), outcome(1, "bounced"), outcome(2, "deferred")],
+      T0,
+    );
+    assert.deepEqual(record?.recipients.map((r) => r.status), ["sent", "bounced", "deferred"]);
+    const [retry] = await queue.claimDue({ now: T0 + MINUTE, limit: 1 });
+    assert.ok(retry);
+    assert.equal(retry.message.queueId, id);
+    // An outcome for a recipient already done is ignored: final states never change.
+    const final = await queue.recordAttempt(
+      retry,
+      [outcome(0, "deferred"), outcome(2, "sent")],
+      T0 + MINUTE,
+    );
+    assert.deepEqual(final?.recipients.map((r) => r.status), ["sent", "bounced", "sent"]);
+    assert.equal(final?.recipients[0]?.attempts, 1);
+    assert.deepEqual(await allKeys(path), []);
+  });
+});
+
+Deno.test("recordAttempt() refuses an outcome for a recipient that does not exist", async () => {
+  await withQueue(async ({ queue }) => {
+    await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    await assert.rejects(queue.recordAttempt(claim, [outcome(3, "sent")], T0), RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// tern queue: delete, hold, release, flush, list
+
+Deno.test("delete() removes a message and all its keys", async () => {
+  await withQueue(async ({ queue, path, logger }) => {
+    const id = await enqueue(queue, { content: randomBytes(3 * CHUNK_SIZE), rcpts: recipients(5) });
+    assert.equal(await queue.delete(id), true);
+    assert.equal(await queue.get(id), null);
+    assert.equal(await queue.count(), 0);
+    assert.deepEqual(await allKeys(path), []);
+    assert.equal(await queue.delete(id), false);
+    assert.ok(
+      logger.records.some((r) => r.event === "queue.removed" && r.fields.reason === "deleted"),
+    );
+  });
+});
+
+Deno.test("a message deleted during its delivery is not written back", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const id = await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    assert.equal(await queue.delete(id), true);
+    assert.equal(await queue.recordAttempt(claim, [outcome(0, "deferred")], T0), null);
+    assert.deepEqual(await allKeys(path), []);
+  });
+});
+
+Deno.test("a held message is never claimed, even by flush, until released", async () => {
+  await withQueue(async ({ queue }) => {
+    const id = await enqueue(queue);
+    assert.equal(await queue.hold(id), true);
+    assert.equal(await queue.hold(id), true);
+    assert.equal((await queue.get(id))?.held, true);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 10 }), []);
+    assert.equal(await queue.flush(T0 + DAY), 0);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 10 }), []);
+    assert.equal(await queue.release(id), true);
+    assert.equal((await queue.get(id))?.held, false);
+    assert.equal((await queue.claimDue({ now: T0, limit: 10 })).length, 1);
+  });
+});
+
+Deno.test("hold(), release() and delete() say false for an unknown id", async () => {
+  await withQueue(async ({ queue }) => {
+    assert.equal(await queue.hold("0000000000ZZZZ"), false);
+    assert.equal(await queue.release("0000000000ZZZZ"), false);
+    assert.equal(await queue.delete("0000000000ZZZZ"), false);
+    assert.equal(await queue.get("0000000000ZZZZ"), null);
+  });
+});
+
+Deno.test("a message held during its delivery stays held after the attempt", async () => {
+  await withQueue(async ({ queue }) => {
+    const id = await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    assert.equal(await queue.hold(id), true);
+    const record = await queue.recordAttempt(claim, [outcome(0, "deferred")], T0);
+    assert.equal(record?.held, true);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 1 }), []);
+    assert.equal(await queue.release(id), true);
+    assert.equal((await queue.claimDue({ now: T0 + MINUTE, limit: 1 })).length, 1);
+  });
+});
+
+Deno.test("flush() makes every deferred message due now, but not one being delivered", async () => {
+  await withQueue(async ({ queue }) => {
+    const a = await enqueue(queue);
+    const b = await enqueue(queue);
+    const claims = await queue.claimDue({ now: T0, limit: 2 });
+    assert.equal(claims.length, 2);
+    const [first, second] = claims;
+    assert.ok(first && second);
+    await queue.recordAttempt(first, [outcome(0, "deferred")], T0);
+    // `second` is still being delivered.
+    const now = T0 + 10_000;
+    assert.deepEqual(await queue.claimDue({ now, limit: 10 }), []);
+    assert.equal(await queue.flush(now), 1);
+    const due = await queue.claimDue({ now, limit: 10 });
+    assert.deepEqual(due.map((c) => c.message.queueId), [first.message.queueId]);
+    assert.equal((await queue.get(first.message.queueId))?.nextAttempt, now);
+    assert.deepEqual([a, b].sort(), [first.message.queueId, second.message.queueId].sort());
+  });
+});
+
+Deno.test("list() yields messages in arrival order with their envelope and state", async () => {
+  await withQueue(async ({ queue }) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await enqueue(queue, { now: T0 + i * 1000 }));
+    const listed = [];
+    for await (const message of queue.list()) listed.push(message);
+    assert.deepEqual(listed.map((m) => m.queueId), ids);
+    const first = listed[0];
+    assert.equal(first?.envelope.reversePath, "alice@example.test");
+    assert.equal(first?.clientAddress, "192.0.2.7");
+    assert.equal(first?.arrival, T0);
+    assert.equal(first?.nextAttempt, T0);
+    assert.equal(first?.recipients[0]?.status, "queued");
+  });
+});
+
+Deno.test("a closed queue refuses to be used", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tern-queue-" });
+  const queue = await KvQueue.open(`${dir}/queue.sqlite3`, OPTIONS);
+  await queue.close();
+  await queue.close();
+  await assert.rejects(queue.count(), /closed/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("two queues on one file commit at the same time and lose nothing", async () => {
+  // Two connections to one SQLite file: their writes collide ("database is
+  // locked") and must be retried, as with the server and `tern send`.
+  const dir = await Deno.makeTempDir({ prefix: "tern-queue-" });
+  const path = `${dir}/queue.sqlite3`;
+  const a = await KvQueue.open(path, OPTIONS);
+  const b = await KvQueue.open(path, OPTIONS);
+  try {
+    const ids = await Promise.all([
+      ...Array.from({ length: 40 }, () => enqueue(a, { content: randomBytes(70_000) })),
+      ...Array.from({ length: 40 }, () => enqueue(b, { content: randomBytes(70_000) })),
+    ]);
+    assert.deepEqual((await listIds(a)).sort(), [...ids].sort());
+    assert.equal(await b.count(), 80);
+  } finally {
+    await a.close();
+    await b.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("recover() finishes a removal that a crash interrupted", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const kept = await enqueue(queue);
+    const id = await enqueue(queue, {
+      content: randomBytes(2 * CHUNK_SIZE),
+      rcpts: recipients(1500),
+    });
+    // What the first operation of a large removal leaves if the process
+    // dies right after it: no meta, a `removing` marker, the content.
+    const kv = await Deno.openKv(path);
+    const meta = await kv.get<
+      { due: number; chunks: number; recipients: number; pathPages: number }
+    >(
+      ["queue", "msg", id],
+    );
+    assert.ok(meta.value);
+    await kv.atomic()
+      .delete(["queue", "msg", id])
+      .delete(["queue", "due", meta.value.due, id])
+      .set(["queue", "removing", id], {
+        chunks: meta.value.chunks,
+        recipients: meta.value.recipients,
+        pathPages: meta.value.pathPages,
+      })
+      .commit();
+    kv.close();
+    assert.deepEqual(await listIds(queue), [kept]);
+    await queue.recover(T0);
+    assert.ok((await allKeys(path)).every((key) => key.includes(kept)));
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * What the queue holds: a message's record, its recipients and their
+ * delivery state. Shared by the store (`kv_queue.ts`), the delivery loop and
+ * the `tern queue` commands.
+ *
+ * @module
+ */
+
+import type { Envelope } from "../smtp/envelope.ts";
+
+/**
+ * Where one recipient stands.
+ *
+ * - `queued`: not tried yet;
+ * - `deferred`: tried, failed temporarily (4yz or a network error), will be retried;
+ * - `sent`: delivered (2yz), done;
+ * - `bounced`: failed permanently (5yz) or gave up at `queue.max_age`, done.
+ */
+export type RecipientStatus = "queued" | "deferred" | "sent" | "bounced";
+
+/** A reply as kept in the queue, for logs, `tern queue` and bounces. */
+export interface ReplySummary {
+  /** The reply code (RFC 5321 §4.2), or 0 for a failure with no reply (network, file system). */
+  readonly code: number;
+  /** The RFC 3463 status, e.g. `"4.4.1"`. */
+  readonly enhancedStatus: string;
+  /** One line of text saying what happened. */
+  readonly text: string;
+}
+
+/** A recipient as the queue takes it, after alias expansion. */
+export interface QueueRecipient {
+  /** Where to deliver, `local@domain` (`Delivered-To:` for a local mailbox). */
+  readonly address: string;
+  /** The forward-path given in RCPT TO that led to this recipient (RFC 3461 ORCPT). */
+  readonly originalRecipient: string;
+  /**
+   * For a local mailbox, the canonical account address whose Maildir receives
+   * the message (`alice@example.test` for `alice+tag@example.test`); `null`
+   * for a recipient to be relayed.
+   */
+  readonly mailbox: string | null;
+}
+
+/** A recipient with its delivery state. */
+export interface RecipientState extends QueueRecipient {
+  /** Where it stands. */
+  readonly status: RecipientStatus;
+  /** Delivery attempts so far. */
+  readonly attempts: number;
+  /** When the last attempt ended, epoch ms, or `null`. */
+  readonly lastAttempt: number | null;
+  /** What the last attempt got, or `null`. */
+  readonly lastReply: ReplySummary | null;
+}
+
+/** A queued (committed) message. */
+export interface QueuedMessage {
+  /** The queue id, as in `250 2.0.0 Ok: queued as <ID>` and the logs. */
+  readonly queueId: string;
+  /** The envelope as accepted. */
+  readonly envelope: Envelope;
+  /** The recipients after expansion, with their state, in order. */
+  readonly recipients: readonly RecipientState[];
+  /** Size of the stored content in octets (with the Received line). */
+  readonly size: number;
+  /** When the message was accepted, epoch ms. */
+  readonly arrival: number;
+  /** When the next attempt is due, epoch ms. */
+  readonly nextAttempt: number;
+  /** Parked by `tern queue hold`: never attempted until released. */
+  readonly held: boolean;
+  /** The address of the client that handed it to us (`"local"` for `tern send`). */
+  readonly clientAddress: string;
+}
+
+/** The outcome of one delivery attempt for one recipient. */
+export interface RecipientOutcome {
+  /** Index into `QueuedMessage.recipients`. */
+  readonly index: number;
+  /** `sent`, `deferred` or `bounced`. */
+  readonly status: "sent" | "deferred" | "bounced";
+  /** What happened. */
+  readonly reply: ReplySummary;
+}

@@ -1,0 +1,28 @@
+/**
+ * The envelope of a mail transaction (RFC 5321 §2.3.1): who the message is
+ * from (the reverse-path) and whom it is for (the forward-paths), with the
+ * parameters given on MAIL FROM. It travels beside the content and is never
+ * part of it.
+ *
+ * @module
+ */
+
+/** RFC 6152 / RFC 3030: what the content may contain, from `BODY=` on MAIL FROM. */
+export type BodyType = "7BIT" | "8BITMIME" | "BINARYMIME";
+
+/** The envelope of one message, as accepted. */
+export interface Envelope {
+  /**
+   * The reverse-path as `local@domain`, or `""` for the null reverse-path
+   * `<>` (RFC 5321 §4.5.5), used by bounces.
+   */
+  readonly reversePath: string;
+  /** The forward-paths accepted by RCPT TO, in order, as `local@domain`. */
+  readonly forwardPaths: readonly string[];
+  /** `BODY=` on MAIL FROM (RFC 6152); `"7BIT"` when absent. */
+  readonly body: BodyType;
+  /** Whether MAIL FROM carried `SMTPUTF8` (RFC 6531 §3.4). */
+  readonly smtputf8: boolean;
+  /** `SIZE=` on MAIL FROM (RFC 1870), when declared. */
+  readonly declaredSize?: number;
+}

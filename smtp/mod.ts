@@ -1,0 +1,72 @@
+/**
+ * SMTP for Deno: the RFC 5321 server dialogue as a state machine with no I/O
+ * ({@linkcode ServerSession}), the parsers it is built from (commands, paths,
+ * the data phase), the reply constants, and a thin TCP server
+ * ({@linkcode SmtpServer}) that runs sessions with your own handlers.
+ *
+ * @example Run a session in memory
+ * ```ts
+ * import { REPLIES, ServerSession } from "./mod.ts";
+ *
+ * const session = new ServerSession({ hostname: "mx.example.test" });
+ * session.start();
+ * const events = session.receive(new TextEncoder().encode("EHLO client.test\r\n"));
+ * const first = events.find((e) => e.type === "send");
+ * console.log(first?.type === "send" && new TextDecoder().decode(first.bytes).split("\r\n")[0]);
+ * // "250-mx.example.test greets client.test"
+ * console.log(REPLIES.noSuchUser.code); // 550
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Command,
+  type Parameters,
+  parseCommand,
+  parseParameters,
+  type Verb,
+} from "./command.ts";
+export { DataDecoder, type DecodeResult } from "./data_decoder.ts";
+export type { BodyType, Envelope } from "./envelope.ts";
+export {
+  formatMailbox,
+  isAddressLiteral,
+  isDomain,
+  isIpv4,
+  isIpv6,
+  isNonAscii,
+  type Mailbox,
+  MAX_PATH_OCTETS,
+  type ParsedPath,
+  parseMailbox,
+  parsePath,
+  PathSyntaxError,
+} from "./path.ts";
+export { formatDate, formatReceived, protocolName, type ReceivedInfo } from "./received.ts";
+export {
+  formatReply,
+  isPermanent,
+  isPositive,
+  isTransient,
+  queuedReply,
+  REPLIES,
+  type Replies,
+  type Reply,
+  reply,
+} from "./reply.ts";
+export {
+  type ConnectionInfo,
+  type MessageSink,
+  type ServerHandlers,
+  type ServerLogEvent,
+  SmtpServer,
+  type SmtpServerOptions,
+} from "./server.ts";
+export {
+  SEQUENCE,
+  ServerSession,
+  type ServerSessionOptions,
+  type SessionEvent,
+  type SessionState,
+} from "./server_session.ts";

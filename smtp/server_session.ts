@@ -1,0 +1,805 @@
+/**
+ * The server side of an SMTP dialogue (RFC 5321), as a state machine that
+ * does no I/O.
+ *
+ * ## The dialogue
+ *
+ * A client connects and waits for the greeting, `220 <hostname> ESMTP`
+ * (§4.3.1). It introduces itself with `EHLO` (or the older `HELO`), and the
+ * server answers with the extensions it supports (§4.1.1.1). A mail
+ * transaction (§3.3) is then three steps:
+ *
+ * 1. `MAIL FROM:<reverse-path>` starts it and says where failures go;
+ * 2. `RCPT TO:<forward-path>`, once per recipient, each accepted or refused
+ *    on its own;
+ * 3. `DATA`, answered `354`, then the content, ended by a line holding a
+ *    single dot; or `BDAT <size> [LAST]` chunks (RFC 3030), which need no
+ *    end marker because each says how long it is.
+ *
+ * The reply to the end of the content is the one that matters: `250` means
+ * the server has taken responsibility for the message (§6.1). `RSET` drops
+ * a transaction, `QUIT` ends the session. With PIPELINING (RFC 2920) a
+ * client sends several commands at once; the server answers them in order.
+ *
+ * ## States
+ *
+ * ```
+ *  greeting ──start()──▶ connected ──EHLO/HELO──▶ ready ──MAIL──▶ mail ──RCPT──▶ rcpt
+ *                                                   ▲                              │
+ *                                                   │        DATA ──▶ data ────────┤
+ *                                                   └─ end of data / RSET ◀─ BDAT ─┘
+ * ```
+ *
+ * Which command is legal in which state lives in {@linkcode SEQUENCE} (§4.1.4).
+ *
+ * ## Events and questions
+ *
+ * Bytes go in through {@linkcode ServerSession.receive}; what happened comes
+ * out as {@linkcode SessionEvent}s: bytes to send, content to store, and
+ * questions only the caller can answer (accept this sender? this recipient?
+ * open the store? take this message?). After a question the session stops
+ * reading until {@linkcode ServerSession.answer} gives the reply; input that
+ * arrives meanwhile is kept, in order (RFC 2920 §3.2: a server must not
+ * discard it). Replies are batched and flushed before the session waits for
+ * anything (RFC 2920 §3.2).
+ *
+ * @module
+ */
+
+import { type Command, type Parameters, parseCommand } from "./command.ts";
+import { DataDecoder } from "./data_decoder.ts";
+import type { BodyType, Envelope } from "./envelope.ts";
+import { formatMailbox, isNonAscii } from "./path.ts";
+import { formatReply, isPositive, REPLIES, type Reply, reply } from "./reply.ts";
+
+/** Where the session stands. */
+export type SessionState =
+  | "greeting" // before the banner
+  | "connected" // banner sent, no EHLO/HELO yet
+  | "ready" // greeted, no transaction
+  | "mail" // MAIL accepted, no recipient yet
+  | "rcpt" // at least one recipient accepted
+  | "data" // reading content after DATA
+  | "bdat" // between or inside BDAT chunks
+  | "closed";
+
+/** What the session reports. Questions (`sender`, `recipient`, `open`, `message`) wait for {@linkcode ServerSession.answer}. */
+export type SessionEvent =
+  /** Write these bytes to the client; `replies` are the same, parsed, for traces. */
+  | { readonly type: "send"; readonly bytes: Uint8Array; readonly replies: readonly Reply[] }
+  /** A command line was read (for traces; AUTH lines are never reported). */
+  | { readonly type: "command"; readonly line: string }
+  /** Question: accept this reverse-path (`""` is `<>`)? */
+  | { readonly type: "sender"; readonly reversePath: string; readonly parameters: Parameters }
+  /** Question: accept this forward-path? (`"Postmaster"` alone for RFC 5321 §4.5.1.) */
+  | { readonly type: "recipient"; readonly forwardPath: string; readonly parameters: Parameters }
+  /** Question: content is about to come; open the store (a positive reply lets it come). */
+  | { readonly type: "open"; readonly envelope: Envelope }
+  /** Decoded message content, in order; store it. */
+  | { readonly type: "content"; readonly chunk: Uint8Array }
+  /** Question: the content is complete; take the message? The reply is the final one. */
+  | { readonly type: "message"; readonly envelope: Envelope }
+  /** Throw away the content stored for this transaction: it will not be committed. */
+  | { readonly type: "discard"; readonly reason: string }
+  /** Close the connection (after writing what was sent). */
+  | { readonly type: "close" };
+
+/** Options of {@linkcode ServerSession}. */
+export interface ServerSessionOptions {
+  /** Our name, for the banner and EHLO. */
+  hostname: string;
+  /** Largest message in octets, advertised as SIZE (RFC 1870); 0 for no limit. @default {26214400} */
+  maxMessageSize?: number;
+  /** Recipients per transaction (RFC 5321 §4.5.3.1.8: at least 100). @default {100} */
+  maxRecipients?: number;
+  /**
+   * Longest command line, CRLF included. RFC 5321 §4.5.3.1.4 sets 512 and
+   * lets extensions raise it; parameters such as SIZE, BODY, SMTPUTF8 and the
+   * DSN ones do. @default {2048}
+   */
+  maxCommandLength?: number;
+  /** RFC 5321 §6.3: a message with more `Received:` fields than this is refused as a loop. @default {100} */
+  maxReceived?: number;
+  /** Errors (5yz replies to commands) after which the session is closed with 421. @default {20} */
+  maxErrors?: number;
+  /** The banner text after the hostname. @default {"ESMTP"} */
+  banner?: string;
+}
+
+/**
+ * RFC 5321 §4.1.4: which states each command is legal in, and the reply
+ * otherwise. Commands not listed are legal in every state.
+ */
+export const SEQUENCE: Partial<
+  Record<Command["verb"], { allowed: readonly SessionState[]; otherwise: Reply }>
+> = {
+  MAIL: {
+    allowed: ["ready"],
+    otherwise: REPLIES.badSequence("Send EHLO or HELO first, or finish this transaction (RSET)"),
+  },
+  RCPT: { allowed: ["mail", "rcpt"], otherwise: REPLIES.badSequence("Need MAIL before RCPT") },
+  DATA: { allowed: ["rcpt"], otherwise: REPLIES.badSequence("Need RCPT before DATA") },
+  BDAT: { allowed: ["rcpt", "bdat"], otherwise: REPLIES.badSequence("Need RCPT before BDAT") },
+};
+
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+interface Transaction {
+  reversePath: string;
+  body: BodyType;
+  smtputf8: boolean;
+  declaredSize?: number;
+  forwardPaths: string[];
+  /** Content is being stored (the "open" question was answered yes). */
+  opened: boolean;
+  decoder?: DataDecoder;
+  /** Content was thrown away; the reply at the end is this. */
+  refusal?: Reply;
+  /** A BDAT transaction whose chunks are all refused with this. */
+  failed?: Reply;
+}
+
+type Pending =
+  | {
+    kind: "sender";
+    reversePath: string;
+    parameters: Parameters;
+    body: BodyType;
+    smtputf8: boolean;
+    size?: number;
+  }
+  | { kind: "recipient"; forwardPath: string }
+  | { kind: "open-data" }
+  | { kind: "open-bdat"; size: number; last: boolean }
+  | { kind: "message" };
+
+/**
+ * One SMTP server session. Feed it the client's bytes; send what it says to
+ * send; answer its questions.
+ *
+ * @example A whole transaction in memory
+ * ```ts
+ * import { ServerSession } from "./server_session.ts";
+ * import { REPLIES, queuedReply } from "./reply.ts";
+ *
+ * const session = new ServerSession({ hostname: "mx.example.test" });
+ * const out: string[] = [];
+ * const run = (events: ReturnType<ServerSession["receive"]>): void => {
+ *   for (const e of events) {
+ *     if (e.type === "send") out.push(new TextDecoder().decode(e.bytes));
+ *     else if (e.type === "sender") run(session.answer(REPLIES.senderOk));
+ *     else if (e.type === "recipient") run(session.answer(REPLIES.recipientOk));
+ *     else if (e.type === "open") run(session.answer(REPLIES.startData));
+ *     else if (e.type === "message") run(session.answer(queuedReply("4F2A9C")));
+ *   }
+ * };
+ * run(session.start());
+ * run(session.receive(new TextEncoder().encode(
+ *   "EHLO client.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n",
+ * )));
+ * run(session.receive(new TextEncoder().encode("Subject: hi\r\n\r\nHello\r\n.\r\nQUIT\r\n")));
+ * console.log(out.at(-2)); // "250 2.0.0 Ok: queued as 4F2A9C\r\n"
+ * ```
+ */
+export class ServerSession {
+  #state: SessionState = "greeting";
+  #hostname: string;
+  #maxSize: number;
+  #maxRecipients: number;
+  #maxLine: number;
+  #maxReceived: number;
+  #maxErrors: number;
+  #banner: string;
+  #extended = false; // EHLO (not HELO): enhanced status codes in replies (RFC 2034)
+  #clientName = "";
+  #errors = 0;
+  #transaction: Transaction | null = null;
+  #pending: Pending | null = null;
+  #input: Uint8Array = new Uint8Array(0);
+  #offset = 0;
+  #discardingLine = false; // inside an over-long command line
+  #skip = 0; // BDAT octets to read and throw away
+  #bdat: { remaining: number; last: boolean } | null = null;
+  #out: Reply[] = [];
+  #outText = "";
+  #events: SessionEvent[] = [];
+  #stopping = false;
+
+  /**
+   * Makes a session for one connection; {@linkcode ServerSession.start} sends the greeting.
+   *
+   * @param options Limits and our name.
+   */
+  constructor(options: ServerSessionOptions) {
+    this.#hostname = options.hostname;
+    this.#maxSize = options.maxMessageSize ?? 26214400;
+    this.#maxRecipients = options.maxRecipients ?? 100;
+    this.#maxLine = options.maxCommandLength ?? 2048;
+    this.#maxReceived = options.maxReceived ?? 100;
+    this.#maxErrors = options.maxErrors ?? 20;
+    this.#banner = options.banner ?? "ESMTP";
+  }
+
+  /** Where the session stands. */
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** The name the client gave in EHLO or HELO, or `""`. */
+  get clientName(): string {
+    return this.#clientName;
+  }
+
+  /** Whether the client greeted with EHLO (so ESMTP applies). */
+  get isExtended(): boolean {
+    return this.#extended;
+  }
+
+  /** Whether a question waits for {@linkcode ServerSession.answer}. */
+  get isWaiting(): boolean {
+    return this.#pending !== null;
+  }
+
+  /** Whether the session is between transactions and not waiting: a safe point to close. */
+  get isIdle(): boolean {
+    return this.#pending === null && (this.#state === "connected" || this.#state === "ready");
+  }
+
+  /**
+   * Sends the greeting (RFC 5321 §4.3.1).
+   *
+   * @returns The events: the 220 banner.
+   */
+  start(): SessionEvent[] {
+    if (this.#state !== "greeting") return [];
+    this.#state = "connected";
+    this.#reply(reply(220, undefined, `${this.#hostname} ${this.#banner}`));
+    return this.#drain();
+  }
+
+  /**
+   * Takes bytes from the client.
+   *
+   * @param bytes What arrived.
+   * @returns What to do about them.
+   */
+  receive(bytes: Uint8Array): SessionEvent[] {
+    if (this.#state === "closed" || bytes.length === 0) return [];
+    if (this.#offset >= this.#input.length) {
+      this.#input = bytes;
+    } else {
+      const rest = this.#input.subarray(this.#offset);
+      const joined = new Uint8Array(rest.length + bytes.length);
+      joined.set(rest);
+      joined.set(bytes, rest.length);
+      this.#input = joined;
+    }
+    this.#offset = 0;
+    this.#run();
+    return this.#drain();
+  }
+
+  /**
+   * Answers the pending question.
+   *
+   * @param r The reply: positive to accept, or the refusal to send.
+   * @returns What to do next.
+   */
+  answer(r: Reply): SessionEvent[] {
+    const pending = this.#pending;
+    if (pending === null) throw new Error("Cannot answer: no question is pending");
+    this.#pending = null;
+    const ok = isPositive(r) || r.code === 354;
+    const t = this.#transaction;
+    switch (pending.kind) {
+      case "sender":
+        if (ok) {
+          this.#transaction = {
+            reversePath: pending.reversePath,
+            body: pending.body,
+            smtputf8: pending.smtputf8,
+            ...(pending.size === undefined ? {} : { declaredSize: pending.size }),
+            forwardPaths: [],
+            opened: false,
+          };
+          this.#state = "mail";
+        }
+        this.#reply(r);
+        break;
+      case "recipient":
+        if (ok && t) {
+          t.forwardPaths.push(pending.forwardPath);
+          this.#state = "rcpt";
+        }
+        this.#reply(r);
+        break;
+      case "open-data":
+        if (ok && t) {
+          t.opened = true;
+          t.decoder = new DataDecoder({ dotStuffed: true });
+          this.#state = "data";
+          this.#reply(REPLIES.startData);
+        } else {
+          this.#reply(r);
+        }
+        break;
+      case "open-bdat":
+        if (ok && t) {
+          t.opened = true;
+          t.decoder = new DataDecoder({ dotStuffed: false });
+        } else if (t) {
+          t.failed = r;
+        }
+        this.#state = "bdat";
+        this.#bdat = { remaining: pending.size, last: pending.last };
+        break;
+      case "message":
+        if (t) t.opened = false; // committed or refused by the caller: nothing to discard
+        this.#endTransaction();
+        this.#reply(r);
+        break;
+    }
+    if (this.#state !== "closed") this.#run();
+    return this.#drain();
+  }
+
+  /**
+   * Closes the session with a reply, such as 421 on a timeout or shutdown
+   * (RFC 5321 §3.8: send 421 before closing).
+   *
+   * @param r The last reply.
+   * @returns The events: the reply, a discard if content was being stored, and close.
+   */
+  close(r: Reply): SessionEvent[] {
+    this.#close(r);
+    return this.#drain();
+  }
+
+  #close(r: Reply): void {
+    if (this.#state === "closed") return;
+    this.#discardOpen("connection closed");
+    this.#reply(r);
+    this.#state = "closed";
+    this.#pending = null;
+    this.#emit({ type: "close" });
+  }
+
+  /**
+   * From now on, every command is answered `421 4.3.2` and the session ends
+   * (a graceful shutdown). A transaction in its data phase may finish first.
+   *
+   * @returns The events: if the session is idle, the 421 and a close.
+   */
+  stop(): SessionEvent[] {
+    this.#stopping = true;
+    if (this.isIdle && this.#offset >= this.#input.length) return this.close(REPLIES.shuttingDown);
+    return [];
+  }
+
+  // --- input loop -----------------------------------------------------------
+
+  #run(): void {
+    while (
+      this.#pending === null && this.#state !== "closed" && this.#offset < this.#input.length
+    ) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, this.#input.length - this.#offset);
+        this.#skip -= n;
+        this.#offset += n;
+        if (this.#skip === 0 && this.#bdatAfterSkip) {
+          this.#reply(this.#bdatAfterSkip);
+          this.#bdatAfterSkip = null;
+        }
+        continue;
+      }
+      if (this.#state === "data") {
+        this.#readData();
+        continue;
+      }
+      if (this.#state === "bdat" && this.#bdat !== null) {
+        this.#readChunk();
+        continue;
+      }
+      if (!this.#readLine()) break;
+    }
+    if (this.#offset >= this.#input.length) {
+      this.#input = new Uint8Array(0);
+      this.#offset = 0;
+    }
+  }
+
+  #bdatAfterSkip: Reply | null = null;
+
+  /** Reads one command line; false when a whole line has not arrived yet. */
+  #readLine(): boolean {
+    const input = this.#input;
+    const lf = input.indexOf(0x0a, this.#offset);
+    if (lf < 0) {
+      if (input.length - this.#offset > this.#maxLine) {
+        // RFC 5321 §4.5.3.1.4: read past an over-long line, answer at its end.
+        this.#discardingLine = true;
+        this.#offset = input.length;
+      }
+      return false;
+    }
+    const start = this.#offset;
+    this.#offset = lf + 1;
+    if (this.#discardingLine || lf + 1 - start > this.#maxLine) {
+      this.#discardingLine = false;
+      this.#error(REPLIES.lineTooLong);
+      return true;
+    }
+    if (lf === start || input[lf - 1] !== 0x0d) {
+      // RFC 5321 §2.3.8: only CRLF ends a line. Stricter than many servers: refused.
+      this.#error(reply(500, "5.5.2", "Line must end with CRLF (RFC 5321 §2.3.8)"));
+      return true;
+    }
+    let line: string;
+    try {
+      line = utf8.decode(input.subarray(start, lf - 1));
+    } catch {
+      this.#error(reply(500, "5.5.2", "Command line is not valid UTF-8"));
+      return true;
+    }
+    this.#command(line);
+    return true;
+  }
+
+  #readData(): void {
+    const t = this.#transaction!;
+    const decoder = t.decoder!;
+    const r = decoder.decode(this.#input, this.#offset, this.#input.length);
+    this.#offset += r.consumed;
+    this.#takeContent(t, r.content);
+    if (r.ended) this.#contentComplete(t);
+  }
+
+  #readChunk(): void {
+    const t = this.#transaction;
+    const bdat = this.#bdat!;
+    const n = Math.min(bdat.remaining, this.#input.length - this.#offset);
+    if (t && t.failed === undefined && t.decoder) {
+      const r = t.decoder.decode(this.#input, this.#offset, this.#offset + n);
+      this.#takeContent(t, r.content);
+    }
+    this.#offset += n;
+    bdat.remaining -= n;
+    if (bdat.remaining > 0) return;
+    this.#bdat = null;
+    if (!t) return;
+    if (t.failed !== undefined) {
+      this.#reply(t.failed);
+      return;
+    }
+    if (bdat.last) {
+      t.decoder!.finish();
+      this.#contentComplete(t);
+    } else if (t.refusal?.code === 552) {
+      // RFC 3030 §3: a chunk that takes the message over the limit gets 552.
+      t.failed = t.refusal;
+      this.#reply(t.refusal);
+    } else {
+      this.#reply(REPLIES.chunkOk(t.decoder!.size));
+    }
+  }
+
+  /** Passes content on, unless it is being refused. */
+  #takeContent(t: Transaction, chunk: Uint8Array): void {
+    const decoder = t.decoder!;
+    if (t.refusal === undefined) {
+      if (this.#maxSize > 0 && decoder.size > this.#maxSize) {
+        this.#refuse(t, REPLIES.messageTooBig, "message too big");
+      } else if (decoder.hasBareLineEnding) {
+        this.#refuse(t, REPLIES.bareLineEnding, "bare CR or LF in content");
+      }
+    }
+    if (t.refusal === undefined && chunk.length > 0) {
+      this.#emit({ type: "content", chunk });
+    }
+  }
+
+  #refuse(t: Transaction, r: Reply, reason: string): void {
+    t.refusal = r;
+    if (t.opened) this.#emit({ type: "discard", reason });
+  }
+
+  /** The end of the content: refuse it, or ask whether to take it. */
+  #contentComplete(t: Transaction): void {
+    const decoder = t.decoder!;
+    if (t.refusal === undefined && decoder.receivedCount > this.#maxReceived) {
+      this.#refuse(t, REPLIES.loopDetected, "too many Received fields");
+    }
+    if (t.refusal !== undefined) {
+      const r = t.refusal;
+      this.#endTransaction();
+      this.#error(r);
+      return;
+    }
+    this.#ask({ kind: "message" }, { type: "message", envelope: this.#envelope(t) });
+  }
+
+  // --- commands -------------------------------------------------------------
+
+  #command(line: string): void {
+    const command = parseCommand(line);
+    if (command.verb !== "AUTH") this.#events.push({ type: "command", line });
+    if (this.#stopping) {
+      this.#close(REPLIES.shuttingDown);
+      return;
+    }
+    if (command.verb === "INVALID") {
+      // A BDAT we cannot parse has no size: nothing can be skipped (RFC 3030 §3).
+      this.#error(command.reply);
+      return;
+    }
+    if (command.verb === "UNKNOWN") {
+      // RFC 5321 §3.8 / §4.2.4: answer 500 and carry on.
+      this.#error(REPLIES.unknownCommand);
+      return;
+    }
+    const rule = SEQUENCE[command.verb];
+    if (rule && !rule.allowed.includes(this.#state)) {
+      this.#outOfSequence(command, rule.otherwise);
+      return;
+    }
+    switch (command.verb) {
+      case "EHLO":
+      case "HELO":
+        return this.#hello(command.verb, command.domain);
+      case "MAIL":
+        return this.#mail(
+          command.reversePath === null ? "" : formatMailbox(command.reversePath),
+          command.parameters,
+        );
+      case "RCPT":
+        return this.#rcpt(
+          command.forwardPath === null ? "Postmaster" : formatMailbox(command.forwardPath),
+          command.parameters,
+        );
+      case "DATA":
+        // RFC 5321 §4.1.1.4: the content comes only after our 354.
+        this.#ask({ kind: "open-data" }, {
+          type: "open",
+          envelope: this.#envelope(this.#transaction!),
+        });
+        return;
+      case "BDAT":
+        return this.#bdatCommand(command.size, command.last);
+      case "RSET":
+        // RFC 5321 §4.1.1.5
+        this.#endTransaction();
+        if (this.#state !== "connected") this.#state = "ready";
+        this.#reply(REPLIES.reset);
+        return;
+      case "NOOP":
+        this.#reply(REPLIES.noop);
+        return;
+      case "HELP":
+        this.#reply(REPLIES.help);
+        return;
+      case "VRFY":
+        // RFC 5321 §3.5.3: 252 when we will not verify
+        this.#reply(REPLIES.vrfy);
+        return;
+      case "EXPN":
+      case "STARTTLS":
+      case "AUTH":
+        // RFC 5321 §4.2.4: 502 for a command we recognize but do not offer here.
+        this.#error(REPLIES.notImplemented);
+        return;
+      case "QUIT":
+        this.#close(REPLIES.bye);
+        return;
+    }
+  }
+
+  #outOfSequence(command: Command, otherwise: Reply): void {
+    if (command.verb === "BDAT") {
+      // RFC 3030 §3: even a refused BDAT's octets must be read.
+      const r = this.#state === "mail" ? REPLIES.noValidRecipients : otherwise;
+      this.#skipThenReply(command.size, r);
+      this.#errors++;
+      return;
+    }
+    if (command.verb === "DATA" && this.#state === "mail") {
+      // RFC 5321 §3.3: DATA with no valid recipient gets 554 (or 503).
+      this.#error(REPLIES.noValidRecipients);
+      return;
+    }
+    if (command.verb === "DATA" && this.#state === "bdat") {
+      this.#error(REPLIES.badSequence("DATA cannot follow BDAT in one transaction"));
+      return;
+    }
+    if (command.verb === "MAIL" && this.#state !== "connected") {
+      this.#error(REPLIES.badSequence("Nested MAIL command: finish or RSET the transaction first"));
+      return;
+    }
+    this.#error(otherwise);
+  }
+
+  #skipThenReply(size: number, r: Reply): void {
+    if (size === 0) {
+      this.#reply(r);
+      return;
+    }
+    this.#skip = size;
+    this.#bdatAfterSkip = r;
+  }
+
+  /** RFC 5321 §4.1.1.1 (EHLO/HELO); a repeated greeting resets the transaction (§4.1.4). */
+  #hello(verb: "EHLO" | "HELO", domain: string): void {
+    this.#endTransaction();
+    this.#clientName = domain;
+    this.#extended = verb === "EHLO";
+    this.#state = "ready";
+    if (verb === "HELO") {
+      // §3.2: never the extended reply to HELO.
+      this.#reply(REPLIES.helo(this.#hostname, domain));
+      return;
+    }
+    this.#reply(reply(250, undefined, `${this.#hostname} greets ${domain}`, ...this.extensions()));
+  }
+
+  /**
+   * The EHLO keywords this session offers (RFC 5321 §4.1.1.1).
+   *
+   * @returns One string per keyword line.
+   */
+  extensions(): string[] {
+    return [
+      "PIPELINING", // RFC 2920
+      `SIZE ${this.#maxSize}`, // RFC 1870
+      "8BITMIME", // RFC 6152
+      "ENHANCEDSTATUSCODES", // RFC 2034
+      "SMTPUTF8", // RFC 6531
+      "CHUNKING", // RFC 3030
+      "HELP",
+    ];
+  }
+
+  /** RFC 5321 §4.1.1.2 MAIL, with RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8. */
+  #mail(reversePath: string, parameters: Parameters): void {
+    let body: BodyType = "7BIT";
+    let smtputf8 = false;
+    let size: number | undefined;
+    for (const [keyword, value] of parameters) {
+      switch (keyword) {
+        case "SIZE":
+          if (value === null || !/^[0-9]{1,20}$/.test(value)) {
+            return this.#error(REPLIES.syntax("SIZE needs a number of octets (RFC 1870)"));
+          }
+          size = Number(value);
+          if (this.#maxSize > 0 && size > this.#maxSize) return this.#error(REPLIES.messageTooBig);
+          break;
+        case "BODY": {
+          const v = value?.toUpperCase();
+          if (v !== "7BIT" && v !== "8BITMIME") {
+            return this.#error(reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME (RFC 6152)"));
+          }
+          body = v;
+          break;
+        }
+        case "SMTPUTF8":
+          if (value !== null) {
+            return this.#error(REPLIES.syntax("SMTPUTF8 takes no value (RFC 6531)"));
+          }
+          smtputf8 = true;
+          break;
+        default:
+          return this.#error(REPLIES.unknownParameter(keyword));
+      }
+    }
+    if (!smtputf8 && isNonAscii(reversePath)) return this.#error(REPLIES.needsSmtputf8);
+    const parametersCopy = new Map(parameters);
+    this.#ask(
+      {
+        kind: "sender",
+        reversePath,
+        parameters: parametersCopy,
+        body,
+        smtputf8,
+        ...(size === undefined ? {} : { size }),
+      },
+      { type: "sender", reversePath, parameters: parametersCopy },
+    );
+  }
+
+  /** RFC 5321 §4.1.1.3 RCPT. */
+  #rcpt(forwardPath: string, parameters: Parameters): void {
+    const t = this.#transaction!;
+    for (const keyword of parameters.keys()) return this.#error(REPLIES.unknownParameter(keyword));
+    if (!t.smtputf8 && isNonAscii(forwardPath)) return this.#error(REPLIES.needsSmtputf8);
+    if (t.forwardPaths.length >= this.#maxRecipients) {
+      // RFC 5321 §4.5.3.1.10: 452, so the client sends the rest later.
+      this.#reply(REPLIES.tooManyRecipients);
+      return;
+    }
+    this.#ask(
+      { kind: "recipient", forwardPath },
+      { type: "recipient", forwardPath, parameters: new Map(parameters) },
+    );
+  }
+
+  /** RFC 3030 §2: BDAT <size> [LAST]. */
+  #bdatCommand(size: number, last: boolean): void {
+    const t = this.#transaction!;
+    if (t.failed !== undefined) {
+      this.#skipThenReply(size, t.failed);
+      return;
+    }
+    if (!t.opened) {
+      this.#ask({ kind: "open-bdat", size, last }, { type: "open", envelope: this.#envelope(t) });
+      return;
+    }
+    this.#state = "bdat";
+    this.#bdat = { remaining: size, last };
+  }
+
+  // --- helpers --------------------------------------------------------------
+
+  #envelope(t: Transaction): Envelope {
+    return {
+      reversePath: t.reversePath,
+      forwardPaths: [...t.forwardPaths],
+      body: t.body,
+      smtputf8: t.smtputf8,
+      ...(t.declaredSize === undefined ? {} : { declaredSize: t.declaredSize }),
+    };
+  }
+
+  #discardOpen(reason: string): void {
+    const t = this.#transaction;
+    if (t && t.opened && t.refusal === undefined) this.#emit({ type: "discard", reason });
+    if (t) t.opened = false;
+  }
+
+  /** Drops the transaction (RSET, EHLO, end of data): RFC 5321 §4.1.1.5. */
+  #endTransaction(): void {
+    this.#discardOpen("transaction reset");
+    this.#transaction = null;
+    this.#bdat = null;
+    if (this.#state !== "connected" && this.#state !== "greeting" && this.#state !== "closed") {
+      this.#state = "ready";
+    }
+  }
+
+  #ask(pending: Pending, event: SessionEvent): void {
+    this.#pending = pending;
+    this.#emit(event);
+  }
+
+  /** Queues an event after the replies written so far, keeping their order. */
+  #emit(event: SessionEvent): void {
+    this.#events.push(...this.#flush(), event);
+  }
+
+  /** Queues a reply, formatted now: whether it carries an enhanced code depends on the EHLO before it. */
+  #reply(r: Reply): void {
+    this.#out.push(r);
+    this.#outText += formatReply(r, this.#extended);
+  }
+
+  #error(r: Reply): void {
+    this.#reply(r);
+    if (r.code >= 500 && ++this.#errors >= this.#maxErrors) {
+      this.#close(reply(421, "4.7.0", "Too many errors, closing connection"));
+    }
+  }
+
+  #flush(): SessionEvent[] {
+    if (this.#out.length === 0) return [];
+    const replies = this.#out;
+    const text = this.#outText;
+    this.#out = [];
+    this.#outText = "";
+    return [{ type: "send", bytes: encoder.encode(text), replies }];
+  }
+
+  #drain(): SessionEvent[] {
+    const events = this.#events;
+    events.push(...this.#flush());
+    this.#events = [];
+    return events;
+  }
+}
