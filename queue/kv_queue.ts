@@ -17,16 +17,25 @@
  * Every key starts with `"queue"`, so the store can hold other things too.
  * `id` is the queue id, `n` a number counting from 0, `t` epoch ms.
  *
- * | key                          | value                                            | written                                           |
- * | ---------------------------- | ------------------------------------------------ | ------------------------------------------------- |
- * | `["queue","incoming",id]`    | upload in progress: pid, start, last activity, how many chunks/recipients/path pages are written | with the first content written before the commit; deleted by the commit |
- * | `["queue","chunk",id,n]`     | content bytes, at most 60,000 per chunk           | full chunks as they fill; the last, partial one in the commit |
- * | `["queue","rcpt",id,n]`      | one `RecipientState`                              | in the commit, or in earlier operations when too many |
- * | `["queue","path",id,n]`      | a page of the envelope's forward-paths           | only when they do not fit in the meta value        |
- * | `["queue","msg",id]`         | the meta: envelope, size, arrival, schedule, counts. **The commit marker** | last, in the commit operation          |
- * | `["queue","due",t,id]`       | nothing; the schedule, in time order             | with the meta; `t` is when the message may next be claimed (its next attempt, or its lease's end while leased); absent while held |
- * | `["queue","lease",id]`       | who is delivering it and until when              | by `claimDue`; deleted by `recordAttempt`         |
- * | `["queue","removing",id]`    | counts of what is left to delete                 | by a removal that needs more than one operation   |
+ * | key                       | holds                                          | written                                        |
+ * | ------------------------- | ---------------------------------------------- | ---------------------------------------------- |
+ * | `["queue","incoming",id]` | an upload in progress: pid, start time, last   | with the first chunk (or recipient batch)      |
+ * |                           | activity, how many chunks/recipients/path      | stored before the commit, and again with each; |
+ * |                           | pages it has stored                            | deleted by the commit                          |
+ * | `["queue","chunk",id,n]`  | content, at most 60,000 bytes                  | full chunks as they fill; the last, partial    |
+ * |                           |                                                | one in the commit                              |
+ * | `["queue","rcpt",id,n]`   | one `RecipientState`                           | in the commit, or before it when too many      |
+ * | `["queue","path",id,n]`   | a page of forward-paths                        | only when they would not fit in the meta       |
+ * | `["queue","msg",id]`      | the meta: envelope, size, arrival, schedule,   | **last**: in the commit operation              |
+ * |                           | held, counts. **The commit marker**            |                                                |
+ * | `["queue","due",t,id]`    | nothing: the schedule, in time order. `t` is   | always with the meta; absent while held        |
+ * |                           | the next attempt, or the lease's end while     |                                                |
+ * |                           | leased                                         |                                                |
+ * | `["queue","lease",id]`    | token, pid, claim time, expiry                 | by `claimDue`; deleted by `recordAttempt`      |
+ * | `["queue","removing",id]` | counts of what is left to delete               | by a removal too big for one operation         |
+ *
+ * A message that fits in one chunk (with its recipients) writes nothing
+ * before its commit: no `incoming` key, one KV commit in all.
  *
  * **Why the meta is written last.** Every reader starts from a meta key
  * (`list`, `get`, `count`) or from a due key (`claimDue`), and the due key is
@@ -44,7 +53,10 @@
  * a `tern queue hold` cannot be overwritten by a delivery that ends at the
  * same time, and a removal that needs several operations leaves a `removing`
  * marker so a crash half-way is finished at the next start. New work written
- * by another process is found by polling the due index.
+ * by another process is found by polling the due index. Deno KV's SQLite
+ * store does not wait when another connection holds the write lock (it fails
+ * at once with "database is locked"), so every write is retried after a
+ * short random pause; nothing was written by the failed try.
  *
  * **Limits.** A KV value holds at most 64 KiB; an atomic operation at most
  * 1,000 mutations, 100 checks, 800 KiB of keys and values and 80 KiB of keys.
@@ -71,7 +83,7 @@ import { isExpired, retryDelay } from "./retry.ts";
 export const CHUNK_SIZE = 60_000;
 
 /** Default lease: how long a claim keeps other workers away, unless renewed. */
-const DEFAULT_LEASE_MS = 5 * 60_000;
+const DEFAULT_LEASE_MS = 60_000;
 /** Default age after which an upload with no activity is taken for dead. */
 const DEFAULT_INCOMPLETE_AFTER_MS = 60 * 60_000;
 /** Longest reply text kept per recipient, so a recipient always fits in one value. */
@@ -149,8 +161,39 @@ interface IncomingRecord extends ContentCounts {
 interface StoredLease {
   readonly token: string;
   readonly pid: number;
+  /** The host name of the claiming process (absent in leases from older versions). */
+  readonly host?: string;
   readonly claimed: number;
   readonly expires: number;
+}
+
+/** This host's name, recorded in leases so a restart here can tell its own dead workers. */
+const HOST: string = (() => {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
+})();
+
+/**
+ * Whether a lease belongs to a process of this host that no longer runs.
+ * Linux only (`/proc`); elsewhere, and for a pid that was reused, the lease
+ * simply runs out.
+ */
+function isDeadLocalProcess(lease: StoredLease): boolean {
+  if (lease.host !== HOST || HOST === "" || lease.pid === Deno.pid) return false;
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return false; // no /proc: cannot tell
+  }
+  try {
+    Deno.statSync(`/proc/${lease.pid}`);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -447,7 +490,7 @@ export interface KvQueueOptions {
   readonly maxAge: number;
   /** Where events go. @default {NULL_LOGGER} */
   readonly logger?: Logger;
-  /** How long a claim keeps a message from other workers unless renewed, ms. @default {300000} */
+  /** How long a claim keeps a message from other workers unless renewed, ms. @default {60000} */
   readonly leaseMs?: number;
   /**
    * How long an upload may stay without activity before {@linkcode KvQueue.recover}
@@ -1005,6 +1048,7 @@ export class KvQueue {
     const lease: StoredLease = {
       token: crypto.randomUUID(),
       pid: Deno.pid,
+      host: HOST,
       claimed: now,
       expires: now + this.#leaseMs,
     };
@@ -1577,13 +1621,36 @@ export class KvQueue {
     }
     let leasesExpired = 0;
     for await (const entry of this.#kv.list<StoredLease>({ prefix: PREFIX.lease })) {
-      if (entry.value.expires <= now) leasesExpired++;
+      const id = entry.key[2];
+      if (entry.value.expires <= now) {
+        leasesExpired++;
+      } else if (typeof id === "string" && isDeadLocalProcess(entry.value)) {
+        // Its worker died here (killed, crashed): end the lease now rather
+        // than let the message wait out the lease.
+        if (await this.#expireLease(id, now)) leasesExpired++;
+      }
     }
     this.#logger.log("info", "queue.recovered", undefined, {
       incomplete_removed: incompleteRemoved,
       leases_expired: leasesExpired,
     });
     return { incompleteRemoved, leasesExpired };
+  }
+
+  /** Ends a dead worker's lease at once: the message is due now, and its next claim is `recovered`. */
+  async #expireLease(id: string, now: number): Promise<boolean> {
+    const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
+    const meta = metaEntry.value;
+    const lease = leaseEntry.value;
+    if (meta === null || lease === null || !isDeadLocalProcess(lease)) return false;
+    const mutations: Mutation[] = [
+      set(KEY.lease(id), { ...lease, expires: now } satisfies StoredLease),
+    ];
+    if (meta.due !== null) {
+      mutations.push(del(KEY.due(meta.due, id)), set(KEY.due(now, id), null));
+      mutations.push(set(KEY.msg(id), { ...meta, due: now } satisfies StoredMeta));
+    }
+    return (await commitOp(this.#kv, [metaEntry, leaseEntry], mutations)) !== null;
   }
 
   /**

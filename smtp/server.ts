@@ -465,7 +465,8 @@ export class SmtpServer {
     if (refusal !== null) {
       this.#options.onEvent?.({ type: "refused", remoteAddress: ip, reason: refusal.trim() });
       socket.on("error", () => {});
-      socket.end(refusal);
+      // Write the refusal, then close at once (RFC 5321 §3.1: 421 and close).
+      socket.write(refusal, () => socket.destroy());
       return;
     }
     socket.setNoDelay(true);
