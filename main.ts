@@ -7,6 +7,8 @@
 
 import { checkConfig } from "./cli/check_config.ts";
 import { hashPasswordCommand } from "./cli/hash_password.ts";
+import { queueCommand } from "./cli/queue.ts";
+import { sendCommand } from "./cli/send.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { versionCommand } from "./cli/version.ts";
 
@@ -15,6 +17,12 @@ const USAGE = `Usage: tern <command> [options]
 Commands:
   serve [--config FILE]         run the MTA (listeners, queue, delivery)
   check-config [--config FILE]  validate the configuration and print it
+  queue list [--json]           the queued messages, their recipients and last errors
+  queue show ID                 one message: envelope, state and content
+  queue flush                   retry every queued message now
+  queue delete|hold|release ID  remove, park, unpark a message
+  send [-f SENDER] [-t] [-i] [RCPT...]
+                                sendmail-style submission of a message on stdin
   hash-password                 read a password on stdin, print its hash
   version                       print the version
 `;
@@ -23,6 +31,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "serve": serveCommand,
   "check-config": checkConfig,
   "hash-password": hashPasswordCommand,
+  "queue": queueCommand,
+  "send": sendCommand,
   "version": versionCommand,
 };
 

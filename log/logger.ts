@@ -31,6 +31,8 @@ export const LOG_EVENTS = [
   "delivery.deferred",
   "delivery.bounced",
   "delivery.error",
+  "dsn.queued",
+  "dsn.suppressed",
   "queue.recovered",
   "queue.expired",
   "queue.removed",

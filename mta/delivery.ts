@@ -1,21 +1,50 @@
 /**
  * Delivery: one attempt at one queued message. Each pending recipient goes to
- * its transport (local recipients to their Maildir), and each outcome is
- * logged in one line: queue id, recipient, next hop, delay, enhanced status
- * and result.
+ * its transport (local recipients to their Maildir, the rest to the relay
+ * transport when there is one); recipients still failing after
+ * `queue.max_age` give up (RFC 5321 §4.5.4.1); permanent failures are
+ * reported to the sender in a DSN, queued before the attempt is recorded.
+ * Each outcome is logged in one line: queue id, recipient, next hop, delay,
+ * enhanced status and result.
  *
  * @module
  */
 
+import type { Config } from "../config/schema.ts";
+import { formatDuration } from "../config/duration.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LocalDelivery } from "../mda/local_delivery.ts";
-import type { ClaimedMessage } from "../queue/kv_queue.ts";
-import type { RecipientOutcome } from "../queue/types.ts";
+import type { ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
+import type { QueuedMessage, RecipientOutcome, RecipientState } from "../queue/types.ts";
+import { queueDsn } from "./bounce.ts";
+
+/** Delivers recipients that are not local: the relay transport. */
+export interface RemoteTransport {
+  /**
+   * Delivers some recipients of a message to their next hops.
+   *
+   * @param claim The claimed message.
+   * @param indices The recipients to deliver (all have `mailbox === null`).
+   * @param content Opens the message content.
+   * @returns One outcome per index.
+   */
+  deliver(
+    claim: ClaimedMessage,
+    indices: readonly number[],
+    content: () => ReadableStream<Uint8Array>,
+  ): Promise<RecipientOutcome[]>;
+}
 
 /** What {@linkcode createDeliver} needs. */
 export interface DeliverOptions {
+  /** The configuration (host name, max age, directory for bounces). */
+  readonly config: Config;
+  /** The queue, for bounces. */
+  readonly queue: KvQueue;
   /** The Maildir transport. */
   readonly local: LocalDelivery;
+  /** The relay transport, or `undefined` when relaying is not available. */
+  readonly remote?: RemoteTransport;
   /** Where delivery lines go. */
   readonly logger: Logger;
   /** The clock. @default {Date.now} */
@@ -25,7 +54,7 @@ export interface DeliverOptions {
 /**
  * Makes the function the delivery loop calls for each claimed message.
  *
- * @param options The transports and the logger.
+ * @param options The transports, the queue and the logger.
  * @returns The deliver function.
  */
 export function createDeliver(
@@ -34,45 +63,129 @@ export function createDeliver(
   claim: ClaimedMessage,
   content: () => ReadableStream<Uint8Array>,
 ) => Promise<RecipientOutcome[]> {
+  const { config, logger } = options;
   const now = options.now ?? Date.now;
   return async (claim, content) => {
     const { message } = claim;
     const local: number[] = [];
-    const outcomes: RecipientOutcome[] = [];
+    const remote: number[] = [];
     message.recipients.forEach((r, index) => {
       if (r.status === "sent" || r.status === "bounced") return;
-      if (r.mailbox !== null) {
-        local.push(index);
-      } else {
-        // Relaying to other MTAs is not part of this build: keep the
-        // recipient, deferred, so nothing accepted is lost.
-        outcomes.push({
-          index,
-          status: "deferred",
-          reply: { code: 0, enhancedStatus: "4.4.0", text: "no relay transport in this build" },
-        });
-      }
+      (r.mailbox !== null ? local : remote).push(index);
     });
-    const delay = ((now() - message.arrival) / 1000).toFixed(1) + "s";
-    // LocalDelivery logs its own outcomes, with the Maildir as next hop.
-    for (const o of outcomes) {
-      const r = message.recipients[o.index]!;
-      const event = o.status === "sent"
-        ? "delivery.sent"
-        : o.status === "deferred"
-        ? "delivery.deferred"
-        : "delivery.bounced";
-      options.logger.log(o.status === "sent" ? "info" : "warn", event, message.queueId, {
-        rcpt: `<${r.address}>`,
-        orcpt: r.originalRecipient === r.address ? undefined : `<${r.originalRecipient}>`,
-        next_hop: "none",
-        delay,
-        status: o.reply.enhancedStatus,
-        result: o.status,
-        reason: o.status === "sent" ? undefined : o.reply.text,
-      });
-    }
+    const outcomes: RecipientOutcome[] = [];
+    // LocalDelivery and the remote transport log their own outcomes.
     if (local.length > 0) outcomes.push(...await options.local.deliver(claim, local, content));
-    return outcomes;
+    if (remote.length > 0) {
+      if (options.remote) {
+        outcomes.push(...await options.remote.deliver(claim, remote, content));
+      } else {
+        for (const index of remote) {
+          const o: RecipientOutcome = {
+            index,
+            status: "deferred",
+            reply: { code: 0, enhancedStatus: "4.4.0", text: "no relay transport available" },
+          };
+          outcomes.push(o);
+          logOutcome(logger, message, o, "none", now());
+        }
+      }
+    }
+    const final = giveUpIfExpired(message, outcomes, config.queue.maxAge, now());
+    for (const o of final) {
+      if (o !== outcomes.find((x) => x.index === o.index)) {
+        logOutcome(logger, message, o, "none", now());
+      }
+    }
+    await bounce(options, message, final, content, now());
+    return final;
   };
+}
+
+/** RFC 5321 §4.5.4.1: after the give-up time, a deferred recipient fails. */
+function giveUpIfExpired(
+  message: QueuedMessage,
+  outcomes: RecipientOutcome[],
+  maxAge: number,
+  now: number,
+): RecipientOutcome[] {
+  const age = now - message.arrival;
+  if (age < maxAge) return outcomes;
+  return outcomes.map((o) =>
+    o.status !== "deferred" ? o : {
+      ...o,
+      status: "bounced",
+      reply: {
+        ...o.reply,
+        text: `${o.reply.text} (gave up after ${formatDuration(Math.floor(age / 1000) * 1000)})`,
+      },
+    }
+  );
+}
+
+/** Queues one DSN for every recipient that failed permanently in this attempt. */
+async function bounce(
+  options: DeliverOptions,
+  message: QueuedMessage,
+  outcomes: readonly RecipientOutcome[],
+  content: () => ReadableStream<Uint8Array>,
+  now: number,
+): Promise<void> {
+  const failed = outcomes.filter((o) => o.status === "bounced");
+  if (failed.length === 0) return;
+  const recipients = failed.map((o) => {
+    const before = message.recipients[o.index]!;
+    const state: RecipientState = {
+      ...before,
+      status: "bounced",
+      attempts: before.attempts + 1,
+      lastAttempt: now,
+      lastReply: o.reply,
+    };
+    return o.remoteMta === undefined
+      ? { state, action: "failed" as const }
+      : { state, action: "failed" as const, remoteMta: o.remoteMta };
+  });
+  await queueDsn({
+    config: options.config,
+    queue: options.queue,
+    logger: options.logger,
+    message,
+    recipients,
+    content,
+    now,
+  });
+}
+
+/**
+ * Logs one delivery outcome, the line STYLE.md shows.
+ *
+ * @param logger Where to.
+ * @param message The message.
+ * @param o The outcome.
+ * @param nextHop Where it went.
+ * @param now The current time.
+ */
+export function logOutcome(
+  logger: Logger,
+  message: QueuedMessage,
+  o: RecipientOutcome,
+  nextHop: string,
+  now: number,
+): void {
+  const r = message.recipients[o.index]!;
+  const event = o.status === "sent"
+    ? "delivery.sent"
+    : o.status === "deferred"
+    ? "delivery.deferred"
+    : "delivery.bounced";
+  logger.log(o.status === "sent" ? "info" : "warn", event, message.queueId, {
+    rcpt: `<${r.address}>`,
+    orcpt: r.originalRecipient === r.address ? undefined : `<${r.originalRecipient}>`,
+    next_hop: nextHop,
+    delay: `${Math.max(0, Math.round((now - message.arrival) / 1000))}s`,
+    status: o.reply.enhancedStatus,
+    result: o.status,
+    reply: o.status === "sent" ? undefined : o.reply.text,
+  });
 }

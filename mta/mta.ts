@@ -45,7 +45,7 @@ export interface MtaOptions {
   readonly logger: Logger;
   /** Deliveries at once. @default {8} */
   readonly concurrency?: number;
-  /** How often the store is polled for due work, ms (work written by other processes). @default {1000} */
+  /** How often the store is polled for due work, ms (work written by other processes). @default {500} */
   readonly pollMs?: number;
 }
 
@@ -108,9 +108,9 @@ export class Mta {
       logger,
     });
     const loop = new DeliveryLoop(queue, {
-      deliver: createDeliver({ local, logger }),
+      deliver: createDeliver({ config, queue, local, logger }),
       concurrency: options.concurrency ?? 8,
-      pollMs: options.pollMs ?? 1000,
+      pollMs: options.pollMs ?? 500,
       logger,
     });
     const servers: SmtpServer[] = [];
@@ -159,7 +159,7 @@ export class Mta {
       }
     } catch (error: unknown) {
       await Promise.all(servers.map((s) => s.close(0)));
-      queue.close();
+      await queue.close();
       throw error;
     }
     loop.start();
@@ -175,7 +175,7 @@ export class Mta {
   async stop(graceMs = 10_000): Promise<void> {
     await Promise.all(this.#servers.map((s) => s.close(graceMs)));
     await this.#loop.stop();
-    this.queue.close();
+    await this.queue.close();
   }
 }
 

@@ -47,7 +47,16 @@ export {
 export { type Deliver, DeliveryLoop, type DeliveryLoopOptions } from "./delivery_loop.ts";
 export { isQueueId, newQueueId, QUEUE_ID_LENGTH } from "./queue_id.ts";
 export { isExpired, retryDelay } from "./retry.ts";
+export {
+  type DsnAction,
+  type DsnOptions,
+  type DsnRecipient,
+  dsnStream,
+  readHeaderSection,
+  shouldNotify,
+} from "./dsn.ts";
 export type {
+  DsnNotify,
   QueuedMessage,
   QueueRecipient,
   RecipientOutcome,

@@ -40,7 +40,18 @@ export interface QueueRecipient {
    * for a recipient to be relayed.
    */
   readonly mailbox: string | null;
+  /**
+   * RFC 3461 §4.1 NOTIFY: when to send the sender a DSN for this recipient.
+   * `["NEVER"]`, or some of SUCCESS, FAILURE, DELAY. Absent: the default,
+   * which is FAILURE and (optionally) DELAY.
+   */
+  readonly notify?: readonly DsnNotify[];
+  /** RFC 3461 §4.2 ORCPT as given, `addr-type;address` decoded from xtext (`rfc822;bob@example.test`). */
+  readonly orcpt?: string;
 }
+
+/** A keyword of RFC 3461 §4.1 NOTIFY. */
+export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
 /** A recipient with its delivery state. */
 export interface RecipientState extends QueueRecipient {
@@ -82,4 +93,6 @@ export interface RecipientOutcome {
   readonly status: "sent" | "deferred" | "bounced";
   /** What happened. */
   readonly reply: ReplySummary;
+  /** The host that gave the reply, when another MTA did (RFC 3464 §2.3.5 Remote-MTA). */
+  readonly remoteMta?: string;
 }

@@ -25,4 +25,8 @@ export interface Envelope {
   readonly smtputf8: boolean;
   /** `SIZE=` on MAIL FROM (RFC 1870), when declared. */
   readonly declaredSize?: number;
+  /** RFC 3461 §4.3 RET: what a DSN returns of the message, its headers or all of it. */
+  readonly ret?: "FULL" | "HDRS";
+  /** RFC 3461 §4.4 ENVID, decoded from xtext: the sender's id for this transaction. */
+  readonly envid?: string;
 }

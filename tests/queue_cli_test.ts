@@ -1,0 +1,121 @@
+// tern queue and tern send, run as separate processes beside a running
+// tern serve on the same data directory: the queue is shared through the
+// store, never through the server's memory.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { maildirFiles, python, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
+
+const CONFIG = `
+listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]
+local_domains: [example.test]
+accounts:
+  alice@example.test: {}
+  bob@example.test: {}
+queue: { retry: [1h] }
+`;
+
+Deno.test("queue list shows a deferred message with its last error, and flush makes the server retry it", async () => {
+  const { dir, file } = await tempConfig(CONFIG);
+  const mail = join(dir, "data", "mail", "example.test");
+  await Deno.mkdir(mail, { recursive: true });
+  await Deno.writeTextFile(join(mail, "bob"), "not a directory yet");
+  const serve = await spawnServe(file);
+  try {
+    const out = await python(
+      `
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
+    s.sendmail("alice@example.test", ["bob@example.test"], b"Subject: deferred\\r\\n\\r\\nx\\r\\n")
+`,
+      [String(serve.port)],
+    );
+    assert.equal(out, "");
+    const listed = await waitFor(async () => {
+      const r = await tern(["queue", "list", "--config", file, "--json"]);
+      const rows = r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      return rows.length === 1 && rows[0].recipients[0].state === "deferred" ? rows : undefined;
+    });
+    assert.equal(listed[0].sender, "alice@example.test");
+    assert.equal(listed[0].recipients[0].address, "bob@example.test");
+    assert.match(listed[0].recipients[0].last_error, /^4\.2\.0 /);
+    const text = await tern(["queue", "list", "--config", file]);
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /deferred <bob@example\.test> {2}attempts=1 {2}\(4\.2\.0 /);
+
+    // The mailbox is fixed; without a flush the next try is an hour away.
+    await Deno.remove(join(mail, "bob"));
+    const flushed = await tern(["queue", "flush", "--config", file]);
+    assert.equal(flushed.code, 0, flushed.stderr);
+    const started = Date.now();
+    await waitFor(async () => (await maildirFiles(join(mail, "bob"))).length === 1, 5000);
+    console.log(`delivered ${Date.now() - started} ms after tern queue flush`);
+    const empty = await tern(["queue", "list", "--config", file]);
+    assert.match(empty.stdout, /Queue is empty/);
+  } finally {
+    assert.equal(await serve.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("queue hold parks a message, release and delete act on it, and an unknown id exits 1", async () => {
+  const { dir, file } = await tempConfig(CONFIG);
+  try {
+    const sent = await tern(["send", "--config", file, "-v", "bob"], "Subject: parked\n\nbody\n");
+    assert.equal(sent.code, 0, sent.stderr);
+    const id = /queued as ([0-9A-Z]+)/.exec(sent.stderr)?.[1];
+    assert.ok(id);
+    assert.equal((await tern(["queue", "hold", "--config", file, id])).code, 0);
+    assert.match(
+      (await tern(["queue", "list", "--config", file])).stdout,
+      new RegExp(`${id} \\(held\\)`),
+    );
+    assert.equal((await tern(["queue", "release", "--config", file, id])).code, 0);
+    const shown = await tern(["queue", "show", "--config", file, id]);
+    assert.equal(shown.code, 0);
+    assert.match(shown.stdout, /Subject: parked\r\n/);
+    assert.equal((await tern(["queue", "delete", "--config", file, id])).code, 0);
+    for (const sub of ["show", "delete", "hold", "release"]) {
+      const r = await tern(["queue", sub, "--config", file, id]);
+      assert.equal(r.code, 1, sub);
+      assert.equal(r.stderr.trim(), `tern queue ${sub}: no message with queue ID "${id}"`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("tern send takes a message on stdin like sendmail and the server delivers it", async () => {
+  const { dir, file } = await tempConfig(CONFIG);
+  const serve = await spawnServe(file);
+  try {
+    const r = await tern(
+      ["send", "--config", file, "-f", "alice@example.test", "-t", "-oi"],
+      "To: Bob <bob@example.test>\nBcc: alice\nSubject: cron\n\nline\n.\nafter the dot\n",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const bob = await waitFor(async () => {
+      const f = await maildirFiles(join(dir, "data", "mail", "example.test", "bob"));
+      return f.length === 1 ? f : undefined;
+    });
+    const text = await Deno.readTextFile(bob[0]!);
+    assert.match(
+      text,
+      /^Return-Path: <alice@example\.test>\r\nDelivered-To: bob@example\.test\r\nReceived: by /,
+    );
+    assert.match(text, /\r\nTo: Bob <bob@example\.test>\r\n/);
+    assert.doesNotMatch(text, /Bcc:/);
+    assert.match(text, /\r\nDate: /);
+    assert.match(text, /\r\nMessage-ID: </);
+    assert.match(text, /\r\n\r\nline\r\n\.\r\nafter the dot\r\n$/);
+    await waitFor(async () =>
+      (await maildirFiles(join(dir, "data", "mail", "example.test", "alice"))).length === 1
+    );
+
+    const bad = await tern(["send", "--config", file, "nobody@example.test"], "x\n");
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr.trim(), 'tern send: unknown local recipient "nobody@example.test"');
+  } finally {
+    assert.equal(await serve.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
