@@ -22,6 +22,7 @@ export * from "./smtp/mod.ts";
 export * from "./queue/mod.ts";
 export * from "./mda/mod.ts";
 export * from "./config/mod.ts";
+export * from "./dns/mod.ts";
 export {
   createLogger,
   LOG_EVENTS,
