@@ -152,6 +152,11 @@ function statusOf(state: RecipientState, action: DsnAction): string {
 /** RFC 3461 §4.2 / RFC 3464 §2.3.1: `Original-Recipient: rfc822;addr`. */
 function originalRecipient(state: RecipientState): string | null {
   if (state.orcpt) return state.orcpt.replace(/^([^;]+);\s*/, "$1; ");
+  // Without ORCPT, the RCPT TO address may stand in (RFC 3464 §2.3.1), and
+  // it tells the sender which alias led here.
+  if (state.originalRecipient !== state.address) {
+    return `${addressType(state.originalRecipient)}; ${state.originalRecipient}`;
+  }
   return null;
 }
 

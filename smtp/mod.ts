@@ -70,3 +70,26 @@ export {
   type SessionEvent,
   type SessionState,
 } from "./server_session.ts";
+export {
+  SmtpClient,
+  type SmtpClientOptions,
+  SmtpConnectionError,
+  TlsHandshakeError,
+  type TlsInfo,
+} from "./client.ts";
+export {
+  type Awaiting,
+  type ClientEvent,
+  ClientSession,
+  type ClientSessionOptions,
+  type ClientState,
+  type Extensions,
+  NO_EXTENSIONS,
+  type OutgoingMessage,
+  type OutgoingRecipient,
+  parseEhlo,
+  type RecipientResult,
+  type TransactionResult,
+  xtext,
+} from "./client_session.ts";
+export { DataEncoder, type DataEncoderOptions } from "./data_encoder.ts";
