@@ -42,3 +42,17 @@ export {
   QUEUE_FILE,
   queuePath,
 } from "./mta/mta.ts";
+export {
+  checkRecipient,
+  checkSender,
+  clientBlock,
+  isInNetwork,
+  isTrustedClient,
+  mayRelay,
+  ownsAddress,
+  parseIpAddress,
+  type PolicyClient,
+  type PolicyConfig,
+  type RecipientRequest,
+  type SenderRequest,
+} from "./mta/policy.ts";

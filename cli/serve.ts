@@ -1,7 +1,9 @@
 /**
  * `tern serve [--config FILE]`: runs the MTA until SIGTERM or SIGINT, then
  * stops accepting, lets transactions in flight finish (bounded grace) and
- * exits 0.
+ * exits 0. SIGHUP reloads the TLS certificate and key (so does a change to
+ * the files); a certificate or key that cannot be used at start is a one-line
+ * error and exit 1.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import { ConfigError } from "../config/errors.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log/logger.ts";
 import { ListenError, Mta } from "../mta/mta.ts";
+import { TlsContext, TlsError } from "../smtp/tls_context.ts";
 
 /** How long transactions in flight may take after SIGTERM, ms. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -44,12 +47,24 @@ export async function serveCommand(args: string[]): Promise<number> {
     }
     throw error;
   }
+  if (config.tls !== null) {
+    // Check the certificate before anything else starts, so a bad one is the only line printed.
+    try {
+      (await TlsContext.load(config.tls)).close();
+    } catch (error: unknown) {
+      if (error instanceof TlsError) {
+        console.error(`tern serve: ${error.message}`);
+        return 1;
+      }
+      throw error;
+    }
+  }
   const logger = createLogger({ level: config.log.level, format: config.log.format });
   let mta: Mta;
   try {
     mta = await Mta.start(config, { logger });
   } catch (error: unknown) {
-    if (error instanceof ListenError) {
+    if (error instanceof ListenError || error instanceof TlsError) {
       console.error(`tern serve: ${error.message}`);
       return 1;
     }
@@ -61,6 +76,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     "SIGINT",
     onSignal("SIGINT"),
   ]];
+  // SIGHUP: take a renewed certificate now (the files are watched too).
+  handlers.push(["SIGHUP", () => void mta.reloadTls()]);
   for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
   const signal = await stopped;
   logger.log("info", "server.stopping", undefined, { signal });

@@ -84,8 +84,14 @@ export function formatConfig(config: Config): string {
       max_connections_per_ip: config.limits.maxConnectionsPerIp,
       command_timeout: formatDuration(config.limits.commandTimeout),
       data_timeout: formatDuration(config.limits.dataTimeout),
+      greeting_delay: formatDuration(config.limits.greetingDelay),
+      max_bad_commands: config.limits.maxBadCommands,
+      max_auth_failures: config.limits.maxAuthFailures,
+      auth_failure_delay: formatDuration(config.limits.authFailureDelay),
+      auth_lockout: formatDuration(config.limits.authLockout),
     },
     log: { level: config.log.level, format: config.log.format },
+    submission: { sender_must_match: config.submission.senderMustMatch },
   });
   document.commentBefore = config.file === null
     ? " tern: effective configuration (built-in defaults, no file)"

@@ -260,6 +260,26 @@ fileTest("formatConfig() writes durations and sizes as people do", () => {
   assert.match(text, /^ {2}retry: \[1m, 5m, 15m, 1h, 4h\]$/m);
 });
 
+fileTest(
+  "formatConfig() writes the abuse limits and the submission policy, and reads them back",
+  async () => {
+    const yaml = "limits: { greeting_delay: 0s, max_bad_commands: 7, auth_failure_delay: 1500ms, " +
+      "auth_lockout: 30m }\nsubmission: { sender_must_match: false }\n";
+    await withFiles({ "tern.yaml": yaml }, async (dir) => {
+      const config = await loadConfig({ cwd: dir });
+      const text = formatConfig(config);
+      assert.match(text, /^ {2}greeting_delay: 0s$/m);
+      assert.match(text, /^ {2}max_bad_commands: 7$/m);
+      assert.match(text, /^ {2}max_auth_failures: 5$/m);
+      assert.match(text, /^ {2}auth_failure_delay: 1500ms$/m);
+      assert.match(text, /^ {2}auth_lockout: 30m$/m);
+      assert.match(text, /^submission:\n {2}sender_must_match: false$/m);
+      await Deno.writeTextFile(join(dir, "tern.yaml"), text);
+      assert.deepEqual(await loadConfig({ cwd: dir }), config);
+    });
+  },
+);
+
 fileTest("formatConfig() prints <hash> instead of a password hash", async () => {
   const hash = await hashPassword("s3cret");
   const config = validateConfig(

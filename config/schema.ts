@@ -93,6 +93,27 @@ export interface Config {
     readonly commandTimeout: number;
     /** Wait for the next data block, ms (RFC 5321 §4.5.3.2.6). */
     readonly dataTimeout: number;
+    /**
+     * Wait before the banner on mx listeners, ms, for clients outside
+     * `relay.trustedNetworks`; a client that talks first is refused. 0: no wait.
+     */
+    readonly greetingDelay: number;
+    /** Commands refused with 5yz in one session before it is closed with 421. */
+    readonly maxBadCommands: number;
+    /** Failed AUTH from one client address before it is disconnected and locked out. */
+    readonly maxAuthFailures: number;
+    /** Delay before answering a failed AUTH, ms; it doubles with each further failure. */
+    readonly authFailureDelay: number;
+    /** How long failed AUTH attempts are remembered, ms (so how long a lockout lasts). */
+    readonly authLockout: number;
+  };
+  /** Mail submission policy (RFC 6409) for authenticated users. */
+  readonly submission: {
+    /**
+     * An authenticated user may send only as one of their own addresses: the
+     * account, its `+tag` forms, an alias that leads to it; and not as `<>`.
+     */
+    readonly senderMustMatch: boolean;
   };
   /** Logging. */
   readonly log: {
@@ -152,7 +173,16 @@ export const DEFAULT_LIMITS: Config["limits"] = Object.freeze({
   commandTimeout: 300_000,
   // RFC 5321 §4.5.3.2.6 asks for 3 minutes per data block; 10 is kinder to slow links.
   dataTimeout: 600_000,
+  // Long enough to catch bots that do not wait for the banner; real MTAs wait minutes (§4.5.3.2.1).
+  greetingDelay: 1000,
+  maxBadCommands: 20,
+  maxAuthFailures: 5,
+  authFailureDelay: 1000,
+  authLockout: 900_000,
 });
+
+/** Default `submission`: users send only as their own addresses. */
+export const DEFAULT_SUBMISSION: Config["submission"] = Object.freeze({ senderMustMatch: true });
 
 /** Default `log`. */
 export const DEFAULT_LOG: Config["log"] = Object.freeze({ level: "info", format: "text" });
@@ -302,6 +332,7 @@ const TOP_KEYS = [
   "queue",
   "limits",
   "log",
+  "submission",
 ] as const;
 const LISTENER_KEYS = ["address", "port", "mode"] as const;
 const TLS_KEYS = ["cert", "key"] as const;
@@ -316,7 +347,13 @@ const LIMITS_KEYS = [
   "max_connections_per_ip",
   "command_timeout",
   "data_timeout",
+  "greeting_delay",
+  "max_bad_commands",
+  "max_auth_failures",
+  "auth_failure_delay",
+  "auth_lockout",
 ] as const;
+const SUBMISSION_KEYS = ["sender_must_match"] as const;
 const LOG_KEYS = ["level", "format"] as const;
 const LISTENER_MODES: readonly ListenerMode[] = ["mx", "submission", "submissions"];
 const LOG_LEVELS: readonly LogLevelName[] = ["debug", "info", "warn", "error"];
@@ -466,6 +503,31 @@ class Checker {
     }
     if (ms > 0) return ms;
     this.report(path, `must be longer than 0, found ${describe(value)}`);
+    return undefined;
+  }
+
+  /** A duration of zero or more, in ms (`0s` turns a delay off). */
+  durationOrZero(value: unknown, path: string): number | undefined {
+    if (value === 0 || value === "0") return 0;
+    if (typeof value === "string") {
+      try {
+        return parseDuration(value);
+      } catch {
+        this.report(path, `not a duration: ${describe(value)}`);
+        return undefined;
+      }
+    }
+    this.report(
+      path,
+      `expected a duration like "500ms", "1s" or "0s", found ${describe(value)}`,
+    );
+    return undefined;
+  }
+
+  /** `true` or `false`. */
+  boolean(value: unknown, path: string): boolean | undefined {
+    if (typeof value === "boolean") return value;
+    this.report(path, `expected true or false, found ${describe(value)}`);
     return undefined;
   }
 
@@ -878,7 +940,26 @@ function checkLimits(c: Checker, value: unknown): Config["limits"] {
     maxConnectionsPerIp: integer("max_connections_per_ip", d.maxConnectionsPerIp),
     commandTimeout: duration("command_timeout", d.commandTimeout),
     dataTimeout: duration("data_timeout", d.dataTimeout),
+    greetingDelay: limits.greeting_delay === undefined
+      ? d.greetingDelay
+      : c.durationOrZero(limits.greeting_delay, "limits.greeting_delay") ?? d.greetingDelay,
+    maxBadCommands: integer("max_bad_commands", d.maxBadCommands),
+    maxAuthFailures: integer("max_auth_failures", d.maxAuthFailures),
+    authFailureDelay: limits.auth_failure_delay === undefined
+      ? d.authFailureDelay
+      : c.durationOrZero(limits.auth_failure_delay, "limits.auth_failure_delay") ??
+        d.authFailureDelay,
+    authLockout: duration("auth_lockout", d.authLockout),
   };
+}
+
+function checkSubmission(c: Checker, value: unknown): Config["submission"] {
+  const submission = c.section(value, "submission", SUBMISSION_KEYS);
+  const senderMustMatch = submission.sender_must_match === undefined
+    ? DEFAULT_SUBMISSION.senderMustMatch
+    : c.boolean(submission.sender_must_match, "submission.sender_must_match") ??
+      DEFAULT_SUBMISSION.senderMustMatch;
+  return { senderMustMatch };
 }
 
 function checkLog(c: Checker, value: unknown): Config["log"] {
@@ -1002,6 +1083,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const queue = checkQueue(c, top.queue);
   const limits = checkLimits(c, top.limits);
   const log = checkLog(c, top.log);
+  const submission = checkSubmission(c, top.submission);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -1020,6 +1102,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     queue,
     limits,
     log,
+    submission,
   };
   return deepFreeze(config);
 }

@@ -44,8 +44,14 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       maxConnectionsPerIp: 50,
       commandTimeout: 300_000,
       dataTimeout: 600_000,
+      greetingDelay: 1000,
+      maxBadCommands: 20,
+      maxAuthFailures: 5,
+      authFailureDelay: 1000,
+      authLockout: 900_000,
     },
     log: { level: "info", format: "text" },
+    submission: { senderMustMatch: true },
   };
   assert.deepEqual(config, expected);
 });
@@ -134,6 +140,7 @@ Deno.test("validateConfig() freezes the whole configuration", () => {
     config.queue.retry,
     config.limits,
     config.log,
+    config.submission,
   ];
   for (const object of objects) assert.ok(Object.isFrozen(object));
   assert.throws(() => {
@@ -239,6 +246,30 @@ const normalized: { name: string; raw: Record<string, unknown>; check: (c: Confi
       assert.equal(c.mailRoot, "/var/mail/tern");
       assert.deepEqual(c.tls, { cert: "/srv/tern/c.pem", key: "/etc/k.pem" });
     },
+  },
+  {
+    name: "reads the abuse limits, zero turning a delay off",
+    raw: {
+      limits: {
+        greeting_delay: "0s",
+        max_bad_commands: 5,
+        max_auth_failures: 3,
+        auth_failure_delay: "250ms",
+        auth_lockout: "1h",
+      },
+    },
+    check: (c) => {
+      assert.equal(c.limits.greetingDelay, 0);
+      assert.equal(c.limits.maxBadCommands, 5);
+      assert.equal(c.limits.maxAuthFailures, 3);
+      assert.equal(c.limits.authFailureDelay, 250);
+      assert.equal(c.limits.authLockout, 3_600_000);
+    },
+  },
+  {
+    name: "lets submission.sender_must_match be turned off",
+    raw: { submission: { sender_must_match: false } },
+    check: (c) => assert.deepEqual(c.submission, { senderMustMatch: false }),
   },
   {
     name: "puts the default mail root inside data_dir",
@@ -380,6 +411,27 @@ const problems: { name: string; raw: unknown; lines: string[]; file?: string | n
     name: "refuses a duration of zero",
     raw: { queue: { max_age: "0d" } },
     lines: ['tern.yaml: queue.max_age: must be longer than 0, found "0d"'],
+  },
+  {
+    name: "refuses a sender_must_match that is not true or false",
+    raw: { submission: { sender_must_match: "yes please" } },
+    lines: ['tern.yaml: submission.sender_must_match: expected true or false, found "yes please"'],
+  },
+  {
+    name: "refuses a negative or misspelt greeting delay, and zero AUTH failures",
+    raw: { limits: { greeting_delay: "-1s", max_auth_failures: 0, auth_lockout: "0s" } },
+    lines: [
+      'tern.yaml: limits.greeting_delay: not a duration: "-1s"',
+      "tern.yaml: limits.max_auth_failures: expected a positive integer, found 0",
+      'tern.yaml: limits.auth_lockout: must be longer than 0, found "0s"',
+    ],
+  },
+  {
+    name: "suggests the known key for a misspelt submission key",
+    raw: { submission: { sender_must_macth: true } },
+    lines: [
+      'tern.yaml: submission.sender_must_macth: unknown key (did you mean "sender_must_match"?)',
+    ],
   },
   {
     name: "refuses an empty list of name servers",

@@ -1,12 +1,14 @@
 /**
  * Intake: what the SMTP server asks, answered with the configuration and the
- * queue. Which recipients are taken (local mailboxes, RFC 5321 §4.5.1
- * Postmaster, relay policy), and where the content goes (the queue, behind a
- * `Received:` line, RFC 5321 §4.4).
+ * queue. Who is who (AUTH, RFC 4954, against `accounts`), which senders and
+ * recipients are taken (the rules of `policy.ts`: submission, relaying, local
+ * mailboxes, RFC 5321 §4.5.1 Postmaster), and where the content goes (the
+ * queue, behind a `Received:` line, RFC 5321 §4.4).
  *
  * @module
  */
 
+import { verifyPassword } from "../config/password.ts";
 import type { Config, ListenerMode } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
@@ -14,10 +16,57 @@ import type { KvQueue } from "../queue/kv_queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import type { Envelope } from "../smtp/envelope.ts";
 import { formatReceived } from "../smtp/received.ts";
-import { queuedReply, REPLIES, type Reply, reply } from "../smtp/reply.ts";
+import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
+import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
+import { checkRecipient, checkSender } from "./policy.ts";
 
 const encoder = new TextEncoder();
+
+/**
+ * A hash of a random password nobody knows, checked when the account does
+ * not exist or has no password, so an unknown user takes as long to refuse as
+ * a wrong password (no user enumeration by timing).
+ */
+const UNKNOWN_USER_HASH =
+  "$scrypt$ln=15,r=8,p=1$gBygmacXVQIYnZ46d9+epQ$G27WFQ6/TAZLsEesx29jqyFfSL1iVQ0+7M0RyKlS09g";
+
+/**
+ * Checks AUTH credentials against `accounts` (RFC 4954): the user name is an
+ * account address (any case), the password must match its hash (constant
+ * time, `verifyPassword`), and a PLAIN authorization identity, if given, must
+ * be the same user (RFC 4616 §2: tern lets nobody act as someone else).
+ *
+ * @param credentials What the client presented.
+ * @param config The accounts.
+ * @returns `235 2.7.0` or `535 5.7.8`.
+ *
+ * @example A wrong password
+ * ```ts
+ * import { authenticate } from "./intake.ts";
+ * import { validateConfig } from "../config/schema.ts";
+ * const config = validateConfig({
+ *   local_domains: ["example.test"],
+ *   accounts: { "bob@example.test": {} }, // no password: cannot log in
+ * }, { file: null, baseDir: "/srv/tern" });
+ * const credentials = {
+ *   mechanism: "PLAIN" as const, authorizationId: "", username: "bob@example.test", password: "x",
+ * };
+ * console.log((await authenticate(credentials, config)).code); // 535
+ * ```
+ */
+export async function authenticate(
+  credentials: SaslCredentials,
+  config: Pick<Config, "accounts">,
+): Promise<Reply> {
+  const user = credentials.username.normalize("NFC").toLowerCase();
+  const account = Object.hasOwn(config.accounts, user) ? config.accounts[user] : undefined;
+  const hash = account?.password;
+  const isMatch = await verifyPassword(credentials.password, hash ?? UNKNOWN_USER_HASH);
+  const authorizationId = credentials.authorizationId.normalize("NFC").toLowerCase();
+  const isSelf = authorizationId === "" || authorizationId === user;
+  return hash !== undefined && isMatch && isSelf ? REPLIES.authSucceeded : REPLIES.authFailed;
+}
 
 /** What {@linkcode createIntake} needs. */
 export interface IntakeOptions {
@@ -38,7 +87,9 @@ export interface IntakeOptions {
 /**
  * Expands forward-paths into the queue's recipients: aliases followed,
  * plus-addresses folded, duplicates removed (a message reaches a mailbox once
- * even when two aliases lead there).
+ * even when two aliases lead there). A forward-path in another domain, which
+ * RCPT accepted under the relay policy, becomes a recipient with `mailbox:
+ * null`: the relay transport delivers it.
  *
  * @param config The directory.
  * @param forwardPaths The accepted RCPT TO addresses.
@@ -52,15 +103,28 @@ export function expandRecipients(
   const out: QueueRecipient[] = [];
   for (const path of forwardPaths) {
     const resolution = resolveRecipient(path, config);
-    if (resolution.kind !== "local") continue;
-    for (const target of resolution.targets) {
-      const key = (target.mailbox ?? target.address).toLowerCase();
+    const targets: readonly QueueRecipient[] = resolution.kind === "local"
+      ? resolution.targets
+      : resolution.kind === "remote"
+      ? [{ address: path, originalRecipient: path, mailbox: null }]
+      : [];
+    for (const target of targets) {
+      // A mailbox is named without regard to case; a remote local part is the remote's business.
+      const key = target.mailbox !== null
+        ? "mailbox:" + target.mailbox.toLowerCase()
+        : "remote:" + remoteKey(target.address);
       if (seen.has(key)) continue;
       seen.add(key);
       out.push(target);
     }
   }
   return out;
+}
+
+/** A remote address for duplicate checks: the local part as written, the domain in lower case. */
+function remoteKey(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at < 0 ? address : address.slice(0, at) + "@" + address.slice(at + 1).toLowerCase();
 }
 
 /**
@@ -72,21 +136,21 @@ export function expandRecipients(
 export function createIntake(options: IntakeOptions): ServerHandlers {
   const { config, queue, logger } = options;
   const now = options.now ?? Date.now;
+  const client = (connection: ConnectionInfo) => ({
+    mode: options.mode,
+    address: connection.remoteAddress,
+    authenticatedAs: connection.authenticatedAs,
+  });
   return {
-    recipient(forwardPath: string): Reply {
-      const resolution = resolveRecipient(forwardPath, config);
-      switch (resolution.kind) {
-        case "local":
-          return resolution.targets.length > 0 ? REPLIES.recipientOk : REPLIES.noSuchUser;
-        case "unknown":
-          return REPLIES.noSuchUser;
-        case "loop":
-          // A configuration error, not the sender's: temporary, so it is retried once fixed.
-          return reply(451, "4.3.0", "Alias loop for this address, ask the postmaster");
-        case "remote":
-          // No relaying here: no open relay, ever.
-          return REPLIES.relayDenied;
-      }
+    authenticate: (credentials: SaslCredentials): Promise<Reply> =>
+      authenticate(credentials, config),
+
+    sender(reversePath: string, _parameters, connection: ConnectionInfo): Reply {
+      return checkSender({ ...client(connection), reversePath }, config);
+    },
+
+    recipient(forwardPath: string, _parameters, connection: ConnectionInfo): Reply {
+      return checkRecipient({ ...client(connection), forwardPath }, config);
     },
 
     async open(envelope: Envelope, connection: ConnectionInfo): Promise<MessageSink | Reply> {
@@ -124,6 +188,8 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             client: connection.remoteAddress,
             helo: connection.clientName,
             listener: options.mode,
+            user: connection.authenticatedAs ?? undefined,
+            tls: connection.tls?.protocol,
           });
           options.onQueued?.();
           return queuedReply(incoming.queueId);

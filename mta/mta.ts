@@ -15,6 +15,12 @@ import { KvQueue } from "../queue/kv_queue.ts";
 import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
 import { createIntake } from "./intake.ts";
+import { RelayTransport } from "./relay.ts";
+import { StubResolver } from "../dns/resolver.ts";
+import { AuthLimiter } from "../smtp/auth_limiter.ts";
+import { SASL_MECHANISMS } from "../smtp/sasl.ts";
+import { TlsContext } from "../smtp/tls_context.ts";
+import { clientBlock, isTrustedClient } from "./policy.ts";
 
 /** The file of the queue store inside `data_dir`. */
 export const QUEUE_FILE = "queue.sqlite3";
@@ -47,6 +53,8 @@ export interface MtaOptions {
   readonly concurrency?: number;
   /** How often the store is polled for due work, ms (work written by other processes). @default {500} */
   readonly pollMs?: number;
+  /** The port of MX hosts (tests point it at a loopback receiver). @default {25} */
+  readonly mxPort?: number;
 }
 
 /** Thrown when a listener cannot bind; the message is one line for the CLI. */
@@ -71,17 +79,21 @@ export class Mta {
   readonly queue: KvQueue;
   #servers: SmtpServer[];
   #loop: DeliveryLoop;
+  #remote: RelayTransport;
+  #tls: TlsContext | null = null;
 
   private constructor(
     listeners: BoundListener[],
     queue: KvQueue,
     servers: SmtpServer[],
     loop: DeliveryLoop,
+    remote: RelayTransport,
   ) {
     this.listeners = listeners;
     this.queue = queue;
     this.#servers = servers;
     this.#loop = loop;
+    this.#remote = remote;
   }
 
   /**
@@ -92,6 +104,7 @@ export class Mta {
    * @param options Logger and tuning.
    * @returns The running MTA.
    * @throws {ListenError} When a listener cannot bind.
+   * @throws {TlsError} When the TLS certificate or key cannot be used.
    */
   static async start(config: Config, options: MtaOptions): Promise<Mta> {
     const { logger } = options;
@@ -107,16 +120,36 @@ export class Mta {
       hostname: config.hostname,
       logger,
     });
+    const resolver = new StubResolver({ nameservers: config.dns.nameservers, logger });
+    // Filled once the listeners are bound: the relay bounces mail that would come back to one of them.
+    const ownEndpoints = new Set<string>();
+    const remote = new RelayTransport({
+      config,
+      resolver,
+      logger,
+      ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
+      isOwnEndpoint: (address, port) => ownEndpoints.has(`${address}:${port}`),
+    });
     const loop = new DeliveryLoop(queue, {
-      deliver: createDeliver({ config, queue, local, logger }),
+      deliver: createDeliver({ config, queue, local, remote, logger }),
       concurrency: options.concurrency ?? 8,
       pollMs: options.pollMs ?? 500,
       logger,
     });
     const servers: SmtpServer[] = [];
     const bound: BoundListener[] = [];
+    let tls: TlsContext | null = null;
     try {
+      tls = await loadTls(config, logger);
+      // One limiter for every listener: a guesser gains nothing by switching ports.
+      const authLimiter = new AuthLimiter({
+        maxFailures: config.limits.maxAuthFailures,
+        delayMs: config.limits.authFailureDelay,
+        windowMs: config.limits.authLockout,
+        keyOf: clientBlock,
+      });
       for (const listener of config.listeners) {
+        const isSubmission = listener.mode !== "mx";
         const server = new SmtpServer({
           hostname: config.hostname,
           address: listener.address,
@@ -127,6 +160,18 @@ export class Mta {
           maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
           commandTimeout: config.limits.commandTimeout,
           dataTimeout: config.limits.dataTimeout,
+          maxErrors: config.limits.maxBadCommands,
+          // STARTTLS on mx and submission, implicit TLS on submissions (RFC 8314 §3).
+          tls,
+          implicitTls: listener.mode === "submissions",
+          // AUTH for users' mail programs only, and only under TLS (RFC 4954 §4).
+          authMechanisms: isSubmission ? SASL_MECHANISMS : [],
+          authLimiter,
+          // Early talkers are bots; other MTAs wait minutes for the banner.
+          greetingDelay: (address) =>
+            listener.mode === "mx" && !isTrustedClient(address, config.relay.trustedNetworks)
+              ? config.limits.greetingDelay
+              : 0,
           handlers: createIntake({
             config,
             mode: listener.mode,
@@ -158,12 +203,26 @@ export class Mta {
         });
       }
     } catch (error: unknown) {
+      tls?.close();
       await Promise.all(servers.map((s) => s.close(0)));
       await queue.close();
       throw error;
     }
     loop.start();
-    return new Mta(bound, queue, servers, loop);
+    for (const b of bound) ownEndpoints.add(`${b.address}:${b.port}`);
+    const mta = new Mta(bound, queue, servers, loop, remote);
+    mta.#tls = tls;
+    return mta;
+  }
+
+  /**
+   * Reads the TLS certificate and key again (`tern serve` does on SIGHUP).
+   * On failure the certificate in use stays, and `tls.error` is logged.
+   *
+   * @returns Whether new files are in force; `false` too when TLS is not configured.
+   */
+  reloadTls(): Promise<boolean> {
+    return this.#tls?.reload() ?? Promise.resolve(false);
   }
 
   /**
@@ -174,9 +233,34 @@ export class Mta {
    */
   async stop(graceMs = 10_000): Promise<void> {
     await Promise.all(this.#servers.map((s) => s.close(graceMs)));
+    this.#tls?.close();
     await this.#loop.stop();
+    await this.#remote.close();
     await this.queue.close();
   }
+}
+
+/**
+ * Loads the certificate when `tls` is configured, and watches its files so a
+ * renewed certificate is taken without a restart.
+ */
+async function loadTls(config: Config, logger: Logger): Promise<TlsContext | null> {
+  if (config.tls === null) return null;
+  const tls = await TlsContext.load(config.tls, {
+    onReload: (event) => {
+      if (event.type === "loaded") {
+        logger.log("info", "tls.loaded", undefined, {
+          subject: event.subject,
+          valid_to: event.validTo,
+        });
+      } else {
+        logger.log("error", "tls.error", undefined, { error: event.error.message });
+      }
+    },
+  });
+  logger.log("info", "tls.loaded", undefined, { subject: tls.subject, valid_to: tls.validTo });
+  tls.watch();
+  return tls;
 }
 
 function logServerEvent(logger: Logger, event: ServerLogEvent): void {
@@ -206,6 +290,25 @@ function logServerEvent(logger: Logger, event: ServerLogEvent): void {
         session: event.connection.id,
         client: event.connection.remoteAddress,
         error: event.error instanceof Error ? event.error.message : String(event.error),
+      });
+      break;
+    case "tls":
+      logger.log("debug", "session.tls", undefined, {
+        session: event.connection.id,
+        client: event.connection.remoteAddress,
+        protocol: event.protocol,
+        cipher: event.cipher,
+      });
+      break;
+    case "auth":
+      // Never the password; the user name only once it is known to be an account.
+      logger.log(event.outcome === "succeeded" ? "info" : "warn", "session.auth", undefined, {
+        session: event.connection.id,
+        client: event.connection.remoteAddress,
+        mechanism: event.mechanism,
+        result: event.outcome,
+        user: event.outcome === "succeeded" ? event.connection.authenticatedAs : undefined,
+        failures: event.failures,
       });
       break;
     case "command":

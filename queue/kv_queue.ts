@@ -152,6 +152,8 @@ interface StoredMeta extends ContentCounts {
 /** `["queue","incoming",id]`: an upload that has written content but not committed. */
 interface IncomingRecord extends ContentCounts {
   readonly pid: number;
+  /** The host name of the uploading process (absent in records from older versions). */
+  readonly host?: string;
   readonly started: number;
   /** Last write, on the same clock as `started` (the `now` given to `receive`). */
   readonly touched: number;
@@ -181,7 +183,7 @@ const HOST: string = (() => {
  * Linux only (`/proc`); elsewhere, and for a pid that was reused, the lease
  * simply runs out.
  */
-function isDeadLocalProcess(lease: StoredLease): boolean {
+function isDeadLocalProcess(lease: { readonly host?: string; readonly pid: number }): boolean {
   if (lease.host !== HOST || HOST === "" || lease.pid === Deno.pid) return false;
   try {
     Deno.statSync("/proc/self");
@@ -699,6 +701,7 @@ class Upload implements IncomingMessage {
     };
     const record: IncomingRecord = {
       pid: Deno.pid,
+      host: HOST,
       started: this.#init.now,
       touched: this.#init.now + Math.round(performance.now() - this.#started),
       ...counts,
@@ -1603,7 +1606,10 @@ export class KvQueue {
     for await (const entry of this.#kv.list<IncomingRecord>({ prefix: PREFIX.incoming })) {
       const id = entry.key[2];
       const upload = entry.value;
-      if (typeof id !== "string" || now - upload.touched < this.#incompleteAfterMs) continue;
+      if (typeof id !== "string") continue;
+      // An upload is dead when its process is gone (a crash here), or when it
+      // has been idle too long (a crash elsewhere, which we cannot see).
+      if (now - upload.touched < this.#incompleteAfterMs && !isDeadLocalProcess(upload)) continue;
       const removed = await this.#removeAll(id, upload, [entry], [del(KEY.incoming(id))]);
       if (removed) {
         incompleteRemoved++;

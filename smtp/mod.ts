@@ -93,3 +93,23 @@ export {
   xtext,
 } from "./client_session.ts";
 export { DataEncoder, type DataEncoderOptions } from "./data_encoder.ts";
+export type { TlsSource } from "./server.ts";
+export {
+  decodeSaslResponse,
+  encodeBase64Utf8,
+  parsePlainMessage,
+  parseSaslMechanism,
+  SASL_MECHANISMS,
+  type SaslCredentials,
+  SaslExchange,
+  type SaslMechanism,
+  type SaslStep,
+} from "./sasl.ts";
+export {
+  TlsContext,
+  type TlsContextOptions,
+  TlsError,
+  type TlsFiles,
+  type TlsReloadEvent,
+} from "./tls_context.ts";
+export { type AuthFailure, AuthLimiter, type AuthLimiterOptions } from "./auth_limiter.ts";

@@ -172,6 +172,38 @@ export interface Replies {
   readonly needsSmtputf8: Reply;
   /** 554 5.4.6: too many Received fields, a mail loop (RFC 5321 §6.3). */
   readonly loopDetected: Reply;
+  /** 220 2.0.0 to STARTTLS: start the TLS handshake now (RFC 3207 §4). */
+  readonly readyForTls: Reply;
+  /** 503 5.5.1 to STARTTLS when TLS is already up (RFC 3207 §4.2: it is no longer offered). */
+  readonly tlsAlreadyActive: Reply;
+  /** 235 2.7.0: AUTH succeeded (RFC 4954 §6). */
+  readonly authSucceeded: Reply;
+  /** 535 5.7.8: wrong user name or password (RFC 4954 §6). */
+  readonly authFailed: Reply;
+  /** 538 5.7.11: AUTH only over an encrypted connection (RFC 4954 §6, RFC 8314 §3). */
+  readonly encryptionRequired: Reply;
+  /** 530 5.7.0: this listener takes mail only after AUTH (RFC 4954 §6, RFC 6409 §4.3). */
+  readonly authRequired: Reply;
+  /** 503 5.5.1: a second AUTH after a successful one (RFC 4954 §4). */
+  readonly alreadyAuthenticated: Reply;
+  /** 504 5.5.4: a SASL mechanism we do not offer (RFC 4954 §4). */
+  readonly unknownMechanism: Reply;
+  /** 501 5.7.0: the client cancelled the exchange with `*` (RFC 4954 §4). */
+  readonly authCancelled: Reply;
+  /** 501 5.5.2: a response that is not base64 (RFC 4954 §4). */
+  readonly authNotBase64: Reply;
+  /** 501 5.5.2: base64, but not a message the mechanism understands (RFC 4616 §2). */
+  readonly authMalformed: Reply;
+  /** 500 5.5.6: an AUTH line over 12,288 octets (RFC 4954 §4). */
+  readonly authLineTooLong: Reply;
+  /** 454 4.7.0: AUTH could not be checked now (RFC 4954 §6). */
+  readonly authUnavailable: Reply;
+  /** 421 4.7.0: too many failed AUTH attempts from this address; the connection closes. */
+  readonly tooManyAuthFailures: Reply;
+  /** 553 5.7.1: an authenticated user sending as an address that is not theirs (RFC 6409 §6.1). */
+  readonly senderNotOwned: (user: string) => Reply;
+  /** 421 4.7.0: the client talked before the greeting (RFC 5321 §3.1, §4.3.1). */
+  readonly earlyTalker: Reply;
 }
 
 /**
@@ -228,4 +260,32 @@ export const REPLIES: Replies = {
   noValidRecipients: reply(554, "5.5.1", "No valid recipients"),
   needsSmtputf8: reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"),
   loopDetected: reply(554, "5.4.6", "Too many Received headers, mail loop suspected"),
+  readyForTls: reply(220, "2.0.0", "Ready to start TLS"),
+  tlsAlreadyActive: reply(503, "5.5.1", "TLS is already active"),
+  authSucceeded: reply(235, "2.7.0", "Authentication successful"),
+  authFailed: reply(535, "5.7.8", "Authentication credentials invalid"),
+  encryptionRequired: reply(
+    538,
+    "5.7.11",
+    "Encryption required for requested authentication mechanism, use STARTTLS first",
+  ),
+  authRequired: reply(530, "5.7.0", "Authentication required"),
+  alreadyAuthenticated: reply(503, "5.5.1", "Already authenticated"),
+  unknownMechanism: reply(504, "5.5.4", "Unrecognized authentication type"),
+  authCancelled: reply(501, "5.7.0", "Authentication cancelled"),
+  authNotBase64: reply(501, "5.5.2", "Cannot decode the response, base64 expected"),
+  authMalformed: reply(501, "5.5.2", "Cannot read the credentials in the response"),
+  authLineTooLong: reply(500, "5.5.6", "Authentication exchange line is too long"),
+  authUnavailable: reply(454, "4.7.0", "Temporary authentication failure, try again later"),
+  tooManyAuthFailures: reply(
+    421,
+    "4.7.0",
+    "Too many failed authentication attempts from your address, try again later",
+  ),
+  senderNotOwned: (user) => reply(553, "5.7.1", `Sender address not owned by user <${user}>`),
+  earlyTalker: reply(
+    421,
+    "4.7.0",
+    "You talked before the greeting (RFC 5321 §4.3.1), closing connection",
+  ),
 };

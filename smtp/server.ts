@@ -12,15 +12,30 @@
  * `node:net` rather than `Deno.listen` because STARTTLS needs to wrap an
  * accepted socket in a server-side TLS socket, which only `node:tls` can do
  * (see FACTS.md); the connection keeps its socket in one field so that the
- * upgrade can swap it.
+ * upgrade can swap it. Implicit TLS (RFC 8314, port 465) wraps the socket
+ * the same way as soon as it is accepted.
+ *
+ * Abuse limits that need a clock live here, not in the session:
+ *
+ * - timeouts per command and per data block (RFC 5321 §4.5.3.2), counted
+ *   from the last reply (or the last 4 KiB of content), so a client that
+ *   dribbles one byte a second cannot hold a connection open forever;
+ * - a client that does not read our replies is cut after the command timeout;
+ * - the greeting delay: an early talker, which sends before the banner, is
+ *   refused (RFC 5321 §4.3.1);
+ * - failed AUTH answered after a growing delay, and a disconnect after too
+ *   many (an {@linkcode AuthLimiter}, shared by listeners).
  *
  * @module
  */
 
 import net from "node:net";
+import tls from "node:tls";
+import type { AuthLimiter } from "./auth_limiter.ts";
 import type { Envelope } from "./envelope.ts";
 import type { Parameters } from "./command.ts";
-import { REPLIES, type Reply } from "./reply.ts";
+import { isPermanent, isPositive, REPLIES, type Reply } from "./reply.ts";
+import type { SaslCredentials, SaslMechanism } from "./sasl.ts";
 import { ServerSession, type ServerSessionOptions, type SessionEvent } from "./server_session.ts";
 
 /** What the handlers know about the connection a question comes from. */
@@ -99,6 +114,23 @@ export interface ServerHandlers {
    * @returns The sink, or a refusal (such as `451 4.3.0` when the store is down).
    */
   open(envelope: Envelope, connection: ConnectionInfo): Promise<MessageSink | Reply>;
+  /**
+   * Are these credentials right? Default: no one can log in. Called only
+   * under the session's AUTH rules (RFC 4954 §4: encrypted, outside a
+   * transaction, once). Never log or echo `credentials.password`.
+   *
+   * @param credentials What the client presented.
+   * @param connection Who asks.
+   * @returns `235 2.7.0` to accept, `535 5.7.8` to refuse (counted as a failure
+   *   by the {@linkcode AuthLimiter}), or `454 4.7.0` when it cannot be checked now.
+   */
+  authenticate?(credentials: SaslCredentials, connection: ConnectionInfo): Promise<Reply> | Reply;
+}
+
+/** What the server needs of a certificate: the context for the next handshake (a {@linkcode TlsContext} fits). */
+export interface TlsSource {
+  /** The `node:tls` secure context to hand to the next handshake. */
+  readonly secureContext: tls.SecureContext;
 }
 
 /** Options of {@linkcode SmtpServer}. */
@@ -119,6 +151,23 @@ export interface SmtpServerOptions extends ServerSessionOptions {
   maxConnectionsPerIp?: number;
   /** Called for each connection event worth logging. */
   onEvent?: (event: ServerLogEvent) => void;
+  /**
+   * The certificate. With it, STARTTLS is offered (RFC 3207) unless
+   * `startTls` is `false`, or, with `implicitTls`, every connection starts
+   * with the TLS handshake (RFC 8314 §3). Without it, neither.
+   */
+  tls?: TlsSource | null;
+  /**
+   * Counts failed AUTH per client address; share one between listeners.
+   * Without it, failures are only counted per session (`maxErrors`).
+   */
+  authLimiter?: AuthLimiter;
+  /**
+   * How long to wait before the banner, ms, or a function of the client's
+   * address. A client that sends anything meanwhile is refused with
+   * `421 4.7.0` (RFC 5321 §4.3.1: the client waits for the greeting). @default {0}
+   */
+  greetingDelay?: number | ((remoteAddress: string) => number);
 }
 
 /** What the adapter reports for logs and traces. */
@@ -128,9 +177,40 @@ export type ServerLogEvent =
   | { readonly type: "refused"; readonly remoteAddress: string; readonly reason: string }
   | { readonly type: "command"; readonly connection: ConnectionInfo; readonly line: string }
   | { readonly type: "reply"; readonly connection: ConnectionInfo; readonly reply: Reply }
-  | { readonly type: "error"; readonly connection: ConnectionInfo; readonly error: unknown };
+  | { readonly type: "error"; readonly connection: ConnectionInfo; readonly error: unknown }
+  /** The TLS handshake is done (STARTTLS or implicit TLS). */
+  | {
+    readonly type: "tls";
+    readonly connection: ConnectionInfo;
+    readonly protocol: string;
+    readonly cipher: string;
+  }
+  /**
+   * An AUTH attempt: `succeeded` (the user is in `connection.authenticatedAs`),
+   * `failed`, or `locked` (refused unchecked: too many failures from this
+   * address). Failed attempts carry no user name: people type passwords there.
+   */
+  | {
+    readonly type: "auth";
+    readonly connection: ConnectionInfo;
+    readonly mechanism: SaslMechanism;
+    readonly outcome: "succeeded" | "failed" | "locked";
+    /** Failures remembered for this address (with an AuthLimiter). */
+    readonly failures?: number;
+  };
 
 let nextConnectionId = 1;
+
+/** RFC 5321 §4.5.3.2.6 times each data block; a block here is this many octets of content. */
+const DATA_BLOCK_OCTETS = 4096;
+
+/** Where a connection's socket came from, read before any TLS wrapping. */
+interface Endpoints {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+}
 
 /** One client connection: a socket, a session, and the sink of the message in progress. */
 class Connection implements ConnectionInfo {
@@ -140,27 +220,34 @@ class Connection implements ConnectionInfo {
   readonly localAddress: string;
   readonly localPort: number;
   tls: { protocol: string; cipher: string } | null = null;
-  authenticatedAs: string | null = null;
   readonly session: ServerSession;
   #socket: net.Socket;
   #server: SmtpServer;
   #sink: MessageSink | null = null;
   #sinkFailed: Reply | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the client's time is up (epoch ms); our own processing time is added back. */
+  #deadline = 0;
+  #busy = false;
+  #progressed = false;
+  #contentSinceProgress = 0;
+  /** Bumped by STARTTLS: work queued from an older socket is dropped unread. */
+  #generation = 0;
+  #waits = new Set<{ timer: ReturnType<typeof setTimeout>; resolve: () => void }>();
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
 
-  constructor(socket: net.Socket, server: SmtpServer, session: ServerSession) {
+  constructor(socket: net.Socket, server: SmtpServer, session: ServerSession, ends: Endpoints) {
     this.id = (nextConnectionId++).toString(36).toUpperCase().padStart(4, "0");
     this.#socket = socket;
     this.#server = server;
     this.session = session;
-    this.remoteAddress = normalizeAddress(socket.remoteAddress ?? "");
-    this.remotePort = socket.remotePort ?? 0;
-    this.localAddress = normalizeAddress(socket.localAddress ?? "");
-    this.localPort = socket.localPort ?? 0;
+    this.remoteAddress = ends.remoteAddress;
+    this.remotePort = ends.remotePort;
+    this.localAddress = ends.localAddress;
+    this.localPort = ends.localPort;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
   }
 
@@ -172,19 +259,58 @@ class Connection implements ConnectionInfo {
     return this.session.isExtended;
   }
 
-  start(): void {
-    const socket = this.#socket;
-    socket.on("data", (data: Uint8Array) => this.#enqueue(() => this.session.receive(data)));
+  get authenticatedAs(): string | null {
+    return this.session.authenticatedAs;
+  }
+
+  /**
+   * Starts the dialogue: the banner now, or after `greetingDelay` ms. The
+   * socket is read meanwhile, so an early talker is caught.
+   */
+  start(greetingDelay: number): void {
+    this.#attach(this.#socket);
+    this.#rearm(true, 0);
+    if (greetingDelay > 0) {
+      void this.#wait(greetingDelay).then(() => this.#enqueue(() => this.session.start()));
+    } else {
+      this.#enqueue(() => this.session.start());
+    }
+  }
+
+  /** Listens to a socket: the plain one, or the TLS one that replaced it. */
+  #attach(socket: net.Socket): void {
+    const generation = this.#generation;
+    socket.on("data", (data: Uint8Array) =>
+      this.#enqueue(() => {
+        // Plaintext that arrived after STARTTLS is never read (CVE-2011-0411).
+        if (generation !== this.#generation) return [];
+        if (this.session.state === "greeting") {
+          this.#server.report({
+            type: "refused",
+            remoteAddress: this.remoteAddress,
+            reason: "talked before the greeting",
+          });
+        }
+        return this.session.receive(data);
+      }));
     // The client may half-close after its last command: answer what it sent, then close.
     socket.on("end", () => {
+      if (generation !== this.#generation) return;
       this.#chain = this.#chain.then(() => this.#finish("client closed the connection"));
     });
     socket.on("close", () => this.#finish("connection closed"));
     socket.on("error", (error: unknown) => {
       this.#server.report({ type: "error", connection: this, error });
-      this.#finish("socket error");
+      this.#finish(socket instanceof tls.TLSSocket ? "TLS error" : "socket error");
     });
-    this.#enqueue(() => this.session.start());
+    if (socket instanceof tls.TLSSocket) {
+      socket.once("secure", () => {
+        const protocol = socket.getProtocol() ?? "TLS";
+        const cipher = socket.getCipher()?.name ?? "unknown";
+        this.tls = { protocol, cipher };
+        this.#server.report({ type: "tls", connection: this, protocol, cipher });
+      });
+    }
   }
 
   /** Graceful stop: 421 to the next command, or at once when idle. */
@@ -197,29 +323,52 @@ class Connection implements ConnectionInfo {
     this.#enqueue(() => this.session.close(r));
   }
 
-  #arm(): void {
+  /**
+   * Sets the clock for the client's next move. After progress (a reply sent,
+   * or a block of content), a fresh timeout; otherwise the deadline stands,
+   * moved back by the time we spent ourselves: we never time a client out for
+   * our own slowness, and a client that sends a byte now and then without
+   * finishing a command gains nothing.
+   */
+  #rearm(progressed: boolean, spentMs: number): void {
     clearTimeout(this.#timer);
     if (this.#closed) return;
-    const state = this.session.state;
-    const ms = state === "data" || state === "bdat"
-      ? this.#server.dataTimeout
-      : this.#server.commandTimeout;
-    this.#timer = setTimeout(() => {
-      // RFC 5321 §4.5.3.2: the server closes an idle session with 421.
-      this.abort(REPLIES.timeout);
-    }, ms);
+    if (progressed) {
+      const state = this.session.state;
+      // RFC 5321 §4.5.3.2.6 (data block) and §4.5.3.2.7 (server timeout for the next command).
+      const ms = state === "data" || state === "bdat"
+        ? this.#server.dataTimeout
+        : this.#server.commandTimeout;
+      this.#deadline = Date.now() + ms;
+      this.#contentSinceProgress = 0;
+    } else {
+      this.#deadline += spentMs;
+    }
+    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, this.#deadline - Date.now()));
+  }
+
+  #onTimer(): void {
+    if (this.#closed || this.#busy) return; // the end of the batch sets the timer again
+    if (Date.now() < this.#deadline) {
+      this.#timer = setTimeout(() => this.#onTimer(), this.#deadline - Date.now());
+      return;
+    }
+    // RFC 5321 §4.5.3.2: the server closes an idle session with 421.
+    this.abort(REPLIES.timeout);
   }
 
   /**
    * Runs session work one batch at a time, in arrival order. The socket is
-   * paused while a batch is handled and the timer stopped: we never time a
-   * client out for our own slowness.
+   * paused while a batch is handled, so a client that sends faster than the
+   * store writes cannot grow our memory.
    */
   #enqueue(work: () => SessionEvent[]): void {
     this.#chain = this.#chain.then(async () => {
       if (this.#closed) return;
       this.#socket.pause();
-      clearTimeout(this.#timer);
+      this.#busy = true;
+      this.#progressed = false;
+      const began = Date.now();
       try {
         await this.#process(work());
       } catch (error: unknown) {
@@ -228,9 +377,10 @@ class Connection implements ConnectionInfo {
         this.#socket.destroy();
         this.#finish("internal error");
       }
+      this.#busy = false;
       if (!this.#closed) {
         this.#socket.resume();
-        this.#arm();
+        this.#rearm(this.#progressed, Date.now() - began);
       }
     });
   }
@@ -239,6 +389,7 @@ class Connection implements ConnectionInfo {
     for (const event of events) {
       switch (event.type) {
         case "send":
+          this.#progressed = true;
           for (const r of event.replies) {
             this.#server.report({ type: "reply", connection: this, reply: r });
           }
@@ -264,6 +415,26 @@ class Connection implements ConnectionInfo {
           await this.#process(this.session.answer(r));
           break;
         }
+        case "auth": {
+          const { reply: r, isLocked } = await this.#authenticate(event.credentials);
+          const next = this.session.answer(r);
+          if (isPositive(r)) {
+            const mechanism = event.credentials.mechanism;
+            this.#server.report({
+              type: "auth",
+              connection: this,
+              mechanism,
+              outcome: "succeeded",
+            });
+          }
+          await this.#process(next);
+          // Too many failures from this address: say so and hang up.
+          if (isLocked) await this.#process(this.session.close(REPLIES.tooManyAuthFailures));
+          break;
+        }
+        case "starttls":
+          this.#startTls();
+          break;
         case "open": {
           let r: Reply = REPLIES.startData;
           try {
@@ -282,6 +453,8 @@ class Connection implements ConnectionInfo {
           break;
         }
         case "content":
+          this.#contentSinceProgress += event.chunk.length;
+          if (this.#contentSinceProgress >= DATA_BLOCK_OCTETS) this.#progressed = true;
           if (this.#sink && this.#sinkFailed === null) {
             try {
               await this.#sink.write(event.chunk);
@@ -325,6 +498,91 @@ class Connection implements ConnectionInfo {
     }
   }
 
+  /**
+   * Checks credentials under the AUTH limiter: a locked-out address is
+   * refused unchecked; a failure is answered after the limiter's delay.
+   */
+  async #authenticate(
+    credentials: SaslCredentials,
+  ): Promise<{ reply: Reply; isLocked: boolean }> {
+    const limiter = this.#server.authLimiter;
+    const mechanism = credentials.mechanism;
+    if (limiter?.isLocked(this.remoteAddress)) {
+      this.#server.report({ type: "auth", connection: this, mechanism, outcome: "locked" });
+      return { reply: REPLIES.tooManyAuthFailures, isLocked: false }; // 421: the session closes
+    }
+    const check = this.#server.handlers.authenticate;
+    let r: Reply = REPLIES.authFailed;
+    if (check) {
+      try {
+        r = await check(credentials, this);
+      } catch (error: unknown) {
+        // The error is reported, never the credentials.
+        this.#server.report({ type: "error", connection: this, error });
+        r = REPLIES.authUnavailable;
+      }
+    }
+    if (isPositive(r)) return { reply: r, isLocked: false }; // reported once the session took it
+    if (!isPermanent(r) || limiter === undefined) {
+      this.#server.report({ type: "auth", connection: this, mechanism, outcome: "failed" });
+      return { reply: r, isLocked: false };
+    }
+    const failure = limiter.recordFailure(this.remoteAddress);
+    this.#server.report({
+      type: "auth",
+      connection: this,
+      mechanism,
+      outcome: "failed",
+      failures: failure.failures,
+    });
+    // A guesser waits longer after each failure; the socket is paused meanwhile.
+    await this.#wait(failure.delayMs);
+    return { reply: r, isLocked: failure.isLocked };
+  }
+
+  /**
+   * RFC 3207: the 220 has been written; swap the plain socket for a TLS one.
+   * Plaintext the client sent after STARTTLS is dropped: what the session had
+   * buffered (it threw that away itself), what the socket had read but not
+   * delivered, and work already queued from the plain socket.
+   */
+  #startTls(): void {
+    const source = this.#server.tls;
+    const plain = this.#socket;
+    this.#generation++;
+    plain.pause();
+    while (plain.read() !== null) {
+      // discard: the client must wait for our 220 before its handshake
+    }
+    if (source === null) {
+      // Cannot happen: the session offers STARTTLS only with a certificate.
+      plain.destroy();
+      this.#finish("STARTTLS without a certificate");
+      return;
+    }
+    const secure = new tls.TLSSocket(plain, {
+      isServer: true,
+      secureContext: source.secureContext,
+    });
+    this.#socket = secure;
+    this.#attach(secure);
+  }
+
+  /** Waits, unless the connection ends first. */
+  #wait(ms: number): Promise<void> {
+    if (ms <= 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.#waits.delete(entry);
+          resolve();
+        }, ms),
+        resolve,
+      };
+      this.#waits.add(entry);
+    });
+  }
+
   async #abortSink(): Promise<void> {
     const sink = this.#sink;
     this.#sink = null;
@@ -332,13 +590,26 @@ class Connection implements ConnectionInfo {
     if (sink) await sink.abort().catch(() => {});
   }
 
+  /**
+   * Writes and waits until the bytes are handed to the system. A client that
+   * does not read its replies fills its window and we would wait forever: it
+   * gets the command timeout, then the connection is cut.
+   */
   #write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
     if (socket.destroyed || !socket.writable) return Promise.resolve();
     return new Promise((resolve) => {
-      if (socket.write(bytes)) resolve();
-      else socket.once("drain", () => resolve());
-      socket.once("close", () => resolve());
+      const timer = setTimeout(() => {
+        socket.destroy();
+        done();
+      }, this.#server.commandTimeout);
+      const done = () => {
+        clearTimeout(timer);
+        socket.off("close", done);
+        resolve();
+      };
+      socket.once("close", done);
+      socket.write(bytes, () => done());
     });
   }
 
@@ -348,6 +619,11 @@ class Connection implements ConnectionInfo {
     this.#finishing = true;
     this.#closed = true;
     clearTimeout(this.#timer);
+    for (const wait of this.#waits) {
+      clearTimeout(wait.timer);
+      wait.resolve();
+    }
+    this.#waits.clear();
     void this.#abortSink().finally(() => {
       if (!this.#socket.destroyed) this.#socket.destroy();
       this.#server.report({ type: "disconnect", connection: this, reason });
@@ -395,6 +671,10 @@ export class SmtpServer {
   readonly commandTimeout: number;
   /** Data timeout, ms. */
   readonly dataTimeout: number;
+  /** The certificate, or `null` without TLS. */
+  readonly tls: TlsSource | null;
+  /** The AUTH limiter, if any. */
+  readonly authLimiter: AuthLimiter | undefined;
   #options: SmtpServerOptions;
   #server: net.Server | null = null;
   #connections = new Set<Connection>();
@@ -405,12 +685,18 @@ export class SmtpServer {
    * Makes a server; {@linkcode SmtpServer.listen} starts it.
    *
    * @param options Where to listen, the limits and the handlers.
+   * @throws {TypeError} When `implicitTls` is asked without `tls`.
    */
   constructor(options: SmtpServerOptions) {
     this.#options = options;
     this.handlers = options.handlers;
     this.commandTimeout = options.commandTimeout ?? 300_000;
     this.dataTimeout = options.dataTimeout ?? 600_000;
+    this.tls = options.tls ?? null;
+    this.authLimiter = options.authLimiter;
+    if (options.implicitTls && this.tls === null) {
+      throw new TypeError("Cannot listen with implicit TLS: no certificate (tls) given");
+    }
   }
 
   /** How many clients are connected now. */
@@ -452,6 +738,12 @@ export class SmtpServer {
     });
   }
 
+  /** Wraps a socket for implicit TLS (RFC 8314 §3), or leaves it plain. */
+  #secure(socket: net.Socket): net.Socket {
+    if (!this.#options.implicitTls || this.tls === null) return socket;
+    return new tls.TLSSocket(socket, { isServer: true, secureContext: this.tls.secureContext });
+  }
+
   #accept(socket: net.Socket): void {
     const ip = normalizeAddress(socket.remoteAddress ?? "");
     const maxTotal = this.#options.maxConnections ?? 1000;
@@ -465,17 +757,35 @@ export class SmtpServer {
     if (refusal !== null) {
       this.#options.onEvent?.({ type: "refused", remoteAddress: ip, reason: refusal.trim() });
       socket.on("error", () => {});
+      const out = this.#secure(socket);
+      out.on("error", () => {});
       // Write the refusal, then close at once (RFC 5321 §3.1: 421 and close).
-      socket.write(refusal, () => socket.destroy());
+      // Under implicit TLS it goes through the handshake, or not at all.
+      out.write(refusal, () => out.destroy());
+      const cut = setTimeout(() => out.destroy(), this.commandTimeout);
+      out.once("close", () => clearTimeout(cut));
+      out.resume();
       return;
     }
     socket.setNoDelay(true);
-    const session = new ServerSession(this.#options);
-    const connection = new Connection(socket, this, session);
+    const implicitTls = (this.#options.implicitTls ?? false) && this.tls !== null;
+    const session = new ServerSession({
+      ...this.#options,
+      implicitTls,
+      startTls: this.tls !== null && !implicitTls && (this.#options.startTls ?? true),
+    });
+    const ends: Endpoints = {
+      remoteAddress: ip,
+      remotePort: socket.remotePort ?? 0,
+      localAddress: normalizeAddress(socket.localAddress ?? ""),
+      localPort: socket.localPort ?? 0,
+    };
+    const connection = new Connection(this.#secure(socket), this, session, ends);
     this.#connections.add(connection);
     this.#perIp.set(ip, perIp + 1);
     this.#options.onEvent?.({ type: "connect", connection });
-    connection.start();
+    const delay = this.#options.greetingDelay;
+    connection.start(typeof delay === "function" ? delay(ip) : delay ?? 0);
     socket.resume();
   }
 

@@ -32,6 +32,22 @@
  *
  * Which command is legal in which state lives in {@linkcode SEQUENCE} (§4.1.4).
  *
+ * ## STARTTLS and AUTH
+ *
+ * `STARTTLS` (RFC 3207) is answered `220`, then the caller runs the TLS
+ * handshake and the session starts over (§4.2): the client must say EHLO
+ * again, and everything learnt before (EHLO name, transaction, AUTH) is
+ * forgotten. Plaintext the client pipelined after STARTTLS is thrown away,
+ * never read as commands inside TLS: answering it is the command injection
+ * of CVE-2011-0411. After TLS, STARTTLS is no longer advertised.
+ *
+ * `AUTH` (RFC 4954) runs a SASL exchange (`sasl.ts`): `334` challenges and
+ * the client's base64 responses, which are never reported as commands. The
+ * session does not check passwords: it asks its caller, which may take its
+ * time (a growing delay after failures belongs to the caller, not here). AUTH
+ * is offered only on an encrypted connection unless told otherwise (RFC 4954
+ * §4, RFC 8314 §3), only outside a transaction, and only once.
+ *
  * ## Events and questions
  *
  * Bytes go in through {@linkcode ServerSession.receive}; what happened comes
@@ -51,6 +67,13 @@ import { DataDecoder } from "./data_decoder.ts";
 import type { BodyType, Envelope } from "./envelope.ts";
 import { formatMailbox, isNonAscii } from "./path.ts";
 import { formatReply, isPositive, REPLIES, type Reply, reply } from "./reply.ts";
+import {
+  parseSaslMechanism,
+  type SaslCredentials,
+  SaslExchange,
+  type SaslMechanism,
+  type SaslStep,
+} from "./sasl.ts";
 
 /** Where the session stands. */
 export type SessionState =
@@ -63,7 +86,7 @@ export type SessionState =
   | "bdat" // between or inside BDAT chunks
   | "closed";
 
-/** What the session reports. Questions (`sender`, `recipient`, `open`, `message`) wait for {@linkcode ServerSession.answer}. */
+/** What the session reports. Questions (`sender`, `recipient`, `open`, `message`, `auth`) wait for {@linkcode ServerSession.answer}. */
 export type SessionEvent =
   /** Write these bytes to the client; `replies` are the same, parsed, for traces. */
   | { readonly type: "send"; readonly bytes: Uint8Array; readonly replies: readonly Reply[] }
@@ -81,6 +104,19 @@ export type SessionEvent =
   | { readonly type: "message"; readonly envelope: Envelope }
   /** Throw away the content stored for this transaction: it will not be committed. */
   | { readonly type: "discard"; readonly reason: string }
+  /**
+   * Question: are these credentials right? A 2yz answer (`235 2.7.0`)
+   * authenticates the session (RFC 4954 §4). Holds a password: never log it.
+   */
+  | { readonly type: "auth"; readonly credentials: SaslCredentials }
+  /**
+   * The `220` to STARTTLS is in the `send` before this event: once it is
+   * written, run the server side of the TLS handshake, and from then on feed
+   * only decrypted bytes (RFC 3207 §4). `discarded` octets of plaintext that
+   * followed STARTTLS were thrown away; drop anything more that arrives in
+   * plaintext too.
+   */
+  | { readonly type: "starttls"; readonly discarded: number }
   /** Close the connection (after writing what was sent). */
   | { readonly type: "close" };
 
@@ -104,6 +140,19 @@ export interface ServerSessionOptions {
   maxErrors?: number;
   /** The banner text after the hostname. @default {"ESMTP"} */
   banner?: string;
+  /**
+   * Offer STARTTLS (RFC 3207): the caller can upgrade the connection when the
+   * session reports `starttls`. @default {false}
+   */
+  startTls?: boolean;
+  /** The connection is encrypted from its start (implicit TLS, RFC 8314 §3). @default {false} */
+  implicitTls?: boolean;
+  /** SASL mechanisms offered by AUTH (RFC 4954), in order; none: AUTH is not offered. @default {[]} */
+  authMechanisms?: readonly SaslMechanism[];
+  /** Offer and accept AUTH only on an encrypted connection (RFC 4954 §4, RFC 8314 §3). @default {true} */
+  authRequiresTls?: boolean;
+  /** Longest AUTH command or response line, CRLF included (RFC 4954 §4: 12,288). @default {12288} */
+  maxAuthLineLength?: number;
 }
 
 /**
@@ -120,6 +169,16 @@ export const SEQUENCE: Partial<
   RCPT: { allowed: ["mail", "rcpt"], otherwise: REPLIES.badSequence("Need MAIL before RCPT") },
   DATA: { allowed: ["rcpt"], otherwise: REPLIES.badSequence("Need RCPT before DATA") },
   BDAT: { allowed: ["rcpt", "bdat"], otherwise: REPLIES.badSequence("Need RCPT before BDAT") },
+  // RFC 3207 §4: STARTTLS is an EHLO extension; it resets the session, so not inside a transaction.
+  STARTTLS: {
+    allowed: ["ready"],
+    otherwise: REPLIES.badSequence("STARTTLS needs EHLO first, and no transaction in progress"),
+  },
+  // RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
+  AUTH: {
+    allowed: ["ready"],
+    otherwise: REPLIES.badSequence("AUTH needs EHLO first, and no transaction in progress"),
+  },
 };
 
 const encoder = new TextEncoder();
@@ -152,7 +211,8 @@ type Pending =
   | { kind: "recipient"; forwardPath: string }
   | { kind: "open-data" }
   | { kind: "open-bdat"; size: number; last: boolean }
-  | { kind: "message" };
+  | { kind: "message" }
+  | { kind: "auth"; username: string };
 
 /**
  * One SMTP server session. Feed it the client's bytes; send what it says to
@@ -191,6 +251,13 @@ export class ServerSession {
   #maxReceived: number;
   #maxErrors: number;
   #banner: string;
+  #canStartTls: boolean;
+  #isTls: boolean;
+  #mechanisms: readonly SaslMechanism[];
+  #authRequiresTls: boolean;
+  #maxAuthLine: number;
+  #authenticatedAs: string | null = null;
+  #sasl: SaslExchange | null = null; // an AUTH exchange waiting for the client's response
   #extended = false; // EHLO (not HELO): enhanced status codes in replies (RFC 2034)
   #clientName = "";
   #errors = 0;
@@ -198,7 +265,7 @@ export class ServerSession {
   #pending: Pending | null = null;
   #input: Uint8Array = new Uint8Array(0);
   #offset = 0;
-  #discardingLine = false; // inside an over-long command line
+  #discardingLine: "command" | "auth" | null = null; // inside an over-long line
   #skip = 0; // BDAT octets to read and throw away
   #bdat: { remaining: number; last: boolean } | null = null;
   #out: Reply[] = [];
@@ -219,6 +286,11 @@ export class ServerSession {
     this.#maxReceived = options.maxReceived ?? 100;
     this.#maxErrors = options.maxErrors ?? 20;
     this.#banner = options.banner ?? "ESMTP";
+    this.#isTls = options.implicitTls ?? false;
+    this.#canStartTls = (options.startTls ?? false) && !this.#isTls;
+    this.#mechanisms = options.authMechanisms ?? [];
+    this.#authRequiresTls = options.authRequiresTls ?? true;
+    this.#maxAuthLine = options.maxAuthLineLength ?? 12288;
   }
 
   /** Where the session stands. */
@@ -234,6 +306,26 @@ export class ServerSession {
   /** Whether the client greeted with EHLO (so ESMTP applies). */
   get isExtended(): boolean {
     return this.#extended;
+  }
+
+  /** Whether the connection is encrypted (implicit TLS, or after STARTTLS). */
+  get isTls(): boolean {
+    return this.#isTls;
+  }
+
+  /** The user name that AUTH accepted, as the client wrote it, or `null`. */
+  get authenticatedAs(): string | null {
+    return this.#authenticatedAs;
+  }
+
+  /**
+   * Octets received and not yet processed. Bounded by the longest line (an
+   * over-long line is read past, not kept, so a client dribbling bytes cannot
+   * grow it), as long as the caller answers a question before it feeds more
+   * bytes, as `SmtpServer` does.
+   */
+  get bufferedOctets(): number {
+    return this.#input.length - this.#offset;
   }
 
   /** Whether a question waits for {@linkcode ServerSession.answer}. */
@@ -254,18 +346,27 @@ export class ServerSession {
   start(): SessionEvent[] {
     if (this.#state !== "greeting") return [];
     this.#state = "connected";
+    if (this.#stopping) return this.close(REPLIES.shuttingDown);
     this.#reply(reply(220, undefined, `${this.#hostname} ${this.#banner}`));
     return this.#drain();
   }
 
   /**
-   * Takes bytes from the client.
+   * Takes bytes from the client. Bytes that come before
+   * {@linkcode ServerSession.start} come from an early talker: the session
+   * closes with `421 4.7.0`.
    *
    * @param bytes What arrived.
    * @returns What to do about them.
    */
   receive(bytes: Uint8Array): SessionEvent[] {
     if (this.#state === "closed" || bytes.length === 0) return [];
+    if (this.#state === "greeting") {
+      // RFC 5321 §3.1, §4.3.1: a client waits for the greeting. One that talks
+      // first is not speaking SMTP (it is often a spam bot that skips waiting).
+      this.#state = "connected";
+      return this.close(REPLIES.earlyTalker);
+    }
     if (this.#offset >= this.#input.length) {
       this.#input = bytes;
     } else {
@@ -292,6 +393,12 @@ export class ServerSession {
     this.#pending = null;
     const ok = isPositive(r) || r.code === 354;
     const t = this.#transaction;
+    if (r.code === 421) {
+      // RFC 5321 §3.8: 421 closes the connection, whatever the question was.
+      if (pending.kind === "message" && t) t.opened = false; // the caller dealt with the store
+      this.#close(r);
+      return this.#drain();
+    }
     switch (pending.kind) {
       case "sender":
         if (ok) {
@@ -338,6 +445,14 @@ export class ServerSession {
         if (t) t.opened = false; // committed or refused by the caller: nothing to discard
         this.#endTransaction();
         this.#reply(r);
+        break;
+      case "auth":
+        if (ok) {
+          this.#authenticatedAs = pending.username;
+          this.#reply(r);
+        } else {
+          this.#error(r); // counts toward maxErrors: guessing passwords is an error
+        }
         break;
     }
     if (this.#state !== "closed") this.#run();
@@ -411,23 +526,43 @@ export class ServerSession {
 
   #bdatAfterSkip: Reply | null = null;
 
+  /**
+   * Whether the line starting at `start` belongs to AUTH: a response in an
+   * exchange, or an AUTH command, which may carry an initial response.
+   */
+  #isAuthLine(start: number): boolean {
+    if (this.#sasl !== null) return true;
+    const input = this.#input;
+    if (input.length - start < 5 || input[start + 4] !== 0x20) return false;
+    let verb = "";
+    for (let i = start; i < start + 4; i++) verb += String.fromCharCode(input[i]! | 0x20);
+    return verb === "auth";
+  }
+
   /** Reads one command line; false when a whole line has not arrived yet. */
   #readLine(): boolean {
     const input = this.#input;
-    const lf = input.indexOf(0x0a, this.#offset);
+    const start = this.#offset;
+    const lf = input.indexOf(0x0a, start);
+    // RFC 5321 §4.5.3.1.4 for commands; RFC 4954 §4 lets AUTH lines reach 12,288 octets.
+    const isAuth = this.#discardingLine === "auth" ||
+      (this.#discardingLine === null && this.#isAuthLine(start));
+    const limit = isAuth ? this.#maxAuthLine : this.#maxLine;
     if (lf < 0) {
-      if (input.length - this.#offset > this.#maxLine) {
-        // RFC 5321 §4.5.3.1.4: read past an over-long line, answer at its end.
-        this.#discardingLine = true;
+      if (input.length - start > limit) {
+        // Read past an over-long line, and answer at its end: memory stays bounded.
+        this.#discardingLine ??= isAuth ? "auth" : "command";
         this.#offset = input.length;
       }
       return false;
     }
-    const start = this.#offset;
     this.#offset = lf + 1;
-    if (this.#discardingLine || lf + 1 - start > this.#maxLine) {
-      this.#discardingLine = false;
-      this.#error(REPLIES.lineTooLong);
+    // A response to a challenge is this exchange's; any failure below ends it.
+    const sasl = this.#sasl;
+    this.#sasl = null;
+    if (this.#discardingLine !== null || lf + 1 - start > limit) {
+      this.#discardingLine = null;
+      this.#error(isAuth ? REPLIES.authLineTooLong : REPLIES.lineTooLong);
       return true;
     }
     if (lf === start || input[lf - 1] !== 0x0d) {
@@ -439,7 +574,17 @@ export class ServerSession {
     try {
       line = utf8.decode(input.subarray(start, lf - 1));
     } catch {
-      this.#error(reply(500, "5.5.2", "Command line is not valid UTF-8"));
+      this.#error(
+        sasl === null
+          ? reply(500, "5.5.2", "Command line is not valid UTF-8")
+          : REPLIES.authNotBase64,
+      );
+      return true;
+    }
+    if (sasl !== null) {
+      // Never reported as a command: it carries credentials.
+      if (this.#stopping) this.#close(REPLIES.shuttingDown);
+      else this.#saslStep(sasl, sasl.respond(line));
       return true;
     }
     this.#command(line);
@@ -538,6 +683,14 @@ export class ServerSession {
       this.#error(REPLIES.unknownCommand);
       return;
     }
+    if (
+      (command.verb === "STARTTLS" && !this.#canStartTls) ||
+      (command.verb === "AUTH" && this.#mechanisms.length === 0)
+    ) {
+      // RFC 5321 §4.2.4: 502 for a command we recognize but do not offer here.
+      this.#error(REPLIES.notImplemented);
+      return;
+    }
     const rule = SEQUENCE[command.verb];
     if (rule && !rule.allowed.includes(this.#state)) {
       this.#outOfSequence(command, rule.otherwise);
@@ -582,9 +735,11 @@ export class ServerSession {
         // RFC 5321 §3.5.3: 252 when we will not verify
         this.#reply(REPLIES.vrfy);
         return;
-      case "EXPN":
       case "STARTTLS":
+        return this.#startTls();
       case "AUTH":
+        return this.#auth(command.argument);
+      case "EXPN":
         // RFC 5321 §4.2.4: 502 for a command we recognize but do not offer here.
         this.#error(REPLIES.notImplemented);
         return;
@@ -647,15 +802,83 @@ export class ServerSession {
    * @returns One string per keyword line.
    */
   extensions(): string[] {
-    return [
+    const keywords = [
       "PIPELINING", // RFC 2920
       `SIZE ${this.#maxSize}`, // RFC 1870
       "8BITMIME", // RFC 6152
       "ENHANCEDSTATUSCODES", // RFC 2034
       "SMTPUTF8", // RFC 6531
       "CHUNKING", // RFC 3030
-      "HELP",
     ];
+    // RFC 3207 §4.2: once TLS is up, STARTTLS is no longer offered.
+    if (this.#canStartTls && !this.#isTls) keywords.push("STARTTLS");
+    if (this.#isAuthOffered()) keywords.push(`AUTH ${this.#mechanisms.join(" ")}`); // RFC 4954 §3
+    keywords.push("HELP");
+    return keywords;
+  }
+
+  /** RFC 4954 §4, RFC 8314 §3: AUTH only where passwords cannot be read off the wire. */
+  #isAuthOffered(): boolean {
+    return this.#mechanisms.length > 0 && (this.#isTls || !this.#authRequiresTls);
+  }
+
+  /**
+   * RFC 3207 §4: STARTTLS. The 220 goes out in plaintext; the caller then
+   * runs the handshake, and the session starts over (§4.2).
+   */
+  #startTls(): void {
+    if (this.#isTls) return this.#error(REPLIES.tlsAlreadyActive);
+    this.#reply(REPLIES.readyForTls);
+    // RFC 3207 §4.2: "the server MUST discard any knowledge obtained from the
+    // client, such as the argument to the EHLO command".
+    this.#endTransaction();
+    this.#state = "connected";
+    this.#clientName = "";
+    this.#extended = false;
+    this.#authenticatedAs = null;
+    this.#isTls = true;
+    // Plaintext pipelined after STARTTLS is dropped, never answered inside TLS
+    // (CVE-2011-0411): STARTTLS must be the last command of its group.
+    const discarded = this.#input.length - this.#offset;
+    this.#input = new Uint8Array(0);
+    this.#offset = 0;
+    this.#emit({ type: "starttls", discarded });
+  }
+
+  /** RFC 4954 §4: `AUTH mechanism [initial-response]`. */
+  #auth(argument: string): void {
+    if (!this.#isTls && this.#authRequiresTls) return this.#error(REPLIES.encryptionRequired);
+    if (this.#authenticatedAs !== null) return this.#error(REPLIES.alreadyAuthenticated);
+    const parts = argument.trim().split(/ +/);
+    const [name = "", initialResponse] = parts;
+    if (name === "" || parts.length > 2) {
+      return this.#error(REPLIES.syntax("Syntax: AUTH <mechanism> [initial-response]"));
+    }
+    const mechanism = parseSaslMechanism(name);
+    if (mechanism === null || !this.#mechanisms.includes(mechanism)) {
+      return this.#error(REPLIES.unknownMechanism);
+    }
+    const exchange = new SaslExchange(mechanism);
+    this.#saslStep(exchange, exchange.start(initialResponse ?? null));
+  }
+
+  /** Sends a challenge, reports a failure, or asks whether the credentials are right. */
+  #saslStep(exchange: SaslExchange, step: SaslStep): void {
+    switch (step.type) {
+      case "challenge":
+        this.#sasl = exchange;
+        this.#reply(reply(334, undefined, step.challenge));
+        return;
+      case "failed":
+        this.#error(step.reply);
+        return;
+      case "credentials":
+        this.#ask(
+          { kind: "auth", username: step.credentials.username },
+          { type: "auth", credentials: step.credentials },
+        );
+        return;
+    }
   }
 
   /** RFC 5321 §4.1.1.2 MAIL, with RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8. */
@@ -777,7 +1000,11 @@ export class ServerSession {
   /** Queues a reply, formatted now: whether it carries an enhanced code depends on the EHLO before it. */
   #reply(r: Reply): void {
     this.#out.push(r);
-    this.#outText += formatReply(r, this.#extended);
+    // RFC 4954 §4: `continue-req = "334" SP [base64] CRLF`, the space kept even
+    // before an empty challenge, and no enhanced status code in the way.
+    this.#outText += r.code === 334
+      ? `334 ${r.lines[0] ?? ""}\r\n`
+      : formatReply(r, this.#extended);
   }
 
   #error(r: Reply): void {

@@ -110,3 +110,168 @@ Deno.test("stop() closes an idle session with 421 4.3.2 at once", () => {
   );
   assert.equal(events[1]?.type, "close");
 });
+
+// --- STARTTLS, AUTH and abuse, in memory (RFC 3207, RFC 4954) ----------------
+
+const encoder = new TextEncoder();
+
+/** Feeds text and collects what the session says, answering AUTH with `auth`. */
+function talk(
+  session: ServerSession,
+  text: string,
+  auth: (user: string) => boolean = () => true,
+): { text: string; events: SessionEvent[] } {
+  let out = "";
+  const all: SessionEvent[] = [];
+  const handle = (events: SessionEvent[]): void => {
+    for (const e of events) {
+      all.push(e);
+      if (e.type === "send") out += decoder.decode(e.bytes);
+      else if (e.type === "auth") {
+        handle(
+          session.answer(auth(e.credentials.username) ? REPLIES.authSucceeded : REPLIES.authFailed),
+        );
+      } else if (e.type === "sender") handle(session.answer(REPLIES.senderOk));
+    }
+  };
+  handle(session.receive(encoder.encode(text)));
+  return { text: out, events: all };
+}
+
+function submissionSession(options: Partial<ConstructorParameters<typeof ServerSession>[0]> = {}) {
+  const session = new ServerSession({
+    hostname: "mx.example.test",
+    startTls: true,
+    authMechanisms: ["PLAIN", "LOGIN"],
+    ...options,
+  });
+  session.start();
+  return session;
+}
+
+Deno.test("STARTTLS: the 220 comes before the starttls event, and pipelined plaintext is dropped", () => {
+  const session = submissionSession();
+  talk(session, "EHLO c.test\r\n");
+  const { text, events } = talk(session, "STARTTLS\r\nRSET\r\nMAIL FROM:<a@b.test>\r\n");
+  assert.equal(text, "220 2.0.0 Ready to start TLS\r\n");
+  const kinds = events.map((e) => e.type);
+  assert.deepEqual(kinds.slice(-2), ["send", "starttls"]);
+  const starttls = events.at(-1);
+  assert.equal(
+    starttls?.type === "starttls" && starttls.discarded,
+    "RSET\r\nMAIL FROM:<a@b.test>\r\n".length,
+  );
+  // The session starts over: no EHLO yet, STARTTLS gone, AUTH offered.
+  assert.equal(session.state, "connected");
+  assert.equal(session.clientName, "");
+  assert.equal(session.isTls, true);
+  const ehlo = talk(session, "EHLO c.test\r\n").text;
+  assert.ok(!ehlo.includes("STARTTLS"));
+  assert.match(ehlo, /250-AUTH PLAIN LOGIN\r\n/);
+});
+
+Deno.test("STARTTLS drops a transaction and an authentication (RFC 3207 §4.2)", () => {
+  const session = submissionSession({ authRequiresTls: false });
+  talk(session, "EHLO c.test\r\n");
+  talk(session, `AUTH PLAIN ${btoa("\0alice@x.test\0pw")}\r\n`);
+  assert.equal(session.authenticatedAs, "alice@x.test");
+  talk(session, "STARTTLS\r\n");
+  assert.equal(session.authenticatedAs, null);
+});
+
+Deno.test("AUTH lines are never reported as commands, nor are SASL responses", () => {
+  const session = submissionSession({ implicitTls: true });
+  const secret = btoa("\0alice@x.test\0hunter2");
+  const { events } = talk(
+    session,
+    `EHLO c.test\r\nAUTH PLAIN\r\n${secret}\r\nAUTH LOGIN\r\n*\r\nNOOP\r\n`,
+    () => false,
+  );
+  const lines = events.filter((e) => e.type === "command").map((e) =>
+    e.type === "command" && e.line
+  );
+  assert.deepEqual(lines, ["EHLO c.test", "NOOP"]);
+  assert.ok(!JSON.stringify(events.filter((e) => e.type !== "auth")).includes("hunter2"));
+});
+
+Deno.test("a 334 challenge keeps its space even when empty, and carries no enhanced code", () => {
+  const session = submissionSession({ implicitTls: true });
+  talk(session, "EHLO c.test\r\n");
+  assert.equal(talk(session, "AUTH PLAIN\r\n").text, "334 \r\n");
+  assert.equal(talk(session, "*\r\n").text, "501 5.7.0 Authentication cancelled\r\n");
+  assert.equal(talk(session, "AUTH LOGIN\r\n").text, "334 VXNlcm5hbWU6\r\n");
+});
+
+Deno.test("an AUTH line may reach 12,288 octets; a longer one gets 500 5.5.6 and the session goes on", () => {
+  const session = submissionSession({ implicitTls: true });
+  talk(session, "EHLO c.test\r\n");
+  // A long but valid initial response: a 9,000-character password.
+  const long = btoa("\0alice@x.test\0" + "p".repeat(9000));
+  assert.ok(`AUTH PLAIN ${long}\r\n`.length <= 12288);
+  assert.match(talk(session, `AUTH PLAIN ${long}\r\n`, () => false).text, /^535 5\.7\.8 /);
+  const tooLong = "A".repeat(12288);
+  assert.equal(
+    talk(session, `AUTH PLAIN ${tooLong}\r\n`).text,
+    "500 5.5.6 Authentication exchange line is too long\r\n",
+  );
+  talk(session, "AUTH LOGIN\r\n");
+  assert.equal(
+    talk(session, `${tooLong}\r\nNOOP\r\n`).text,
+    "500 5.5.6 Authentication exchange line is too long\r\n250 2.0.0 Ok\r\n",
+  );
+  // Other commands keep the ordinary limit.
+  assert.match(talk(session, `NOOP ${"x".repeat(3000)}\r\n`).text, /^500 5\.5\.2 Line too long/);
+});
+
+Deno.test("AUTH is refused inside a transaction, twice, unknown, or not offered", () => {
+  const session = submissionSession({ implicitTls: true });
+  talk(session, "EHLO c.test\r\n");
+  assert.match(talk(session, "AUTH SCRAM-SHA-256\r\n").text, /^504 5\.5\.4 /);
+  assert.match(talk(session, "AUTH\r\n").text, /^501 5\.5\.4 /);
+  talk(session, `AUTH PLAIN ${btoa("\0alice@x.test\0pw")}\r\n`);
+  assert.match(talk(session, "AUTH LOGIN\r\n").text, /^503 5\.5\.1 Already authenticated/);
+  const mx = new ServerSession({ hostname: "mx.example.test" });
+  mx.start();
+  talk(mx, "EHLO c.test\r\n");
+  assert.match(talk(mx, "AUTH PLAIN\r\n").text, /^502 5\.5\.1 /);
+  assert.match(talk(mx, "STARTTLS\r\n").text, /^502 5\.5\.1 /);
+});
+
+Deno.test("an early talker, which sends before the greeting, is closed with 421 4.7.0", () => {
+  const session = new ServerSession({ hostname: "mx.example.test" });
+  const events = session.receive(encoder.encode("EHLO bot.test\r\n"));
+  assert.equal(
+    decoder.decode((events[0] as { bytes: Uint8Array }).bytes),
+    "421 You talked before the greeting (RFC 5321 §4.3.1), closing connection\r\n",
+  );
+  assert.equal(events.at(-1)?.type, "close");
+  assert.deepEqual(session.start(), []);
+});
+
+Deno.test("the input buffer stays bounded while a line grows without end (slowloris)", () => {
+  const session = new ServerSession({ hostname: "mx.example.test" });
+  session.start();
+  let most = 0;
+  for (let i = 0; i < 2000; i++) {
+    session.receive(encoder.encode("x".repeat(997)));
+    most = Math.max(most, session.bufferedOctets);
+  }
+  assert.ok(most <= 12288 + 997, `buffered ${most} octets`);
+  const events = session.receive(encoder.encode("\r\n"));
+  assert.equal(
+    decoder.decode((events[0] as { bytes: Uint8Array }).bytes),
+    "500 Line too long (see RFC 5321 §4.5.3.1)\r\n",
+  );
+});
+
+Deno.test("answering a question with 421 closes the session", () => {
+  const session = submissionSession({ implicitTls: true });
+  talk(session, "EHLO c.test\r\n");
+  const events = session.receive(
+    encoder.encode(`AUTH PLAIN ${btoa("\0a@x.test\0pw")}\r\nNOOP\r\n`),
+  );
+  assert.equal(events.at(-1)?.type, "auth");
+  const after = session.answer(REPLIES.tooManyAuthFailures);
+  assert.equal(after.at(-1)?.type, "close");
+  assert.equal(session.state, "closed");
+});

@@ -1,0 +1,376 @@
+/**
+ * Who may send what through tern: the rules of mail submission (RFC 6409)
+ * and of relaying, as pure functions of the configuration and the client.
+ * The intake asks them at MAIL and at RCPT; tests ask them directly.
+ *
+ * The rules, and where they come from:
+ *
+ * - On `submission` and `submissions` listeners, AUTH comes before MAIL
+ *   (RFC 6409 §4.3, RFC 8314): `530 5.7.0 Authentication required`.
+ * - An authenticated user sends only as one of their own addresses (RFC 6409
+ *   §6.1 lets the MSA check the sender): the account address, its `+tag`
+ *   forms (RFC 5233), or an alias that leads to the account; and not as the
+ *   null sender `<>`, which is for bounces (RFC 5321 §4.5.5). Else
+ *   `553 5.7.1`. `submission.sender_must_match: false` turns this off.
+ * - A local recipient is taken from anyone (that is what an MX is for); an
+ *   unknown one gets `550 5.1.1`.
+ * - A recipient in another domain is relayed only for an authenticated user
+ *   or a client inside `relay.trusted_networks` (CIDR, IPv4 and IPv6, an
+ *   IPv4-mapped IPv6 address counting as its IPv4 address). Everyone else
+ *   gets `554 5.7.1 Relay access denied`: no open relay, ever. An empty
+ *   `trusted_networks` trusts nobody.
+ *
+ * @module
+ */
+
+import { isIPv4, isIPv6 } from "node:net";
+import type { Config, ListenerMode } from "../config/schema.ts";
+import { resolveRecipient } from "../mda/recipient.ts";
+import { REPLIES, type Reply, reply } from "../smtp/reply.ts";
+
+/** The parts of the configuration the policy reads (a whole `Config` fits). */
+export type PolicyConfig = Pick<
+  Config,
+  "localDomains" | "accounts" | "aliases" | "relay" | "submission"
+>;
+
+/** Who asks: the listener, the client's address, and who it authenticated as. */
+export interface PolicyClient {
+  /** The listener the client connected to. */
+  readonly mode: ListenerMode;
+  /** The client's IP address. */
+  readonly address: string;
+  /** The user AUTH accepted, or `null`. */
+  readonly authenticatedAs: string | null;
+}
+
+/** A MAIL FROM to judge. */
+export interface SenderRequest extends PolicyClient {
+  /** The reverse-path, `local@domain`, or `""` for `<>`. */
+  readonly reversePath: string;
+}
+
+/** A RCPT TO to judge. */
+export interface RecipientRequest extends PolicyClient {
+  /** The forward-path, `local@domain`, or `Postmaster`. */
+  readonly forwardPath: string;
+}
+
+// ---------------------------------------------------------------------------
+// Addresses and networks.
+
+const IPV4_MAPPED = 0xffffn << 32n; // ::ffff:0:0/96, RFC 4291 §2.5.5.2
+
+function parseIpv4(text: string): bigint | null {
+  if (!isIPv4(text)) return null;
+  return text.split(".").reduce((n, part) => (n << 8n) | BigInt(Number(part)), 0n);
+}
+
+function parseIpv6(text: string): bigint | null {
+  const address = text.replace(/%.*$/, ""); // a zone index does not change the address
+  if (!isIPv6(address)) return null;
+  let head = address;
+  let tail32: bigint | null = null;
+  const lastColon = address.lastIndexOf(":");
+  if (address.slice(lastColon + 1).includes(".")) {
+    // RFC 4291 §2.2: the last 32 bits may be written as an IPv4 address.
+    tail32 = parseIpv4(address.slice(lastColon + 1));
+    if (tail32 === null) return null;
+    head = address.slice(0, lastColon + 1) + "0:0";
+  }
+  const [left = "", right] = head.split("::");
+  const leftGroups = left === "" ? [] : left.split(":");
+  const rightGroups = right === undefined || right === "" ? [] : right.split(":");
+  const missing = 8 - leftGroups.length - rightGroups.length;
+  const groups = right === undefined
+    ? leftGroups
+    : [...leftGroups, ...Array<string>(missing).fill("0"), ...rightGroups];
+  if (groups.length !== 8) return null;
+  let n = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+  if (tail32 !== null) n = (n & ~0xffffffffn) | tail32;
+  return n;
+}
+
+/**
+ * An IP address as a 128-bit number, an IPv4 address as its IPv4-mapped
+ * IPv6 form (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2), so that one comparison
+ * serves both families.
+ *
+ * @param text An IPv4 or IPv6 address.
+ * @returns The number, or `null` when it is not an address.
+ *
+ * @example The same client, written two ways
+ * ```ts
+ * import { parseIpAddress } from "./policy.ts";
+ * console.log(parseIpAddress("192.0.2.1") === parseIpAddress("::ffff:192.0.2.1")); // true
+ * console.log(parseIpAddress("not an address")); // null
+ * ```
+ */
+export function parseIpAddress(text: string): bigint | null {
+  const v4 = parseIpv4(text);
+  if (v4 !== null) return IPV4_MAPPED | v4;
+  return parseIpv6(text);
+}
+
+interface Network {
+  readonly base: bigint;
+  readonly mask: bigint;
+  /**
+   * An IPv6 network wider than ::ffff:0:0/96 (`::/0`, `2000::/3`): it covers
+   * IPv6 clients only. Stricter than the arithmetic: a wide IPv6 block is not
+   * meant to trust every IPv4 client too.
+   */
+  readonly isIpv6Only: boolean;
+}
+
+const ALL_BITS = (1n << 128n) - 1n;
+
+function parseNetwork(cidr: string): Network | null {
+  const slash = cidr.indexOf("/");
+  const text = slash < 0 ? cidr : cidr.slice(0, slash);
+  const base = parseIpAddress(text);
+  if (base === null) return null;
+  const isV4 = parseIpv4(text) !== null;
+  const bits = isV4 ? 32 : 128;
+  const prefix = slash < 0 ? bits : Number(cidr.slice(slash + 1));
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) return null;
+  // An IPv4 prefix counts within the IPv4-mapped block: /8 there is /104 of 128.
+  const length = isV4 ? 96 + prefix : prefix;
+  const mask = length === 0 ? 0n : (ALL_BITS << BigInt(128 - length)) & ALL_BITS;
+  return { base: base & mask, mask, isIpv6Only: length < 96 };
+}
+
+/** Whether an address (as a number) is an IPv4 client, written either way. */
+function isIpv4Client(n: bigint): boolean {
+  return n >> 32n === 0xffffn;
+}
+
+function contains(block: Network, n: bigint): boolean {
+  if (block.isIpv6Only && isIpv4Client(n)) return false;
+  return (n & block.mask) === block.base;
+}
+
+/**
+ * Whether an address is inside a network written in CIDR notation
+ * (`192.0.2.0/24`, `2001:db8::/32`, or a bare address for itself).
+ *
+ * @param address The client's address.
+ * @param network The network.
+ * @returns Whether it is inside; `false` when either cannot be read.
+ *
+ * @example IPv4, IPv6 and IPv4-mapped IPv6
+ * ```ts
+ * import { isInNetwork } from "./policy.ts";
+ * console.log(isInNetwork("10.1.2.3", "10.0.0.0/8")); // true
+ * console.log(isInNetwork("::ffff:10.1.2.3", "10.0.0.0/8")); // true
+ * console.log(isInNetwork("2001:db8::5", "2001:db8::/32")); // true
+ * console.log(isInNetwork("11.0.0.1", "10.0.0.0/8")); // false
+ * ```
+ */
+export function isInNetwork(address: string, network: string): boolean {
+  const n = parseIpAddress(address);
+  const block = parseNetwork(network);
+  return n !== null && block !== null && contains(block, n);
+}
+
+const parsedNetworks = new WeakMap<readonly string[], Network[]>();
+
+/**
+ * Whether a client's address is inside any of the networks. An empty list
+ * trusts nobody.
+ *
+ * @param address The client's address.
+ * @param networks CIDR blocks, as in `relay.trusted_networks`. Parsed once per
+ *   array object: pass a frozen array, not one you change.
+ * @returns Whether it is inside one of them.
+ *
+ * @example Loopback is trusted, the rest is not
+ * ```ts
+ * import { isTrustedClient } from "./policy.ts";
+ * const networks = Object.freeze(["127.0.0.0/8", "::1/128"]);
+ * console.log(isTrustedClient("127.0.0.1", networks)); // true
+ * console.log(isTrustedClient("::1", networks)); // true
+ * console.log(isTrustedClient("192.0.2.1", networks)); // false
+ * console.log(isTrustedClient("127.0.0.1", [])); // false
+ * ```
+ */
+export function isTrustedClient(address: string, networks: readonly string[]): boolean {
+  let blocks = parsedNetworks.get(networks);
+  if (blocks === undefined) {
+    blocks = networks.map(parseNetwork).filter((n): n is Network => n !== null);
+    parsedNetworks.set(networks, blocks);
+  }
+  const n = parseIpAddress(address);
+  return n !== null && blocks.some((block) => contains(block, n));
+}
+
+/**
+ * Which addresses count as one client for rate limits: an IPv4 address on its
+ * own, an IPv6 address by its /64 (one subscriber's usual share, RFC 6177),
+ * so rotating addresses inside it gains nothing.
+ *
+ * @param address The client's address.
+ * @returns A key for counting.
+ *
+ * @example One IPv6 subscriber, one client
+ * ```ts
+ * import { clientBlock } from "./policy.ts";
+ * console.log(clientBlock("192.0.2.1")); // "192.0.2.1"
+ * console.log(clientBlock("2001:db8:1:2:aaaa::1") === clientBlock("2001:db8:1:2::9")); // true
+ * ```
+ */
+export function clientBlock(address: string): string {
+  const n = parseIpAddress(address);
+  if (n === null) return address;
+  if (isIpv4Client(n)) {
+    // IPv4, or IPv4-mapped IPv6: the IPv4 address.
+    return [24n, 16n, 8n, 0n].map((shift) => String((n >> shift) & 255n)).join(".");
+  }
+  return `${(n >> 64n).toString(16)}::/64`;
+}
+
+// ---------------------------------------------------------------------------
+// The rules.
+
+/**
+ * Whether an address is one the user may send as: the account itself, its
+ * `+tag` forms, or an alias whose expansion reaches the account (aliases
+ * with several targets included, so a team address can be used by its
+ * members). Compared without regard to case.
+ *
+ * @param claim The authenticated account address (`user`) and the reverse-path (`address`).
+ * @param directory The local domains, accounts and aliases.
+ * @returns Whether the user owns it; never for `<>` (`""`).
+ *
+ * @example Plus-addressing and an alias
+ * ```ts
+ * import { ownsAddress } from "./policy.ts";
+ * const directory = {
+ *   localDomains: ["example.test"],
+ *   accounts: { "alice@example.test": {}, "bob@example.test": {} },
+ *   aliases: { "sales@example.test": ["alice@example.test"] },
+ * };
+ * const user = "alice@example.test";
+ * console.log(ownsAddress({ user, address: "Alice+lists@example.test" }, directory)); // true
+ * console.log(ownsAddress({ user, address: "sales@example.test" }, directory)); // true
+ * console.log(ownsAddress({ user, address: "bob@example.test" }, directory)); // false
+ * ```
+ */
+export function ownsAddress(
+  claim: { readonly user: string; readonly address: string },
+  directory: Pick<Config, "localDomains" | "accounts" | "aliases">,
+): boolean {
+  const { user, address } = claim;
+  if (address === "" || !address.includes("@")) return false;
+  const resolution = resolveRecipient(address, directory);
+  if (resolution.kind !== "local") return false;
+  const key = user.normalize("NFC").toLowerCase();
+  return resolution.targets.some((t) => t.mailbox?.toLowerCase() === key);
+}
+
+/** Whether the listener is for users' mail programs (RFC 6409), not for other MTAs. */
+function isSubmission(mode: ListenerMode): boolean {
+  return mode === "submission" || mode === "submissions";
+}
+
+/**
+ * Whether a client may relay: send to domains that are not local. Only an
+ * authenticated user, or a client inside `relay.trusted_networks`.
+ *
+ * @param client Who asks.
+ * @param config The configuration.
+ * @returns Whether mail to other domains is taken from it.
+ *
+ * @example Nobody unauthenticated from outside
+ * ```ts
+ * import { mayRelay } from "./policy.ts";
+ * import { validateConfig } from "../config/schema.ts";
+ * const config = validateConfig({ relay: { trusted_networks: ["10.0.0.0/8"] } }, {
+ *   file: null,
+ *   baseDir: "/srv/tern",
+ * });
+ * console.log(mayRelay({ mode: "mx", address: "10.1.1.1", authenticatedAs: null }, config)); // true
+ * console.log(mayRelay({ mode: "mx", address: "192.0.2.1", authenticatedAs: null }, config)); // false
+ * console.log(mayRelay({ mode: "mx", address: "192.0.2.1", authenticatedAs: "a@localhost" }, config)); // true
+ * ```
+ */
+export function mayRelay(client: PolicyClient, config: PolicyConfig): boolean {
+  return client.authenticatedAs !== null ||
+    isTrustedClient(client.address, config.relay.trustedNetworks);
+}
+
+/**
+ * Judges a MAIL FROM.
+ *
+ * @param request The client and the reverse-path.
+ * @param config The configuration.
+ * @returns `250 2.1.0`, or `530 5.7.0` (submission without AUTH), or
+ *   `553 5.7.1` (a sender the user does not own).
+ *
+ * @example Submission needs AUTH, and the user's own address
+ * ```ts
+ * import { checkSender } from "./policy.ts";
+ * import { validateConfig } from "../config/schema.ts";
+ * const config = validateConfig({
+ *   local_domains: ["example.test"],
+ *   accounts: { "alice@example.test": {}, "bob@example.test": {} },
+ * }, { file: null, baseDir: "/srv/tern" });
+ * const client = { mode: "submission" as const, address: "192.0.2.1" };
+ * console.log(checkSender({ ...client, authenticatedAs: null, reversePath: "alice@example.test" }, config).code); // 530
+ * console.log(checkSender({ ...client, authenticatedAs: "alice@example.test", reversePath: "alice@example.test" }, config).code); // 250
+ * console.log(checkSender({ ...client, authenticatedAs: "alice@example.test", reversePath: "bob@example.test" }, config).code); // 553
+ * ```
+ */
+export function checkSender(request: SenderRequest, config: PolicyConfig): Reply {
+  const user = request.authenticatedAs;
+  // RFC 6409 §4.3 and RFC 8314: a submission server takes mail only after AUTH.
+  if (user === null && isSubmission(request.mode)) return REPLIES.authRequired;
+  if (user !== null && config.submission.senderMustMatch) {
+    // RFC 6409 §6.1: the MSA may check that the sender is the user's own.
+    // The null sender is for bounces (RFC 5321 §4.5.5); a user has none to send.
+    if (
+      request.reversePath === "" || !ownsAddress({ user, address: request.reversePath }, config)
+    ) {
+      return REPLIES.senderNotOwned(user);
+    }
+  }
+  return REPLIES.senderOk;
+}
+
+/**
+ * Judges a RCPT TO.
+ *
+ * @param request The client and the forward-path.
+ * @param config The configuration.
+ * @returns `250 2.1.5` (local, or relayed for those allowed), `550 5.1.1`
+ *   (no such local user), `554 5.7.1` (relay denied), `530 5.7.0`
+ *   (submission without AUTH), or `451 4.3.0` (an alias loop).
+ *
+ * @example Relaying only for trusted clients
+ * ```ts
+ * import { checkRecipient } from "./policy.ts";
+ * import { validateConfig } from "../config/schema.ts";
+ * const config = validateConfig({ local_domains: ["example.test"], relay: { trusted_networks: [] } }, {
+ *   file: null,
+ *   baseDir: "/srv/tern",
+ * });
+ * const client = { mode: "mx" as const, address: "127.0.0.1", authenticatedAs: null };
+ * console.log(checkRecipient({ ...client, forwardPath: "bob@example.test" }, config).code); // 250
+ * console.log(checkRecipient({ ...client, forwardPath: "bob@example.net" }, config).code); // 554
+ * ```
+ */
+export function checkRecipient(request: RecipientRequest, config: PolicyConfig): Reply {
+  if (request.authenticatedAs === null && isSubmission(request.mode)) return REPLIES.authRequired;
+  const resolution = resolveRecipient(request.forwardPath, config);
+  switch (resolution.kind) {
+    case "local":
+      return resolution.targets.length > 0 ? REPLIES.recipientOk : REPLIES.noSuchUser;
+    case "unknown":
+      return REPLIES.noSuchUser;
+    case "loop":
+      // A configuration error, not the sender's: temporary, so it is retried once fixed.
+      return reply(451, "4.3.0", "Alias loop for this address, ask the postmaster");
+    case "remote":
+      return mayRelay(request, config) ? REPLIES.recipientOk : REPLIES.relayDenied;
+  }
+}

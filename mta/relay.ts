@@ -1,0 +1,518 @@
+/**
+ * The relay transport: delivers recipients of other domains to the next MTA
+ * on the way, found by `relay.routes` (a fixed `host:port`) or by DNS (the
+ * MX procedure of RFC 5321 §5.1).
+ *
+ * For each domain of a message: find the hosts (MX records by preference,
+ * or the implicit MX, or the route), then try them in order (RFC 5321
+ * §5.1: the next MX on a refused connection or a 4xx greeting), each of its
+ * addresses in turn. TLS is opportunistic (RFC 7435): used when offered, and
+ * when the handshake fails the same host is tried again in plaintext, with a
+ * log line. Each recipient gets its own outcome: 2yz sent, 5yz bounced, 4yz
+ * or no answer deferred. Connections are kept a few seconds for the next
+ * message to the same host, within limits per destination and in total.
+ *
+ * Loops bounce (RFC 5321 §6.3): a message that has been through more than 50
+ * MTAs, or whose best MX is this host.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/schema.ts";
+import { type DnsQuerier, DnsTemporaryError } from "../dns/resolver.ts";
+import { resolveAddresses, resolveMx } from "../dns/mx.ts";
+import type { Logger } from "../log/logger.ts";
+import { readHeaderSection } from "../queue/dsn.ts";
+import type { ClaimedMessage } from "../queue/kv_queue.ts";
+import type { QueuedMessage, RecipientOutcome, ReplySummary } from "../queue/types.ts";
+import {
+  SmtpClient,
+  type SmtpClientOptions,
+  SmtpConnectionError,
+  TlsHandshakeError,
+} from "../smtp/client.ts";
+import { type OutgoingRecipient, xtext } from "../smtp/client_session.ts";
+import { isIpv4, isIpv6 } from "../smtp/path.ts";
+import type { Reply } from "../smtp/reply.ts";
+import { logOutcome, type RemoteTransport } from "./delivery.ts";
+
+/** RFC 5321 §6.3 allows rejecting at 100 Received fields; like other MTAs, tern bounces past 50. */
+export const MAX_HOPS = 50;
+
+/** Options of {@linkcode RelayTransport}. */
+export interface RelayOptions {
+  /** Routes, host name. */
+  readonly config: Config;
+  /** The DNS resolver. */
+  readonly resolver: DnsQuerier;
+  /** Where delivery lines go. */
+  readonly logger: Logger;
+  /** The port of MX hosts. @default {25} */
+  readonly mxPort?: number;
+  /** Connections at once, in total. @default {20} */
+  readonly maxConnections?: number;
+  /** Connections at once to one host and port. @default {4} */
+  readonly maxConnectionsPerDestination?: number;
+  /** How long an idle connection is kept for the next message, ms. @default {5000} */
+  readonly idleMs?: number;
+  /** Client options (timeouts) for every connection. */
+  readonly client?: Partial<SmtpClientOptions>;
+  /** Whether an address and port are one of our own listeners (loop detection). @default {never} */
+  readonly isOwnEndpoint?: (address: string, port: number) => boolean;
+  /** The clock. @default {Date.now} */
+  readonly now?: () => number;
+}
+
+/** One place to connect to. */
+interface Endpoint {
+  /** The host name, for logs and SNI. */
+  readonly host: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Why a whole domain failed. */
+type DomainFailure = { status: "deferred" | "bounced"; reply: ReplySummary };
+
+function summary(r: Reply): ReplySummary {
+  const enhanced = r.enhancedStatus ??
+    (r.code >= 500 ? "5.0.0" : r.code >= 400 ? "4.0.0" : "2.0.0");
+  return { code: r.code, enhancedStatus: enhanced, text: r.lines.join(" ").trim() };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message.replace(/\s+/g, " ").slice(0, 500);
+  return String(error);
+}
+
+function endpointName(e: Endpoint): string {
+  return `${e.host}[${e.address}]:${e.port}`;
+}
+
+/** Connections to reuse, and the limits on how many are open. */
+class ConnectionPool {
+  readonly #maxTotal: number;
+  readonly #maxPer: number;
+  readonly #idleMs: number;
+  readonly #idle = new Map<
+    string,
+    { client: SmtpClient; timer: ReturnType<typeof setTimeout> }[]
+  >();
+  readonly #open = new Map<string, number>(); // per key: active + idle
+  #total = 0;
+  #waiters: (() => void)[] = [];
+
+  constructor(maxTotal: number, maxPer: number, idleMs: number) {
+    this.#maxTotal = maxTotal;
+    this.#maxPer = maxPer;
+    this.#idleMs = idleMs;
+  }
+
+  /** Borrows an idle connection to `key`, or opens one within the limits, waiting for room. */
+  async acquire(key: string, connect: () => Promise<SmtpClient>): Promise<SmtpClient> {
+    while (true) {
+      const idle = this.#idle.get(key);
+      while (idle && idle.length > 0) {
+        const entry = idle.pop()!;
+        clearTimeout(entry.timer);
+        if (entry.client.isUsable) return entry.client;
+        this.#forget(key);
+        void entry.client.close().catch(() => {});
+      }
+      const open = this.#open.get(key) ?? 0;
+      if (open < this.#maxPer && this.#total >= this.#maxTotal) this.#closeOneIdle();
+      if (open < this.#maxPer && this.#total < this.#maxTotal) {
+        this.#open.set(key, open + 1);
+        this.#total++;
+        try {
+          return await connect();
+        } catch (error: unknown) {
+          this.#forget(key);
+          throw error;
+        }
+      }
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+
+  /** Gives a connection back: kept for reuse if it can take more, else closed. */
+  release(key: string, client: SmtpClient): void {
+    if (client.isUsable && this.#idleMs > 0) {
+      const list = this.#idle.get(key) ?? [];
+      const entry = {
+        client,
+        timer: setTimeout(() => {
+          const i = list.indexOf(entry);
+          if (i >= 0) list.splice(i, 1);
+          this.#forget(key);
+          void client.close().catch(() => {});
+        }, this.#idleMs),
+      };
+      list.push(entry);
+      this.#idle.set(key, list);
+      this.#wakeOne();
+      return;
+    }
+    this.#forget(key);
+    void client.close().catch(() => {});
+  }
+
+  /** Closes every idle connection. */
+  async close(): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [key, list] of this.#idle) {
+      for (const entry of list.splice(0)) {
+        clearTimeout(entry.timer);
+        this.#forget(key);
+        closing.push(entry.client.close().catch(() => {}));
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  #closeOneIdle(): void {
+    for (const [key, list] of this.#idle) {
+      const entry = list.shift();
+      if (entry) {
+        clearTimeout(entry.timer);
+        this.#forget(key);
+        void entry.client.close().catch(() => {});
+        return;
+      }
+    }
+  }
+
+  #forget(key: string): void {
+    const n = (this.#open.get(key) ?? 1) - 1;
+    if (n <= 0) this.#open.delete(key);
+    else this.#open.set(key, n);
+    this.#total--;
+    this.#wakeOne();
+  }
+
+  #wakeOne(): void {
+    this.#waiters.shift()?.();
+  }
+}
+
+/** Counts the `Received:` fields of a header section (RFC 5321 §6.3). */
+function countReceived(header: Uint8Array): number {
+  const text = new TextDecoder("latin1").decode(header);
+  return (text.match(/^received:/gim) ?? []).length;
+}
+
+/** Parses `host:port` or `[v6]:port` from `relay.routes`. */
+function parseRoute(route: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(route) ?? /^([^:]+):(\d+)$/.exec(route);
+  if (!m) throw new Error(`Bad route "${route}"`);
+  return { host: m[1]!.includes(":") ? `[IPv6:${m[1]}]` : m[1]!, port: Number(m[2]) };
+}
+
+/** Delivers to other MTAs. */
+export class RelayTransport implements RemoteTransport {
+  readonly #options: RelayOptions;
+  readonly #pool: ConnectionPool;
+  readonly #now: () => number;
+
+  /**
+   * Makes the transport.
+   *
+   * @param options Routes, resolver, limits.
+   */
+  constructor(options: RelayOptions) {
+    this.#options = options;
+    this.#pool = new ConnectionPool(
+      options.maxConnections ?? 20,
+      options.maxConnectionsPerDestination ?? 4,
+      options.idleMs ?? 5000,
+    );
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Delivers some recipients of a message to their next hops.
+   *
+   * @param claim The claimed message.
+   * @param indices Recipients to deliver (all remote).
+   * @param content Opens the content.
+   * @returns One outcome per index.
+   */
+  async deliver(
+    claim: ClaimedMessage,
+    indices: readonly number[],
+    content: () => ReadableStream<Uint8Array>,
+  ): Promise<RecipientOutcome[]> {
+    const { message } = claim;
+    const outcomes: RecipientOutcome[] = [];
+    const hops = countReceived(await readHeaderSection(content()));
+    if (hops > MAX_HOPS) {
+      return this.#all(message, indices, "bounced", {
+        code: 554,
+        enhancedStatus: "5.4.6",
+        text: `Too many hops (${hops} Received fields): mail loop suspected`,
+      }, "none");
+    }
+    const byDomain = new Map<string, number[]>();
+    for (const index of indices) {
+      const address = message.recipients[index]!.address;
+      const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+      byDomain.set(domain, [...(byDomain.get(domain) ?? []), index]);
+    }
+    for (const [domain, group] of byDomain) {
+      outcomes.push(...await this.#deliverDomain(message, domain, group, content));
+    }
+    return outcomes;
+  }
+
+  /** Closes the idle connections. */
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+
+  #all(
+    message: QueuedMessage,
+    indices: readonly number[],
+    status: RecipientOutcome["status"],
+    reply: ReplySummary,
+    nextHop: string,
+  ): RecipientOutcome[] {
+    return indices.map((index) => {
+      const o: RecipientOutcome = { index, status, reply };
+      logOutcome(this.#options.logger, message, o, nextHop, this.#now());
+      return o;
+    });
+  }
+
+  /** The hosts to try for a domain, or why there are none. */
+  async #hosts(
+    domain: string,
+  ): Promise<{ hosts: { name: string; port: number }[] } | DomainFailure> {
+    const { config } = this.#options;
+    const route = config.relay.routes[domain] ?? config.relay.routes["*"] ?? "mx";
+    if (route !== "mx") {
+      const { host, port } = parseRoute(route);
+      return { hosts: [{ name: host, port }] };
+    }
+    const port = this.#options.mxPort ?? 25;
+    try {
+      const mx = await resolveMx(domain, this.#options.resolver);
+      switch (mx.kind) {
+        case "nullmx":
+          // RFC 7505 §4.1: a null MX means the domain takes no mail.
+          return {
+            status: "bounced",
+            reply: {
+              code: 556,
+              enhancedStatus: "5.1.10",
+              text: `Domain ${domain} does not accept mail (null MX)`,
+            },
+          };
+        case "nxdomain":
+          return {
+            status: "bounced",
+            reply: {
+              code: 0,
+              enhancedStatus: "5.1.2",
+              text: `Domain ${domain} does not exist (NXDOMAIN)`,
+            },
+          };
+        case "noaddress":
+          return {
+            status: "bounced",
+            reply: {
+              code: 0,
+              enhancedStatus: "5.1.2",
+              text: `Domain ${domain} has no MX and no address records`,
+            },
+          };
+        case "hosts": {
+          // RFC 5321 §5.1: if this host is an MX, drop it and every MX of equal or greater preference.
+          const self = config.hostname.toLowerCase();
+          const own = mx.hosts.find((h) => h.name.toLowerCase() === self);
+          const hosts = own ? mx.hosts.filter((h) => h.preference < own.preference) : mx.hosts;
+          if (hosts.length === 0) {
+            return {
+              status: "bounced",
+              reply: {
+                code: 0,
+                enhancedStatus: "5.4.6",
+                text: `Mail for ${domain} loops back to myself`,
+              },
+            };
+          }
+          return { hosts: hosts.map((h) => ({ name: h.name, port })) };
+        }
+      }
+    } catch (error: unknown) {
+      if (error instanceof DnsTemporaryError) {
+        return {
+          status: "deferred",
+          reply: {
+            code: 0,
+            enhancedStatus: "4.4.3",
+            text: `DNS lookup for ${domain} failed: ${error.reason}`,
+          },
+        };
+      }
+      if (error instanceof SyntaxError) {
+        return {
+          status: "bounced",
+          reply: { code: 0, enhancedStatus: "5.1.2", text: `Bad destination domain "${domain}"` },
+        };
+      }
+      throw error;
+    }
+  }
+
+  /** Connects (opportunistic TLS, plaintext again if the handshake fails). */
+  async #connect(endpoint: Endpoint): Promise<SmtpClient> {
+    const { config, logger } = this.#options;
+    const base: SmtpClientOptions = {
+      ...this.#options.client,
+      host: endpoint.address,
+      port: endpoint.port,
+      helo: config.hostname,
+      tls: "opportunistic",
+      // SNI carries a host name, never an address (RFC 6066 §3).
+      ...(endpoint.host.startsWith("[") || isIpv4(endpoint.host) || isIpv6(endpoint.host)
+        ? {}
+        : { servername: endpoint.host }),
+    };
+    try {
+      return await SmtpClient.connect(base);
+    } catch (error: unknown) {
+      if (!(error instanceof TlsHandshakeError)) throw error;
+      // RFC 7435 / SMTP-TRAPS 30: opportunistic TLS falls back to plaintext.
+      logger.log("warn", "delivery.error", undefined, {
+        next_hop: endpointName(endpoint),
+        reason: "TLS handshake failed, retrying without TLS",
+        error: describe(error),
+      });
+      return await SmtpClient.connect({ ...base, tls: "none" });
+    }
+  }
+
+  async #deliverDomain(
+    message: QueuedMessage,
+    domain: string,
+    indices: readonly number[],
+    content: () => ReadableStream<Uint8Array>,
+  ): Promise<RecipientOutcome[]> {
+    const found = await this.#hosts(domain);
+    if ("status" in found) {
+      return this.#all(message, indices, found.status, found.reply, `${domain}`);
+    }
+    const pending = new Set(indices);
+    const outcomes: RecipientOutcome[] = [];
+    let lastFailure: ReplySummary = { code: 0, enhancedStatus: "4.4.1", text: "No host answered" };
+    let lastHop = domain;
+    hosts: for (const host of found.hosts) {
+      let addresses: string[];
+      try {
+        addresses = await resolveAddresses(host.name, this.#options.resolver);
+      } catch (error: unknown) {
+        lastFailure = {
+          code: 0,
+          enhancedStatus: "4.4.3",
+          text: `DNS lookup for ${host.name} failed: ${describe(error)}`,
+        };
+        continue;
+      }
+      if (addresses.length === 0) {
+        lastFailure = {
+          code: 0,
+          enhancedStatus: "4.4.3",
+          text: `Host ${host.name} has no address`,
+        };
+        continue;
+      }
+      for (const address of addresses) {
+        const endpoint: Endpoint = { host: host.name, address, port: host.port };
+        lastHop = endpointName(endpoint);
+        if (this.#options.isOwnEndpoint?.(address, host.port)) {
+          return this.#all(message, [...pending], "bounced", {
+            code: 0,
+            enhancedStatus: "5.4.6",
+            text: `Mail for ${domain} loops back to myself (${lastHop})`,
+          }, lastHop);
+        }
+        const key = `${address}:${host.port}`;
+        let client: SmtpClient;
+        try {
+          client = await this.#pool.acquire(key, () => this.#connect(endpoint));
+        } catch (error: unknown) {
+          // A refused connection or a 4xx/5xx greeting: the next address, the next MX.
+          const reply = error instanceof SmtpConnectionError && error.reply
+            ? summary(error.reply)
+            : null;
+          lastFailure = reply
+            ? {
+              ...reply,
+              code: reply.code,
+              enhancedStatus: reply.code >= 500 ? "4.4.0" : reply.enhancedStatus,
+              text: `${lastHop} said: ${reply.text}`,
+            }
+            : {
+              code: 0,
+              enhancedStatus: "4.4.1",
+              text: `Cannot connect to ${lastHop}: ${describe(error)}`,
+            };
+          continue;
+        }
+        const recipients = [...pending];
+        try {
+          const result = await client.send({
+            reversePath: message.envelope.reversePath,
+            recipients: recipients.map((i) => this.#outgoing(message, i)),
+            body: message.envelope.body,
+            smtputf8: message.envelope.smtputf8,
+            size: message.size,
+            ...(message.envelope.ret === undefined ? {} : { ret: message.envelope.ret }),
+            ...(message.envelope.envid === undefined
+              ? {}
+              : { envid: xtext(message.envelope.envid) }),
+          }, content);
+          this.#pool.release(key, client);
+          result.recipients.forEach((r, k) => {
+            const index = recipients[k]!;
+            const reply = summary(r.reply);
+            const status = r.reply.code < 300
+              ? "sent"
+              : r.reply.code >= 500
+              ? "bounced"
+              : "deferred";
+            const o: RecipientOutcome = { index, status, reply, remoteMta: host.name };
+            logOutcome(this.#options.logger, message, o, lastHop, this.#now());
+            outcomes.push(o);
+          });
+          return outcomes;
+        } catch (error: unknown) {
+          this.#pool.release(key, client);
+          if (!(error instanceof SmtpConnectionError)) throw error;
+          lastFailure = {
+            code: 0,
+            enhancedStatus: "4.4.2",
+            text: `Lost connection with ${lastHop}: ${describe(error)}`,
+          };
+          continue hosts;
+        }
+      }
+    }
+    return this.#all(message, [...pending], "deferred", lastFailure, lastHop);
+  }
+
+  #outgoing(message: QueuedMessage, index: number): OutgoingRecipient {
+    const r = message.recipients[index]!;
+    const out: { address: string; notify?: string[]; orcpt?: string } = { address: r.address };
+    if (r.notify) out.notify = [...r.notify];
+    if (r.orcpt) {
+      const semi = r.orcpt.indexOf(";");
+      out.orcpt = semi < 0
+        ? r.orcpt
+        : `${r.orcpt.slice(0, semi)};${xtext(r.orcpt.slice(semi + 1).trim())}`;
+    } else if (r.originalRecipient !== r.address) {
+      out.orcpt = r.originalRecipient;
+    }
+    return out;
+  }
+}

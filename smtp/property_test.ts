@@ -1,0 +1,204 @@
+// Property tests (fast-check) of the protocol core: no input makes the
+// parsers or the session throw anything they do not document, and the data
+// decoder gives the same content however the bytes are split.
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { parseCommand } from "./command.ts";
+import { DataDecoder } from "./data_decoder.ts";
+import { parsePath, PathSyntaxError } from "./path.ts";
+import { REPLIES, reply } from "./reply.ts";
+import { ServerSession } from "./server_session.ts";
+
+/** Bytes rich in what matters to SMTP framing: CR, LF, dots, spaces, NUL, high bytes. */
+const smtpBytes = fc.array(
+  fc.oneof(
+    { weight: 4, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) },
+    { weight: 2, arbitrary: fc.constantFrom(0x0d, 0x0a, 0x2e) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
+  { maxLength: 400 },
+).map((a) => Uint8Array.from(a));
+
+/** Cuts bytes at the given points. */
+function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const out: Uint8Array[] = [];
+  let last = 0;
+  for (const p of points) {
+    out.push(bytes.subarray(last, p));
+    last = p;
+  }
+  out.push(bytes.subarray(last));
+  return out;
+}
+
+function decodeAll(pieces: Uint8Array[], dotStuffed: boolean) {
+  const d = new DataDecoder({ dotStuffed });
+  const content: number[] = [];
+  let consumed = 0;
+  let ended = false;
+  for (const piece of pieces) {
+    let offset = 0;
+    while (offset < piece.length && !ended) {
+      const r = d.decode(piece, offset, piece.length);
+      content.push(...r.content);
+      offset += r.consumed;
+      consumed += r.consumed;
+      ended = r.ended;
+    }
+    if (ended) break;
+  }
+  return { content, consumed, ended, bare: d.hasBareLineEnding, received: d.receivedCount };
+}
+
+Deno.test("the data decoder gives the same result for any split of the same bytes", () => {
+  fc.assert(
+    fc.property(
+      smtpBytes,
+      fc.array(fc.nat(), { maxLength: 20 }),
+      fc.boolean(),
+      (bytes, cuts, dotStuffed) => {
+        assert.deepEqual(decodeAll(split(bytes, cuts), dotStuffed), decodeAll([bytes], dotStuffed));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("the data decoder ends only at CRLF.CRLF and strips exactly one stuffed dot", () => {
+  fc.assert(
+    fc.property(fc.array(fc.stringMatching(/^[a-z. ]{0,20}$/), { maxLength: 20 }), (lines) => {
+      // What an RFC-abiding client sends: each line stuffed, then the end marker.
+      const body = lines.map((l) => (l.startsWith(".") ? "." + l : l) + "\r\n").join("");
+      const bytes = new TextEncoder().encode(body + ".\r\nMAIL FROM:<x@y>\r\n");
+      const r = decodeAll([bytes], true);
+      assert.equal(r.ended, true);
+      assert.equal(
+        new TextDecoder().decode(Uint8Array.from(r.content)),
+        lines.map((l) => l + "\r\n").join(""),
+      );
+      assert.equal(r.consumed, body.length + 3);
+      assert.equal(r.bare, false);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+Deno.test("parseCommand never throws, whatever the line", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "grapheme", maxLength: 300 }), (line) => {
+      const c = parseCommand(line);
+      assert.ok(typeof c.verb === "string");
+    }),
+    { numRuns: 3000 },
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom("MAIL FROM:", "RCPT TO:", "mail from: ", "BDAT ", "EHLO ", "AUTH "),
+      fc.string({ unit: "binary", maxLength: 200 }),
+      (verb, rest) => {
+        parseCommand(verb + rest);
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("parsePath returns a mailbox or throws PathSyntaxError, nothing else", () => {
+  const pathy = fc.array(
+    fc.constantFrom(
+      "<",
+      ">",
+      "@",
+      ".",
+      ",",
+      ":",
+      '"',
+      "\\",
+      "[",
+      "]",
+      "a",
+      "b",
+      "IPv6:",
+      "1",
+      " ",
+      "é",
+    ),
+    {
+      maxLength: 40,
+    },
+  ).map((a) => a.join(""));
+  fc.assert(
+    fc.property(fc.oneof(pathy, fc.string({ maxLength: 80 })), fc.boolean(), (text, allowNull) => {
+      try {
+        const p = parsePath(text, { allowNull });
+        if (p.mailbox) assert.ok(p.mailbox.domain.length > 0);
+      } catch (error: unknown) {
+        if (!(error instanceof PathSyntaxError)) throw error;
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+Deno.test("no byte sequence makes the server session throw, and it never answers out of turn", () => {
+  const answers = [
+    REPLIES.senderOk,
+    REPLIES.recipientOk,
+    REPLIES.noSuchUser,
+    REPLIES.startData,
+    REPLIES.storageFailed,
+    reply(250, "2.0.0", "Ok: queued as X"),
+  ];
+  const script = fc.array(
+    fc.oneof(
+      smtpBytes,
+      fc.constantFrom(
+        "EHLO a\r\n",
+        "HELO a\r\n",
+        "MAIL FROM:<a@b.c>\r\n",
+        "RCPT TO:<d@e.f>\r\n",
+        "DATA\r\n",
+        "BDAT 3\r\nabc",
+        "BDAT 0 LAST\r\n",
+        ".\r\n",
+        "RSET\r\n",
+        "QUIT\r\n",
+        "STARTTLS\r\n",
+        "AUTH PLAIN\r\n",
+      ).map((s) => new TextEncoder().encode(s)),
+    ),
+    { maxLength: 30 },
+  );
+  fc.assert(
+    fc.property(
+      script,
+      fc.array(fc.nat({ max: answers.length - 1 }), { minLength: 1, maxLength: 30 }),
+      (pieces, picks) => {
+        const session = new ServerSession({
+          hostname: "mx.test",
+          maxMessageSize: 200,
+          maxRecipients: 3,
+        });
+        let k = 0;
+        const handle = (events: ReturnType<ServerSession["receive"]>): void => {
+          for (const e of events) {
+            if (
+              e.type === "sender" || e.type === "recipient" || e.type === "open" ||
+              e.type === "message"
+            ) {
+              assert.ok(session.isWaiting);
+              handle(session.answer(answers[picks[k++ % picks.length]!]!));
+            }
+          }
+        };
+        handle(session.start());
+        for (const p of pieces) {
+          if (session.isWaiting) break;
+          handle(session.receive(p));
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});

@@ -1,0 +1,164 @@
+// Real peers for the relay tests: recording SMTP receivers (Python's
+// aiosmtpd, tests/fixtures/receiver.py) and dnsmasq serving MX records, all
+// on loopback.
+
+import { join } from "node:path";
+import net from "node:net";
+
+const RECEIVER = new URL("./fixtures/receiver.py", import.meta.url).pathname;
+
+/** A free TCP port on an address (best effort: bound, then released). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen({ host, port: 0 }, () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** What a receiver recorded for one message. */
+export interface Received {
+  host: string;
+  from: string;
+  to: string[];
+  mail_options: string[];
+  rcpt_options: string[];
+  tls: boolean;
+  peer_port: number;
+  data: string;
+}
+
+export interface Receiver extends AsyncDisposable {
+  host: string;
+  port: number;
+  messages(): Promise<Received[]>;
+}
+
+/** Starts a recording receiver; `mode` adds STARTTLS (good or broken). */
+export async function startReceiver(
+  host: string,
+  port: number,
+  options: { tls?: { cert: string; key: string }; brokenTls?: boolean } = {},
+): Promise<Receiver> {
+  const dir = await Deno.makeTempDir({ prefix: "tern-receiver-" });
+  const log = join(dir, "log.jsonl");
+  const args = [RECEIVER, host, String(port), log];
+  if (options.tls) {
+    args.push(options.brokenTls ? "--broken-tls" : "--tls", options.tls.cert, options.tls.key);
+  }
+  const child = new Deno.Command("/usr/bin/python3", {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  if (!new TextDecoder().decode(value).includes("ready")) {
+    throw new Error(
+      `receiver did not start: ${new TextDecoder().decode((await child.output()).stderr)}`,
+    );
+  }
+  reader.releaseLock();
+  return {
+    host,
+    port,
+    async messages() {
+      try {
+        const text = await Deno.readTextFile(log);
+        return text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      } catch {
+        return [];
+      }
+    },
+    async [Symbol.asyncDispose]() {
+      await child.stdin.close();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await child.output();
+      clearTimeout(timer);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** A self-signed certificate made for the test (never committed). */
+export async function testCertificate(): Promise<{ cert: string; key: string; dir: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "tern-cert-" });
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const out = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-days",
+      "1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return { cert, key, dir };
+}
+
+export interface Dnsmasq extends AsyncDisposable {
+  nameserver: string;
+}
+
+/** dnsmasq on a loopback port with the given records (`--mx-host=...`, `--host-record=...`). */
+export async function startDnsmasq(records: string[], localZones: string[]): Promise<Dnsmasq> {
+  for (let tries = 0;; tries++) {
+    const port = await freePort();
+    const dir = await Deno.makeTempDir({ prefix: "tern-dnsmasq-" });
+    const child = new Deno.Command("/usr/sbin/dnsmasq", {
+      args: [
+        "--no-daemon",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        `--port=${port}`,
+        "--user=root",
+        `--pid-file=${dir}/dnsmasq.pid`,
+        "--local-ttl=1",
+        ...localZones.map((z) => `--local=/${z}/`),
+        ...records,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let exited = false;
+    const status = child.status.then((s) => {
+      exited = true;
+      return s;
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    if (exited) {
+      await Deno.remove(dir, { recursive: true });
+      if (tries > 5) throw new Error("dnsmasq would not start");
+      continue;
+    }
+    return {
+      nameserver: `127.0.0.1:${port}`,
+      async [Symbol.asyncDispose]() {
+        if (!exited) child.kill("SIGTERM");
+        await status;
+        await Deno.remove(dir, { recursive: true });
+      },
+    };
+  }
+}
