@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import type { Config } from "../config/schema.ts";
 import { createLogger } from "../log/logger.ts";
-import { routeAddress } from "../mta/bounce.ts";
+import { routeAddress } from "../mta/intake.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import { isNonAscii, parseMailbox, PathSyntaxError } from "../smtp/path.ts";
 import { formatDate } from "../smtp/received.ts";

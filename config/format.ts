@@ -71,11 +71,16 @@ export function formatConfig(config: Config): string {
     relay: {
       trusted_networks: config.relay.trustedNetworks,
       routes: config.relay.routes,
+      max_connections: config.relay.maxConnections,
+      max_connections_per_destination: config.relay.maxConnectionsPerDestination,
     },
     dns: { nameservers: config.dns.nameservers },
     queue: {
       retry: config.queue.retry.map(formatDuration),
       max_age: formatDuration(config.queue.maxAge),
+      delay_warning: config.queue.delayWarning === 0
+        ? "0s"
+        : formatDuration(config.queue.delayWarning),
     },
     limits: {
       max_message_size: sizeValue(config.limits.maxMessageSize),

@@ -66,6 +66,10 @@ export interface Config {
     readonly trustedNetworks: readonly string[];
     /** Next hop by recipient domain (`"*"` for the rest): `"host:port"` or `"mx"`. */
     readonly routes: Readonly<Record<string, string>>;
+    /** Outgoing connections at once, in total. */
+    readonly maxConnections: number;
+    /** Outgoing connections at once to one host and port. */
+    readonly maxConnectionsPerDestination: number;
   };
   /** DNS resolution. */
   readonly dns: {
@@ -78,6 +82,8 @@ export interface Config {
     readonly retry: readonly number[];
     /** Age in ms after which an undelivered message bounces. */
     readonly maxAge: number;
+    /** Age in ms after which the sender is told the message is delayed (RFC 3464 "delayed"); 0 = never. */
+    readonly delayWarning: number;
   };
   /** Limits on what clients may do. */
   readonly limits: {
@@ -153,13 +159,20 @@ export const DEFAULT_TRUSTED_NETWORKS: readonly string[] = Object.freeze([
   "::1/128",
 ]);
 
+/** Default outgoing connection limits: 20 in all, 4 to one host (RFC 5321 §4.5.4.1 asks for restraint). */
+export const DEFAULT_RELAY_LIMITS: {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerDestination: number;
+} = Object.freeze({ maxConnections: 20, maxConnectionsPerDestination: 4 });
+
 /** Default `relay.routes`: every domain by DNS MX lookup. A file's routes are added to it. */
 export const DEFAULT_ROUTES: Readonly<Record<string, string>> = Object.freeze({ "*": "mx" });
 
-/** Default `queue`: retry after 1m, 5m, 15m, 1h, then every 4h; bounce after 5 days. */
+/** Default `queue`: retry after 1m, 5m, 15m, 1h, then every 4h; warn the sender after 4h; bounce after 5 days. */
 export const DEFAULT_QUEUE: Config["queue"] = Object.freeze({
   retry: Object.freeze([60_000, 300_000, 900_000, 3_600_000, 14_400_000]),
   maxAge: 432_000_000,
+  delayWarning: 14_400_000,
 });
 
 /** Default `limits`. */
@@ -337,9 +350,14 @@ const TOP_KEYS = [
 const LISTENER_KEYS = ["address", "port", "mode"] as const;
 const TLS_KEYS = ["cert", "key"] as const;
 const ACCOUNT_KEYS = ["password"] as const;
-const RELAY_KEYS = ["trusted_networks", "routes"] as const;
+const RELAY_KEYS = [
+  "trusted_networks",
+  "routes",
+  "max_connections",
+  "max_connections_per_destination",
+] as const;
 const DNS_KEYS = ["nameservers"] as const;
-const QUEUE_KEYS = ["retry", "max_age"] as const;
+const QUEUE_KEYS = ["retry", "max_age", "delay_warning"] as const;
 const LIMITS_KEYS = [
   "max_message_size",
   "max_recipients",
@@ -867,7 +885,22 @@ function checkRelay(c: Checker, value: unknown): Config["relay"] {
   }
   // The catch-all stays unless the file sets it: a route for one domain must not stop mail to the rest.
   if (!("*" in routes)) routes["*"] = DEFAULT_ROUTES["*"] ?? "mx";
-  return { trustedNetworks, routes };
+  const maxConnections = relay.max_connections === undefined
+    ? DEFAULT_RELAY_LIMITS.maxConnections
+    : c.positiveInteger(relay.max_connections, "relay.max_connections");
+  const maxConnectionsPerDestination = relay.max_connections_per_destination === undefined
+    ? DEFAULT_RELAY_LIMITS.maxConnectionsPerDestination
+    : c.positiveInteger(
+      relay.max_connections_per_destination,
+      "relay.max_connections_per_destination",
+    );
+  return {
+    trustedNetworks,
+    routes,
+    maxConnections: maxConnections ?? DEFAULT_RELAY_LIMITS.maxConnections,
+    maxConnectionsPerDestination: maxConnectionsPerDestination ??
+      DEFAULT_RELAY_LIMITS.maxConnectionsPerDestination,
+  };
 }
 
 function checkDns(c: Checker, value: unknown): Config["dns"] {
@@ -919,7 +952,14 @@ function checkQueue(c: Checker, value: unknown): Config["queue"] {
   const maxAge = queue.max_age === undefined
     ? DEFAULT_QUEUE.maxAge
     : c.duration(queue.max_age, "queue.max_age");
-  return { retry, maxAge: maxAge ?? DEFAULT_QUEUE.maxAge };
+  const delayWarning = queue.delay_warning === undefined
+    ? DEFAULT_QUEUE.delayWarning
+    : c.durationOrZero(queue.delay_warning, "queue.delay_warning");
+  return {
+    retry,
+    maxAge: maxAge ?? DEFAULT_QUEUE.maxAge,
+    delayWarning: delayWarning ?? DEFAULT_QUEUE.delayWarning,
+  };
 }
 
 function checkLimits(c: Checker, value: unknown): Config["limits"] {

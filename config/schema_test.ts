@@ -34,9 +34,18 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
     accounts: {},
     aliases: {},
     mailRoot: "/srv/tern/data/mail",
-    relay: { trustedNetworks: ["127.0.0.0/8", "::1/128"], routes: { "*": "mx" } },
+    relay: {
+      trustedNetworks: ["127.0.0.0/8", "::1/128"],
+      routes: { "*": "mx" },
+      maxConnections: 20,
+      maxConnectionsPerDestination: 4,
+    },
     dns: { nameservers: null },
-    queue: { retry: [60_000, 300_000, 900_000, 3_600_000, 14_400_000], maxAge: 432_000_000 },
+    queue: {
+      retry: [60_000, 300_000, 900_000, 3_600_000, 14_400_000],
+      maxAge: 432_000_000,
+      delayWarning: 14_400_000,
+    },
     limits: {
       maxMessageSize: 26_214_400,
       maxRecipients: 100,

@@ -12,11 +12,11 @@
 
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { resolveRecipient } from "../mda/recipient.ts";
 import { type DsnRecipient, dsnStream, shouldNotify } from "../queue/dsn.ts";
 import type { KvQueue } from "../queue/kv_queue.ts";
-import type { QueuedMessage, QueueRecipient } from "../queue/types.ts";
+import type { QueuedMessage } from "../queue/types.ts";
 import { formatDate } from "../smtp/received.ts";
+import { routeAddress } from "./intake.ts";
 
 const encoder = new TextEncoder();
 
@@ -36,26 +36,6 @@ export interface QueueDsnOptions {
   readonly content: () => ReadableStream<Uint8Array>;
   /** The current time, epoch ms. */
   readonly now: number;
-}
-
-/**
- * Where mail to an address goes: its local mailboxes, or the address itself
- * for a remote domain; `[]` when it cannot be delivered at all.
- *
- * @param config The directory.
- * @param address The address.
- * @returns The queue recipients.
- */
-export function routeAddress(config: Config, address: string): QueueRecipient[] {
-  const resolution = resolveRecipient(address, config);
-  switch (resolution.kind) {
-    case "local":
-      return resolution.targets;
-    case "remote":
-      return [{ address, originalRecipient: address, mailbox: null }];
-    default:
-      return [];
-  }
 }
 
 /**

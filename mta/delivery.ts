@@ -16,6 +16,7 @@ import type { Logger } from "../log/logger.ts";
 import type { LocalDelivery } from "../mda/local_delivery.ts";
 import type { ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome, RecipientState } from "../queue/types.ts";
+import type { DsnAction, DsnRecipient } from "../queue/dsn.ts";
 import { queueDsn } from "./bounce.ts";
 
 /** Delivers recipients that are not local: the relay transport. */
@@ -97,7 +98,7 @@ export function createDeliver(
         logOutcome(logger, message, o, "none", now());
       }
     }
-    await bounce(options, message, final, content, now());
+    await report(options, message, final, content, now());
     return final;
   };
 }
@@ -123,29 +124,49 @@ function giveUpIfExpired(
   );
 }
 
-/** Queues one DSN for every recipient that failed permanently in this attempt. */
-async function bounce(
+/**
+ * Queues one DSN for what the sender asked to hear about in this attempt
+ * (RFC 3461 §4.1 NOTIFY): permanent failures ("failed"); deliveries
+ * ("delivered" into a mailbox, or "relayed" to a next hop that does not
+ * take the DSN parameters, RFC 3461 §6.2.2) when NOTIFY has SUCCESS; and,
+ * once, a "delayed" warning when the message first passes
+ * `queue.delay_warning` still undelivered.
+ */
+async function report(
   options: DeliverOptions,
   message: QueuedMessage,
   outcomes: readonly RecipientOutcome[],
   content: () => ReadableStream<Uint8Array>,
   now: number,
 ): Promise<void> {
-  const failed = outcomes.filter((o) => o.status === "bounced");
-  if (failed.length === 0) return;
-  const recipients = failed.map((o) => {
+  const warnAt = options.config.queue.delayWarning > 0
+    ? message.arrival + options.config.queue.delayWarning
+    : Infinity;
+  const recipients: DsnRecipient[] = [];
+  for (const o of outcomes) {
     const before = message.recipients[o.index]!;
+    let action: DsnAction | null = null;
+    if (o.status === "bounced") action = "failed";
+    else if (o.status === "sent" && before.mailbox !== null) action = "delivered";
+    else if (o.status === "sent" && o.remoteDsn === false) action = "relayed";
+    else if (
+      o.status === "deferred" && now >= warnAt && (before.lastAttempt ?? message.arrival) < warnAt
+    ) {
+      action = "delayed";
+    }
+    if (action === null) continue;
     const state: RecipientState = {
       ...before,
-      status: "bounced",
+      status: o.status,
       attempts: before.attempts + 1,
       lastAttempt: now,
       lastReply: o.reply,
     };
-    return o.remoteMta === undefined
-      ? { state, action: "failed" as const }
-      : { state, action: "failed" as const, remoteMta: o.remoteMta };
-  });
+    recipients.push(
+      o.remoteMta === undefined ? { state, action } : { state, action, remoteMta: o.remoteMta },
+    );
+  }
+  if (recipients.length === 0) return;
   await queueDsn({
     config: options.config,
     queue: options.queue,

@@ -14,7 +14,7 @@ import type { Logger } from "../log/logger.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
 import type { KvQueue } from "../queue/kv_queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope, RecipientDsn } from "../smtp/envelope.ts";
 import { formatReceived } from "../smtp/received.ts";
 import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
@@ -98,27 +98,49 @@ export interface IntakeOptions {
 export function expandRecipients(
   config: Config,
   forwardPaths: readonly string[],
+  dsn: readonly RecipientDsn[] = [],
 ): QueueRecipient[] {
   const seen = new Set<string>();
   const out: QueueRecipient[] = [];
-  for (const path of forwardPaths) {
-    const resolution = resolveRecipient(path, config);
-    const targets: readonly QueueRecipient[] = resolution.kind === "local"
-      ? resolution.targets
-      : resolution.kind === "remote"
-      ? [{ address: path, originalRecipient: path, mailbox: null }]
-      : [];
-    for (const target of targets) {
+  forwardPaths.forEach((path, i) => {
+    const { notify, orcpt } = dsn[i] ?? {};
+    for (const target of routeAddress(config, path)) {
       // A mailbox is named without regard to case; a remote local part is the remote's business.
       const key = target.mailbox !== null
         ? "mailbox:" + target.mailbox.toLowerCase()
         : "remote:" + remoteKey(target.address);
       if (seen.has(key)) continue;
       seen.add(key);
-      out.push(target);
+      // RFC 3461 §4.1, §4.2: NOTIFY and ORCPT follow the recipient through alias expansion.
+      out.push({
+        ...target,
+        ...(notify === undefined ? {} : { notify }),
+        ...(orcpt === undefined ? {} : { orcpt }),
+      });
     }
-  }
+  });
   return out;
+}
+
+/**
+ * Where mail to one address goes: its local mailboxes (aliases followed),
+ * the address itself for a remote domain, or nowhere (`[]`) for an unknown
+ * local address or an alias loop.
+ *
+ * @param config The directory.
+ * @param address The address.
+ * @returns The queue recipients.
+ */
+export function routeAddress(config: Config, address: string): QueueRecipient[] {
+  const resolution = resolveRecipient(address, config);
+  switch (resolution.kind) {
+    case "local":
+      return resolution.targets;
+    case "remote":
+      return [{ address, originalRecipient: address, mailbox: null }];
+    default:
+      return [];
+  }
 }
 
 /** A remote address for duplicate checks: the local part as written, the domain in lower case. */
@@ -154,7 +176,7 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
     },
 
     async open(envelope: Envelope, connection: ConnectionInfo): Promise<MessageSink | Reply> {
-      const recipients = expandRecipients(config, envelope.forwardPaths);
+      const recipients = expandRecipients(config, envelope.forwardPaths, envelope.recipientDsn);
       if (recipients.length === 0) return REPLIES.noValidRecipients;
       const arrival = now();
       const incoming = await queue.receive({

@@ -129,6 +129,8 @@ export class Mta {
       logger,
       ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
       isOwnEndpoint: (address, port) => ownEndpoints.has(`${address}:${port}`),
+      maxConnections: config.relay.maxConnections,
+      maxConnectionsPerDestination: config.relay.maxConnectionsPerDestination,
     });
     const loop = new DeliveryLoop(queue, {
       deliver: createDeliver({ config, queue, local, remote, logger }),

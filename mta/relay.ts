@@ -481,7 +481,13 @@ export class RelayTransport implements RemoteTransport {
               : r.reply.code >= 500
               ? "bounced"
               : "deferred";
-            const o: RecipientOutcome = { index, status, reply, remoteMta: host.name };
+            const o: RecipientOutcome = {
+              index,
+              status,
+              reply,
+              remoteMta: host.name,
+              remoteDsn: client.extensions?.dsn ?? false,
+            };
             logOutcome(this.#options.logger, message, o, lastHop, this.#now());
             outcomes.push(o);
           });

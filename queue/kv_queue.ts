@@ -801,6 +801,8 @@ function queuedState(r: QueueRecipient): RecipientState {
     address: r.address,
     originalRecipient: r.originalRecipient,
     mailbox: r.mailbox,
+    ...(r.notify === undefined ? {} : { notify: r.notify }),
+    ...(r.orcpt === undefined ? {} : { orcpt: r.orcpt }),
     status: "queued",
     attempts: 0,
     lastAttempt: null,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Envelope } from "../smtp/envelope.ts";
+import type { DsnNotify as SmtpDsnNotify, Envelope } from "../smtp/envelope.ts";
 
 /**
  * Where one recipient stands.
@@ -51,7 +51,7 @@ export interface QueueRecipient {
 }
 
 /** A keyword of RFC 3461 §4.1 NOTIFY. */
-export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
+export type DsnNotify = SmtpDsnNotify;
 
 /** A recipient with its delivery state. */
 export interface RecipientState extends QueueRecipient {
@@ -95,4 +95,9 @@ export interface RecipientOutcome {
   readonly reply: ReplySummary;
   /** The host that gave the reply, when another MTA did (RFC 3464 §2.3.5 Remote-MTA). */
   readonly remoteMta?: string;
+  /**
+   * For a message relayed: whether the next hop took the DSN parameters
+   * (it offered DSN), so reports are now its job (RFC 3461 §6.2.2).
+   */
+  readonly remoteDsn?: boolean;
 }

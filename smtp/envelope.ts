@@ -10,6 +10,17 @@
 /** RFC 6152 / RFC 3030: what the content may contain, from `BODY=` on MAIL FROM. */
 export type BodyType = "7BIT" | "8BITMIME" | "BINARYMIME";
 
+/** A keyword of RFC 3461 §4.1 NOTIFY. */
+export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
+
+/** The DSN parameters given with one RCPT (RFC 3461 §4.1, §4.2). */
+export interface RecipientDsn {
+  /** NOTIFY: when the sender wants a report. Absent: the default (failures, and perhaps delays). */
+  readonly notify?: readonly DsnNotify[];
+  /** ORCPT as `addr-type;address`, decoded from xtext. */
+  readonly orcpt?: string;
+}
+
 /** The envelope of one message, as accepted. */
 export interface Envelope {
   /**
@@ -29,4 +40,6 @@ export interface Envelope {
   readonly ret?: "FULL" | "HDRS";
   /** RFC 3461 §4.4 ENVID, decoded from xtext: the sender's id for this transaction. */
   readonly envid?: string;
+  /** RFC 3461 NOTIFY and ORCPT of each forward-path, in the same order, when any was given. */
+  readonly recipientDsn?: readonly RecipientDsn[];
 }

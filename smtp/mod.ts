@@ -28,7 +28,7 @@ export {
   type Verb,
 } from "./command.ts";
 export { DataDecoder, type DecodeResult } from "./data_decoder.ts";
-export type { BodyType, Envelope } from "./envelope.ts";
+export type { BodyType, DsnNotify, Envelope, RecipientDsn } from "./envelope.ts";
 export {
   formatMailbox,
   isAddressLiteral,

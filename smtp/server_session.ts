@@ -64,7 +64,8 @@
 
 import { type Command, type Parameters, parseCommand } from "./command.ts";
 import { DataDecoder } from "./data_decoder.ts";
-import type { BodyType, Envelope } from "./envelope.ts";
+import type { BodyType, DsnNotify, Envelope, RecipientDsn } from "./envelope.ts";
+import { decodeXtext, parseNotify, parseOrcpt } from "./dsn_parameters.ts";
 import { formatMailbox, isNonAscii } from "./path.ts";
 import { formatReply, isPositive, REPLIES, type Reply, reply } from "./reply.ts";
 import {
@@ -189,7 +190,11 @@ interface Transaction {
   body: BodyType;
   smtputf8: boolean;
   declaredSize?: number;
+  ret?: "FULL" | "HDRS";
+  envid?: string;
   forwardPaths: string[];
+  /** RFC 3461 parameters of each accepted RCPT, in order. */
+  recipientDsn: RecipientDsn[];
   /** Content is being stored (the "open" question was answered yes). */
   opened: boolean;
   decoder?: DataDecoder;
@@ -207,8 +212,10 @@ type Pending =
     body: BodyType;
     smtputf8: boolean;
     size?: number;
+    ret?: "FULL" | "HDRS";
+    envid?: string;
   }
-  | { kind: "recipient"; forwardPath: string }
+  | { kind: "recipient"; forwardPath: string; dsn: RecipientDsn }
   | { kind: "open-data" }
   | { kind: "open-bdat"; size: number; last: boolean }
   | { kind: "message" }
@@ -407,7 +414,10 @@ export class ServerSession {
             body: pending.body,
             smtputf8: pending.smtputf8,
             ...(pending.size === undefined ? {} : { declaredSize: pending.size }),
+            ...(pending.ret === undefined ? {} : { ret: pending.ret }),
+            ...(pending.envid === undefined ? {} : { envid: pending.envid }),
             forwardPaths: [],
+            recipientDsn: [],
             opened: false,
           };
           this.#state = "mail";
@@ -417,6 +427,7 @@ export class ServerSession {
       case "recipient":
         if (ok && t) {
           t.forwardPaths.push(pending.forwardPath);
+          t.recipientDsn.push(pending.dsn);
           this.#state = "rcpt";
         }
         this.#reply(r);
@@ -809,6 +820,7 @@ export class ServerSession {
       "ENHANCEDSTATUSCODES", // RFC 2034
       "SMTPUTF8", // RFC 6531
       "CHUNKING", // RFC 3030
+      "DSN", // RFC 3461
     ];
     // RFC 3207 §4.2: once TLS is up, STARTTLS is no longer offered.
     if (this.#canStartTls && !this.#isTls) keywords.push("STARTTLS");
@@ -886,8 +898,30 @@ export class ServerSession {
     let body: BodyType = "7BIT";
     let smtputf8 = false;
     let size: number | undefined;
+    let ret: "FULL" | "HDRS" | undefined;
+    let envid: string | undefined;
     for (const [keyword, value] of parameters) {
       switch (keyword) {
+        case "RET": {
+          // RFC 3461 §4.3
+          const v = value?.toUpperCase();
+          if (v !== "FULL" && v !== "HDRS") {
+            return this.#error(reply(501, "5.5.4", "RET must be FULL or HDRS (RFC 3461 §4.3)"));
+          }
+          ret = v;
+          break;
+        }
+        case "ENVID": {
+          // RFC 3461 §4.4: xtext, at most 100 characters
+          const decoded = value === null || value.length > 100 ? null : decodeXtext(value);
+          if (decoded === null) {
+            return this.#error(
+              reply(501, "5.5.4", "ENVID must be xtext of at most 100 characters (RFC 3461 §4.4)"),
+            );
+          }
+          envid = decoded;
+          break;
+        }
         case "SIZE":
           if (value === null || !/^[0-9]{1,20}$/.test(value)) {
             return this.#error(REPLIES.syntax("SIZE needs a number of octets (RFC 1870)"));
@@ -923,6 +957,8 @@ export class ServerSession {
         body,
         smtputf8,
         ...(size === undefined ? {} : { size }),
+        ...(ret === undefined ? {} : { ret }),
+        ...(envid === undefined ? {} : { envid }),
       },
       { type: "sender", reversePath, parameters: parametersCopy },
     );
@@ -931,7 +967,39 @@ export class ServerSession {
   /** RFC 5321 §4.1.1.3 RCPT. */
   #rcpt(forwardPath: string, parameters: Parameters): void {
     const t = this.#transaction!;
-    for (const keyword of parameters.keys()) return this.#error(REPLIES.unknownParameter(keyword));
+    const dsn: { notify?: DsnNotify[]; orcpt?: string } = {};
+    for (const [keyword, value] of parameters) {
+      switch (keyword) {
+        case "NOTIFY": {
+          // RFC 3461 §4.1
+          const notify = value === null ? null : parseNotify(value);
+          if (notify === null) {
+            return this.#error(
+              reply(
+                501,
+                "5.5.4",
+                "NOTIFY must be NEVER, or some of SUCCESS,FAILURE,DELAY (RFC 3461 §4.1)",
+              ),
+            );
+          }
+          dsn.notify = notify;
+          break;
+        }
+        case "ORCPT": {
+          // RFC 3461 §4.2
+          const orcpt = value === null ? null : parseOrcpt(value);
+          if (orcpt === null) {
+            return this.#error(
+              reply(501, "5.5.4", "ORCPT must be addr-type;xtext (RFC 3461 §4.2)"),
+            );
+          }
+          dsn.orcpt = orcpt;
+          break;
+        }
+        default:
+          return this.#error(REPLIES.unknownParameter(keyword));
+      }
+    }
     if (!t.smtputf8 && isNonAscii(forwardPath)) return this.#error(REPLIES.needsSmtputf8);
     if (t.forwardPaths.length >= this.#maxRecipients) {
       // RFC 5321 §4.5.3.1.10: 452, so the client sends the rest later.
@@ -939,7 +1007,7 @@ export class ServerSession {
       return;
     }
     this.#ask(
-      { kind: "recipient", forwardPath },
+      { kind: "recipient", forwardPath, dsn },
       { type: "recipient", forwardPath, parameters: new Map(parameters) },
     );
   }
@@ -968,6 +1036,11 @@ export class ServerSession {
       body: t.body,
       smtputf8: t.smtputf8,
       ...(t.declaredSize === undefined ? {} : { declaredSize: t.declaredSize }),
+      ...(t.ret === undefined ? {} : { ret: t.ret }),
+      ...(t.envid === undefined ? {} : { envid: t.envid }),
+      ...(t.recipientDsn.some((d) => d.notify !== undefined || d.orcpt !== undefined)
+        ? { recipientDsn: [...t.recipientDsn] }
+        : {}),
     };
   }
 
