@@ -15,9 +15,6 @@ import { createLogger } from "../log/logger.ts";
 import { ListenError, Mta } from "../mta/mta.ts";
 import { TlsContext, TlsError } from "../smtp/tls_context.ts";
 
-/** How long transactions in flight may take after SIGTERM, ms. */
-export const SHUTDOWN_GRACE_MS = 10_000;
-
 /**
  * Runs `tern serve`.
  *
@@ -81,7 +78,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
   const signal = await stopped;
   logger.log("info", "server.stopping", undefined, { signal });
-  await mta.stop(SHUTDOWN_GRACE_MS);
+  await mta.stop(config.limits.shutdownGrace);
   for (const [s, handler] of handlers) Deno.removeSignalListener(s, handler);
   logger.log("info", "server.stopped", undefined, {});
   return 0;

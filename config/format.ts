@@ -90,6 +90,7 @@ export function formatConfig(config: Config): string {
       command_timeout: formatDuration(config.limits.commandTimeout),
       data_timeout: formatDuration(config.limits.dataTimeout),
       greeting_delay: formatDuration(config.limits.greetingDelay),
+      shutdown_grace: formatDuration(config.limits.shutdownGrace),
       max_bad_commands: config.limits.maxBadCommands,
       max_auth_failures: config.limits.maxAuthFailures,
       auth_failure_delay: formatDuration(config.limits.authFailureDelay),

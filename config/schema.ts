@@ -106,6 +106,8 @@ export interface Config {
     readonly greetingDelay: number;
     /** Commands refused with 5yz in one session before it is closed with 421. */
     readonly maxBadCommands: number;
+    /** On SIGTERM, how long transactions in flight may take to finish before they are cut, ms. */
+    readonly shutdownGrace: number;
     /** Failed AUTH from one client address before it is disconnected and locked out. */
     readonly maxAuthFailures: number;
     /** Delay before answering a failed AUTH, ms; it doubles with each further failure. */
@@ -189,6 +191,7 @@ export const DEFAULT_LIMITS: Config["limits"] = Object.freeze({
   // Long enough to catch bots that do not wait for the banner; real MTAs wait minutes (§4.5.3.2.1).
   greetingDelay: 1000,
   maxBadCommands: 20,
+  shutdownGrace: 10_000,
   maxAuthFailures: 5,
   authFailureDelay: 1000,
   authLockout: 900_000,
@@ -367,6 +370,7 @@ const LIMITS_KEYS = [
   "data_timeout",
   "greeting_delay",
   "max_bad_commands",
+  "shutdown_grace",
   "max_auth_failures",
   "auth_failure_delay",
   "auth_lockout",
@@ -984,6 +988,9 @@ function checkLimits(c: Checker, value: unknown): Config["limits"] {
       ? d.greetingDelay
       : c.durationOrZero(limits.greeting_delay, "limits.greeting_delay") ?? d.greetingDelay,
     maxBadCommands: integer("max_bad_commands", d.maxBadCommands),
+    shutdownGrace: limits.shutdown_grace === undefined
+      ? d.shutdownGrace
+      : c.durationOrZero(limits.shutdown_grace, "limits.shutdown_grace") ?? d.shutdownGrace,
     maxAuthFailures: integer("max_auth_failures", d.maxAuthFailures),
     authFailureDelay: limits.auth_failure_delay === undefined
       ? d.authFailureDelay

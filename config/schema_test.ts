@@ -54,6 +54,7 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       commandTimeout: 300_000,
       dataTimeout: 600_000,
       greetingDelay: 1000,
+      shutdownGrace: 10_000,
       maxBadCommands: 20,
       maxAuthFailures: 5,
       authFailureDelay: 1000,
