@@ -86,32 +86,7 @@ export async function startReceiver(
 }
 
 /** A self-signed certificate made for the test (never committed). */
-export async function testCertificate(): Promise<{ cert: string; key: string; dir: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "tern-cert-" });
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return { cert, key, dir };
-}
+export { makeCertificate as testCertificate } from "./_tls.ts";
 
 export interface Dnsmasq extends AsyncDisposable {
   nameserver: string;

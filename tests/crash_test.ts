@@ -133,10 +133,18 @@ queue: { retry: [1s] }
     // The last restart: everything acknowledged must arrive.
     const serve = await spawnServe(file);
     try {
+      // The backlog of many rounds takes a while: allow a second per 100 messages.
+      let last = "";
       await waitFor(async () => {
         const r = await tern(["queue", "list", "--config", file, "--json"]);
+        last = r.stdout;
         return r.stdout.trim() === "";
-      }, 60_000);
+      }, 60_000 + acknowledged.size * 10).catch((error) => {
+        const rows = last.trim().split("\n");
+        throw new Error(`${rows.length} messages still queued, the first: ${rows[0]}`, {
+          cause: error,
+        });
+      });
     } finally {
       assert.equal(await serve.stop(), 0);
     }

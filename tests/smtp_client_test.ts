@@ -3,10 +3,10 @@
 // python3-aiosmtpd: DATA only, no PIPELINING, no CHUNKING), with and
 // without STARTTLS, and against small scripted servers that misbehave.
 
+import { makeCertificate } from "./_tls.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
-import { join } from "node:path";
 import {
   SmtpClient,
   type SmtpClientOptions,
@@ -229,37 +229,13 @@ async function startAiosmtpd(tls?: { cert: string; key: string }) {
   };
 }
 
-/** A self-signed certificate for CN=localhost in a temporary directory, removed afterwards. */
+/** A self-signed certificate for localhost in a temporary directory, removed afterwards. */
 async function selfSignedCertificate() {
-  const dir = await Deno.makeTempDir({ prefix: "tern-tls-" });
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`openssl failed: ${new TextDecoder().decode(out.stderr)}`);
+  const certificate = await makeCertificate();
   return {
-    cert,
-    key,
-    pem: await Deno.readTextFile(cert),
+    ...certificate,
     async [Symbol.asyncDispose]() {
-      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(certificate.dir, { recursive: true });
     },
   };
 }
