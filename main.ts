@@ -6,7 +6,9 @@
  */
 
 import { checkConfig } from "./cli/check_config.ts";
+import { explainCommand } from "./cli/explain.ts";
 import { hashPasswordCommand } from "./cli/hash_password.ts";
+import { playgroundCommand } from "./cli/playground.ts";
 import { queueCommand } from "./cli/queue.ts";
 import { sendCommand } from "./cli/send.ts";
 import { serveCommand } from "./cli/serve.ts";
@@ -25,6 +27,8 @@ Commands:
                                 sendmail-style submission of a message on stdin
   hash-password                 read a password on stdin, print its hash
   version                       print the version
+  explain CODE [STATUS]         what a reply code, enhanced status or command means, and its RFC
+  playground [--port N]         a web page on 127.0.0.1 to type SMTP to tern's server session
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
@@ -34,6 +38,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "queue": queueCommand,
   "send": sendCommand,
   "version": versionCommand,
+  "explain": explainCommand,
+  "playground": playgroundCommand,
 };
 
 /**

@@ -22,8 +22,12 @@ import type { QueueRecipient } from "../queue/types.ts";
 import { isNonAscii, parseMailbox, PathSyntaxError } from "../smtp/path.ts";
 import { formatDate } from "../smtp/received.ts";
 import { CliError, describeArgsError, openConfig, openQueue, runCommand } from "./_common.ts";
+import { SmtpClient } from "../smtp/client.ts";
+import { annotateCommand, annotateExtension, annotateReply } from "../smtp/annotations.ts";
+import { traceLine } from "../smtp/trace.ts";
 
-const USAGE = "usage: tern send [--config FILE] [-f SENDER] [-t] [-i] [RECIPIENT...] < message";
+const USAGE =
+  "usage: tern send [--config FILE] [-f SENDER] [-t] [-i] [--server HOST:PORT] [--trace] [RECIPIENT...] < message";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** The most header octets kept in memory to read and complete the header section. */
@@ -149,6 +153,103 @@ function addressesIn(value: string): string[] {
   return out;
 }
 
+/** The first listener of the configuration, as host:port to connect to. */
+function defaultServer(config: Config): string {
+  const l = config.listeners[0];
+  if (!l) throw new CliError("no listener in the configuration: give --server HOST:PORT");
+  const host = l.address === "0.0.0.0" ? "127.0.0.1" : l.address === "::" ? "::1" : l.address;
+  return host.includes(":") ? `[${host}]:${l.port}` : `${host}:${l.port}`;
+}
+
+/**
+ * Submits over SMTP with tern's client, printing the annotated dialogue
+ * with --trace (the content itself is never printed).
+ */
+async function submitOverSmtp(o: {
+  server: string;
+  config: Config;
+  sender: string;
+  forwardPaths: string[];
+  smtputf8: boolean;
+  parts: Uint8Array[];
+  size: number;
+  trace: boolean;
+  verbose: boolean;
+}): Promise<number> {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(o.server) ?? /^([^:]+):(\d+)$/.exec(o.server);
+  if (!m) throw new CliError(`--server must be HOST:PORT, found "${o.server}"`);
+  const pending: string[] = ["greeting"];
+  let ehloLine = 0;
+  const onTrace = (line: string): void => {
+    if (line.startsWith("C: ")) {
+      const text = line.slice(3);
+      const verb = text.split(" ", 1)[0]!.toUpperCase();
+      // The reply to BDAT LAST is the reply to the whole content, like the one after DATA's dot.
+      pending.push(verb === "BDAT" && / LAST$/i.test(text) ? "content" : verb);
+      ehloLine = 0;
+      console.log(traceLine("C", text, text.startsWith("AUTH") ? null : annotateCommand(text)));
+    } else if (line.startsWith("S: ")) {
+      const text = line.slice(3);
+      const r = /^(\d{3})([ -])(?:([245]\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(text);
+      if (pending[0] === "EHLO" && r && ehloLine++ > 0) {
+        // RFC 5321 §4.1.1.1: after the first line, one extension keyword per line.
+        console.log(traceLine("S", text, annotateExtension(r[4] ?? "")));
+        if (r[2] === " ") pending.shift();
+        return;
+      }
+      if (!r || r[2] === "-") {
+        console.log(traceLine("S", text, null));
+        return;
+      }
+      const code = Number(r[1]);
+      const answers = code === 334 ? pending[0] : pending.shift();
+      const reply = r[3] === undefined
+        ? { code, lines: [r[4]!] }
+        : { code, enhancedStatus: r[3], lines: [r[4]!] };
+      console.log(
+        traceLine("S", text, annotateReply(reply, answers === undefined ? {} : { answers })),
+      );
+    } else {
+      if (/content|data|BDAT/i.test(line)) pending.push("content");
+      console.log(traceLine("*", line.replace(/^\* ?/, ""), null));
+    }
+  };
+  let client: SmtpClient;
+  try {
+    client = await SmtpClient.connect({
+      host: m[1]!,
+      port: Number(m[2]),
+      helo: o.config.hostname,
+      ...(o.trace ? { onTrace } : {}),
+    });
+  } catch (error: unknown) {
+    throw new CliError(
+      `cannot submit to ${o.server}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  try {
+    const result = await client.send({
+      reversePath: o.sender,
+      recipients: o.forwardPaths.map((address) => ({ address })),
+      body: "8BITMIME",
+      smtputf8: o.smtputf8,
+      size: o.size,
+    }, () => ReadableStream.from(o.parts));
+    const refused = result.recipients.filter((r) => r.reply.code >= 300);
+    for (const r of refused) {
+      console.error(
+        `tern send: <${r.address}> refused: ${r.reply.code} ${r.reply.enhancedStatus ?? ""} ${
+          r.reply.lines.join(" ")
+        }`.replace(/  +/g, " "),
+      );
+    }
+    if (o.verbose && result.reply) console.error(`tern send: ${result.reply.lines.join(" ")}`);
+    return refused.length === 0 ? 0 : 1;
+  } finally {
+    await client.close();
+  }
+}
+
 /**
  * Runs `tern send`.
  *
@@ -167,6 +268,8 @@ export function sendCommand(args: string[]): Promise<number> {
           t: { type: "boolean", short: "t" },
           i: { type: "boolean", short: "i" },
           v: { type: "boolean", short: "v" },
+          server: { type: "string" },
+          trace: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
         strict: true,
@@ -202,9 +305,10 @@ export function sendCommand(args: string[]): Promise<number> {
       throw new CliError(`no recipients (give them as arguments, or use -t)\n${USAGE}`);
     }
 
+    const viaSmtp = values.server !== undefined || values.trace === true;
     const recipients: QueueRecipient[] = [];
     const seen = new Set<string>();
-    for (const path of forwardPaths) {
+    for (const path of viaSmtp ? [] : forwardPaths) {
       const targets = routeAddress(config, path);
       if (targets.length === 0) throw new CliError(`unknown local recipient "${path}"`);
       for (const t of targets) {
@@ -229,6 +333,36 @@ export function sendCommand(args: string[]): Promise<number> {
     if (!has("message-id")) added += `Message-ID: <${crypto.randomUUID()}@${config.hostname}>\r\n`;
 
     const smtputf8 = isNonAscii(sender) || forwardPaths.some(isNonAscii);
+    if (viaSmtp) {
+      const parts: Uint8Array[] = [
+        encoder.encode(
+          kept + added + (header.endsWith("\r\n\r\n") || first.length > 0 ? "" : "\r\n"),
+        ),
+      ];
+      if (first.length > 0) parts.push(first);
+      let size = parts[0]!.length + first.length;
+      for await (const chunk of rest) {
+        size += chunk.length;
+        if (config.limits.maxMessageSize > 0 && size > config.limits.maxMessageSize) {
+          throw new CliError(
+            `message too big (the limit is ${config.limits.maxMessageSize} octets)`,
+          );
+        }
+        parts.push(chunk);
+      }
+      const server = values.server ?? defaultServer(config);
+      return await submitOverSmtp({
+        server,
+        config,
+        sender,
+        forwardPaths,
+        smtputf8,
+        parts,
+        size,
+        trace: values.trace === true,
+        verbose: values.v === true,
+      });
+    }
     const queue = await openQueue(config);
     try {
       const incoming = await queue.receive({

@@ -26,7 +26,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({
       args,
-      options: { config: { type: "string" } },
+      options: { config: { type: "string" }, trace: { type: "boolean" } },
       strict: true,
       allowPositionals: false,
     }));
@@ -59,7 +59,11 @@ export async function serveCommand(args: string[]): Promise<number> {
   const logger = createLogger({ level: config.log.level, format: config.log.format });
   let mta: Mta;
   try {
-    mta = await Mta.start(config, { logger });
+    mta = await Mta.start(config, {
+      logger,
+      // --trace: every session's dialogue on standard output, each line with its RFC rule.
+      ...(values.trace ? { trace: (line: string) => console.log(line) } : {}),
+    });
   } catch (error: unknown) {
     if (error instanceof ListenError || error instanceof TlsError) {
       console.error(`tern serve: ${error.message}`);

@@ -377,6 +377,25 @@ const LIMITS_KEYS = [
 ] as const;
 const SUBMISSION_KEYS = ["sender_must_match"] as const;
 const LOG_KEYS = ["level", "format"] as const;
+
+/**
+ * Every key the configuration accepts, by section (`""` is the top level,
+ * `listeners[]` a listener, `accounts.*` an account). The reference in
+ * docs/configuration.md is checked against this list, so it cannot drift.
+ */
+export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  "": TOP_KEYS,
+  "listeners[]": LISTENER_KEYS,
+  tls: TLS_KEYS,
+  "accounts.*": ACCOUNT_KEYS,
+  relay: RELAY_KEYS,
+  dns: DNS_KEYS,
+  queue: QUEUE_KEYS,
+  limits: LIMITS_KEYS,
+  submission: SUBMISSION_KEYS,
+  log: LOG_KEYS,
+});
+
 const LISTENER_MODES: readonly ListenerMode[] = ["mx", "submission", "submissions"];
 const LOG_LEVELS: readonly LogLevelName[] = ["debug", "info", "warn", "error"];
 const LOG_FORMATS: readonly LogFormatName[] = ["text", "json"];

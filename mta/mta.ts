@@ -16,6 +16,7 @@ import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
 import { createIntake } from "./intake.ts";
 import { RelayTransport } from "./relay.ts";
+import { ServerTrace } from "../smtp/trace.ts";
 import { StubResolver } from "../dns/resolver.ts";
 import { AuthLimiter } from "../smtp/auth_limiter.ts";
 import { SASL_MECHANISMS } from "../smtp/sasl.ts";
@@ -55,6 +56,8 @@ export interface MtaOptions {
   readonly pollMs?: number;
   /** The port of MX hosts (tests point it at a loopback receiver). @default {25} */
   readonly mxPort?: number;
+  /** Where the annotated protocol trace of every session goes (`tern serve --trace`). @default {no trace} */
+  readonly trace?: (line: string) => void;
 }
 
 /** Thrown when a listener cannot bind; the message is one line for the CLI. */
@@ -138,6 +141,7 @@ export class Mta {
       pollMs: options.pollMs ?? 500,
       logger,
     });
+    const serverTrace = options.trace ? new ServerTrace(options.trace) : null;
     const servers: SmtpServer[] = [];
     const bound: BoundListener[] = [];
     let tls: TlsContext | null = null;
@@ -181,7 +185,10 @@ export class Mta {
             logger,
             onQueued: () => loop.wake(),
           }),
-          onEvent: (event) => logServerEvent(logger, event),
+          onEvent: (event) => {
+            logServerEvent(logger, event);
+            serverTrace?.event(event);
+          },
         });
         let address;
         try {

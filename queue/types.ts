@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DsnNotify as SmtpDsnNotify, Envelope } from "../smtp/envelope.ts";
+import type { DsnNotify, Envelope } from "../smtp/envelope.ts";
 
 /**
  * Where one recipient stands.
@@ -50,8 +50,7 @@ export interface QueueRecipient {
   readonly orcpt?: string;
 }
 
-/** A keyword of RFC 3461 §4.1 NOTIFY. */
-export type DsnNotify = SmtpDsnNotify;
+export type { DsnNotify } from "../smtp/envelope.ts";
 
 /** A recipient with its delivery state. */
 export interface RecipientState extends QueueRecipient {

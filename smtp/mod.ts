@@ -113,3 +113,5 @@ export {
   type TlsReloadEvent,
 } from "./tls_context.ts";
 export { type AuthFailure, AuthLimiter, type AuthLimiterOptions } from "./auth_limiter.ts";
+export * from "./annotations.ts";
+export { ServerTrace, traceLine, traceReply } from "./trace.ts";

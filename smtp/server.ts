@@ -176,6 +176,8 @@ export type ServerLogEvent =
   | { readonly type: "disconnect"; readonly connection: ConnectionInfo; readonly reason: string }
   | { readonly type: "refused"; readonly remoteAddress: string; readonly reason: string }
   | { readonly type: "command"; readonly connection: ConnectionInfo; readonly line: string }
+  /** The content of a message ended: `octets` of it came (for traces, which never show content). */
+  | { readonly type: "data"; readonly connection: ConnectionInfo; readonly octets: number }
   | { readonly type: "reply"; readonly connection: ConnectionInfo; readonly reply: Reply }
   | { readonly type: "error"; readonly connection: ConnectionInfo; readonly error: unknown }
   /** The TLS handshake is done (STARTTLS or implicit TLS). */
@@ -231,6 +233,7 @@ class Connection implements ConnectionInfo {
   #busy = false;
   #progressed = false;
   #contentSinceProgress = 0;
+  #contentOctets = 0;
   /** Bumped by STARTTLS: work queued from an older socket is dropped unread. */
   #generation = 0;
   #waits = new Set<{ timer: ReturnType<typeof setTimeout>; resolve: () => void }>();
@@ -453,6 +456,7 @@ class Connection implements ConnectionInfo {
           break;
         }
         case "content":
+          this.#contentOctets += event.chunk.length;
           this.#contentSinceProgress += event.chunk.length;
           if (this.#contentSinceProgress >= DATA_BLOCK_OCTETS) this.#progressed = true;
           if (this.#sink && this.#sinkFailed === null) {
@@ -466,6 +470,8 @@ class Connection implements ConnectionInfo {
           }
           break;
         case "message": {
+          this.#server.report({ type: "data", connection: this, octets: this.#contentOctets });
+          this.#contentOctets = 0;
           let r: Reply = this.#sinkFailed ?? REPLIES.storageFailed;
           const sink = this.#sink;
           this.#sink = null;

@@ -185,6 +185,12 @@ export const SEQUENCE: Partial<
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** `AUTH PLAIN dGVzdA==` → `AUTH PLAIN ****`: the mechanism stays, the secret goes. */
+function maskAuth(line: string): string {
+  const parts = line.split(" ").filter((p) => p !== "");
+  return parts.length > 2 ? `${parts[0]} ${parts[1]} ****` : parts.join(" ");
+}
+
 interface Transaction {
   reversePath: string;
   body: BodyType;
@@ -593,7 +599,8 @@ export class ServerSession {
       return true;
     }
     if (sasl !== null) {
-      // Never reported as a command: it carries credentials.
+      // It carries credentials: reported masked, for traces.
+      this.#events.push({ type: "command", line: "****" });
       if (this.#stopping) this.#close(REPLIES.shuttingDown);
       else this.#saslStep(sasl, sasl.respond(line));
       return true;
@@ -679,7 +686,8 @@ export class ServerSession {
 
   #command(line: string): void {
     const command = parseCommand(line);
-    if (command.verb !== "AUTH") this.#events.push({ type: "command", line });
+    // AUTH is reported with its initial response masked: it carries credentials.
+    this.#events.push({ type: "command", line: command.verb === "AUTH" ? maskAuth(line) : line });
     if (this.#stopping) {
       this.#close(REPLIES.shuttingDown);
       return;

@@ -179,7 +179,7 @@ Deno.test("STARTTLS drops a transaction and an authentication (RFC 3207 §4.2)",
   assert.equal(session.authenticatedAs, null);
 });
 
-Deno.test("AUTH lines are never reported as commands, nor are SASL responses", () => {
+Deno.test("AUTH lines and SASL responses are reported for traces only with their secrets masked", () => {
   const session = submissionSession({ implicitTls: true });
   const secret = btoa("\0alice@x.test\0hunter2");
   const { events } = talk(
@@ -190,7 +190,7 @@ Deno.test("AUTH lines are never reported as commands, nor are SASL responses", (
   const lines = events.filter((e) => e.type === "command").map((e) =>
     e.type === "command" && e.line
   );
-  assert.deepEqual(lines, ["EHLO c.test", "NOOP"]);
+  assert.deepEqual(lines, ["EHLO c.test", "AUTH PLAIN", "****", "AUTH LOGIN", "****", "NOOP"]);
   assert.ok(!JSON.stringify(events.filter((e) => e.type !== "auth")).includes("hunter2"));
 });
 

@@ -119,3 +119,68 @@ Deno.test("tern send takes a message on stdin like sendmail and the server deliv
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tern send --trace submits over SMTP and prints the annotated dialogue; tern serve --trace prints the server's", async () => {
+  const { dir, file } = await tempConfig(CONFIG);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      join(import.meta.dirname!, "..", "main.ts"),
+      "serve",
+      "--config",
+      file,
+      "--trace",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let serverOut = "";
+  let serverErr = "";
+  const reading = Promise.all([
+    (async () => {
+      for await (const c of child.stdout) serverOut += decoder.decode(c);
+    })(),
+    (async () => {
+      for await (const c of child.stderr) serverErr += decoder.decode(c);
+    })(),
+  ]);
+  try {
+    const port = await waitFor(() => /port=(\d+)/.exec(serverErr)?.[1]);
+    const r = await tern(
+      [
+        "send",
+        "--config",
+        file,
+        "--server",
+        `127.0.0.1:${port}`,
+        "--trace",
+        "-f",
+        "alice@example.test",
+        "bob",
+      ],
+      "Subject: traced\n\nsecret body\n",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^C: MAIL FROM:<alice@example\.test>.* ; RFC 5321 §4\.1\.1\.2 MAIL: /m);
+    assert.match(r.stdout, /^S: 250 2\.0\.0 Ok: queued as \S+ +; RFC 5321 §6\.1 /m);
+    assert.doesNotMatch(r.stdout, /secret body/);
+    await waitFor(async () =>
+      (await maildirFiles(join(dir, "data", "mail", "example.test", "bob"))).length === 1
+    );
+    await waitFor(() => serverOut.includes("221"));
+    assert.match(
+      serverOut,
+      /^\[\w+\] C: RCPT TO:<bob@example\.test> +; RFC 5321 §4\.1\.1\.3 RCPT: /m,
+    );
+    assert.match(serverOut, /\(message content: \d+ octets/);
+    assert.doesNotMatch(serverOut, /secret body/);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,297 @@
+/**
+ * The configuration reference: one entry per key of {@linkcode CONFIG_KEYS},
+ * with what it means. `docs/configuration.md` is rendered from it (with
+ * the defaults read from the loader itself), and a test checks that every
+ * key the loader accepts is described here and that the page is current.
+ *
+ * Render the page with `deno run -A config/reference.ts > docs/configuration.md`.
+ *
+ * @module
+ */
+
+import { parse } from "yaml";
+import { formatConfig } from "./format.ts";
+import { CONFIG_KEYS, validateConfig } from "./schema.ts";
+
+/** One key of the configuration. */
+export interface ReferenceEntry {
+  /** The key's path, as in `tern.yaml` (`limits.max_recipients`, `listeners[].port`). */
+  readonly key: string;
+  /** What kind of value it takes. */
+  readonly type: string;
+  /** What it does, in a sentence or two. */
+  readonly description: string;
+}
+
+/** Every key, in the order of the reference page. */
+export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
+  {
+    key: "hostname",
+    type: "domain name",
+    description:
+      "This host's name: in the banner, EHLO, Received fields and bounces. Default: the OS host name.",
+  },
+  {
+    key: "data_dir",
+    type: "path",
+    description:
+      "Holds the queue store (`queue.sqlite3`) and, by default, the mail root. Relative paths are relative to the configuration file.",
+  },
+  {
+    key: "listeners",
+    type: "list",
+    description: "The sockets to listen on. Default: one `mx` listener on 127.0.0.1:2525.",
+  },
+  { key: "listeners[].address", type: "IP address", description: "The address to bind." },
+  { key: "listeners[].port", type: "port", description: "The TCP port; 0 picks a free one." },
+  {
+    key: "listeners[].mode",
+    type: "mx | submission | submissions",
+    description:
+      "`mx`: MTA to MTA, port 25 rules (STARTTLS offered when `tls` is set). `submission`: users' mail programs, STARTTLS then AUTH before MAIL (RFC 6409). `submissions`: the same with TLS from the first byte (RFC 8314).",
+  },
+  {
+    key: "tls",
+    type: "mapping",
+    description:
+      "Certificate and key for STARTTLS and implicit TLS; needed by submission listeners. Reloaded on SIGHUP and when the files change.",
+  },
+  { key: "tls.cert", type: "path", description: "The certificate chain, PEM." },
+  { key: "tls.key", type: "path", description: "The private key, PEM." },
+  {
+    key: "local_domains",
+    type: "list of domains",
+    description: "Domains whose mail is delivered here. Default: `[localhost]`.",
+  },
+  {
+    key: "accounts",
+    type: "mapping",
+    description:
+      "Local mailboxes, by address. With no accounts and no aliases, every local part of a local domain is a mailbox.",
+  },
+  {
+    key: "accounts.*.password",
+    type: "hash",
+    description:
+      "A hash made by `tern hash-password`; without it the account receives mail but cannot log in.",
+  },
+  {
+    key: "aliases",
+    type: "mapping",
+    description:
+      "Addresses that forward to one target or a list of targets, local or remote; nesting is followed, loops are refused.",
+  },
+  {
+    key: "mail_root",
+    type: "path",
+    description:
+      "A mailbox is the Maildir `<mail_root>/<domain>/<local-part>/`. Default: `<data_dir>/mail`.",
+  },
+  { key: "relay", type: "mapping", description: "Who may relay, and where relayed mail goes." },
+  {
+    key: "relay.trusted_networks",
+    type: "list of networks",
+    description:
+      "Clients in these networks may relay without AUTH; `[]` means nobody. Default: loopback.",
+  },
+  {
+    key: "relay.routes",
+    type: "mapping",
+    description:
+      'Next hop by recipient domain (`"*"` for the rest): `host:port` connects there directly, `mx` looks up the MX records (the default).',
+  },
+  {
+    key: "relay.max_connections",
+    type: "integer",
+    description: "Outgoing connections at once, in total.",
+  },
+  {
+    key: "relay.max_connections_per_destination",
+    type: "integer",
+    description: "Outgoing connections at once to one host and port.",
+  },
+  {
+    key: "dns",
+    type: "mapping",
+    description: "How tern's own resolver finds MX and address records.",
+  },
+  {
+    key: "dns.nameservers",
+    type: "list of ip[:port]",
+    description: "Name servers to ask; default: those of /etc/resolv.conf.",
+  },
+  { key: "queue", type: "mapping", description: "Retries and giving up (RFC 5321 §4.5.4.1)." },
+  {
+    key: "queue.retry",
+    type: "list of durations",
+    description: "Waits between delivery attempts; the last one repeats.",
+  },
+  {
+    key: "queue.max_age",
+    type: "duration",
+    description: "A message still undelivered after this long is bounced to its sender.",
+  },
+  {
+    key: "queue.delay_warning",
+    type: "duration",
+    description:
+      "A message still undelivered after this long brings the sender one 'delayed' report; `0s` never.",
+  },
+  { key: "limits", type: "mapping", description: "Limits on what clients may do." },
+  {
+    key: "limits.max_message_size",
+    type: "size",
+    description: "The largest message, advertised as SIZE (RFC 1870); larger ones get 552 5.3.4.",
+  },
+  {
+    key: "limits.max_recipients",
+    type: "integer",
+    description: "Recipients per transaction; past it RCPT gets 452 4.5.3.",
+  },
+  {
+    key: "limits.max_connections",
+    type: "integer",
+    description: "Client connections at once; the next gets 421 4.7.0.",
+  },
+  {
+    key: "limits.max_connections_per_ip",
+    type: "integer",
+    description: "Client connections at once from one address.",
+  },
+  {
+    key: "limits.command_timeout",
+    type: "duration",
+    description: "How long to wait for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).",
+  },
+  {
+    key: "limits.data_timeout",
+    type: "duration",
+    description: "How long to wait for more content during DATA or BDAT (RFC 5321 §4.5.3.2.6).",
+  },
+  {
+    key: "limits.greeting_delay",
+    type: "duration",
+    description:
+      "On mx listeners, for clients outside trusted_networks: wait this long before the banner and refuse a client that talks first; `0s` off.",
+  },
+  {
+    key: "limits.shutdown_grace",
+    type: "duration",
+    description: "On SIGTERM, how long transactions in flight may take to finish.",
+  },
+  {
+    key: "limits.max_bad_commands",
+    type: "integer",
+    description: "Commands refused with 5yz in one session before it is closed with 421.",
+  },
+  {
+    key: "limits.max_auth_failures",
+    type: "integer",
+    description: "Failed AUTH from one client address before it is disconnected and locked out.",
+  },
+  {
+    key: "limits.auth_failure_delay",
+    type: "duration",
+    description: "The delay after the first failed AUTH; it doubles with each failure.",
+  },
+  {
+    key: "limits.auth_lockout",
+    type: "duration",
+    description: "How long failed AUTH attempts are remembered.",
+  },
+  { key: "log", type: "mapping", description: "Logging, one line per event on standard error." },
+  {
+    key: "log.level",
+    type: "debug | info | warn | error",
+    description: "The least severe level written.",
+  },
+  {
+    key: "log.format",
+    type: "text | json",
+    description: "`text` (key=value) or one JSON object per line.",
+  },
+  { key: "submission", type: "mapping", description: "Rules for authenticated users." },
+  {
+    key: "submission.sender_must_match",
+    type: "boolean",
+    description:
+      "An authenticated user may send only as one of their own addresses (the account, its plus forms, an alias that reaches it).",
+  },
+];
+
+/** Reads a default value out of the effective default configuration. */
+function defaultOf(defaults: Record<string, unknown>, key: string): string {
+  if (key.includes("[]") || key.includes("*")) return "";
+  let value: unknown = defaults;
+  for (const part of key.split(".")) {
+    if (typeof value !== "object" || value === null) return "";
+    value = (value as Record<string, unknown>)[part];
+  }
+  if (key === "hostname") return "the OS host name";
+  if (key === "data_dir") return "`./data`";
+  if (key === "mail_root") return "`<data_dir>/mail`";
+  if (
+    value === undefined || (typeof value === "object" && value !== null && !Array.isArray(value))
+  ) return "";
+  return "`" + (Array.isArray(value) ? `[${value.join(", ")}]` : String(value)) + "`";
+}
+
+/**
+ * Checks the reference against the loader: every key it accepts is described
+ * and every key described is accepted.
+ *
+ * @returns The problems, empty when they agree.
+ *
+ * @example
+ * ```ts
+ * import { checkReference } from "./reference.ts";
+ * console.log(checkReference()); // []
+ * ```
+ */
+export function checkReference(): string[] {
+  const described = new Set(CONFIG_REFERENCE.map((e) => e.key));
+  const accepted = new Set<string>();
+  for (const [section, keys] of Object.entries(CONFIG_KEYS)) {
+    for (const k of keys) accepted.add(section === "" ? k : `${section}.${k}`);
+  }
+  const problems: string[] = [];
+  for (const k of accepted) {
+    if (!described.has(k)) problems.push(`${k}: accepted but not described`);
+  }
+  for (const k of described) {
+    if (!accepted.has(k)) problems.push(`${k}: described but not accepted`);
+  }
+  return problems;
+}
+
+/**
+ * Renders the reference page.
+ *
+ * @returns Markdown.
+ */
+export function renderReference(): string {
+  const defaults = parse(
+    formatConfig(validateConfig(null, { file: null, baseDir: "/" })),
+  ) as Record<string, unknown>;
+  let out = "# Configuration reference\n\n" +
+    "<!-- Rendered from config/reference.ts by `deno run -A config/reference.ts`; do not edit by hand. -->\n\n" +
+    "tern reads `tern.yaml` (or `--config FILE`). Unknown keys are errors. Durations are written " +
+    "`30s`, `5m`, `4h`, `5d`; sizes in bytes or with `k`, `M`, `G` (1024-based). " +
+    "`tern check-config` prints the effective configuration.\n\n" +
+    "| key | value | default | what it does |\n|---|---|---|---|\n";
+  for (const e of CONFIG_REFERENCE) {
+    out += `| \`${e.key}\` | ${e.type.replaceAll("|", "\\|")} | ${defaultOf(defaults, e.key)} | ${
+      e.description.replaceAll("|", "\\|")
+    } |\n`;
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const problems = checkReference();
+  if (problems.length > 0) {
+    console.error(problems.join("\n"));
+    Deno.exit(1);
+  }
+  Deno.stdout.writeSync(new TextEncoder().encode(renderReference()));
+}
