@@ -286,3 +286,35 @@ Deno.test("tern send relays to a remote recipient, and the next message reuses t
   const [, two] = await received(receiver, 2);
   assert.equal(two!.peer_port, one!.peer_port, "the second message came over the same connection");
 });
+
+Deno.test("an MX that greets with 421 is passed over for the next one", async () => {
+  const port = await freePort("127.0.0.5");
+  // The best MX: a server that is too busy, greeting 421 and closing (RFC 5321 §3.8).
+  const busy = Deno.listen({ hostname: "127.0.0.5", port });
+  const serving = (async () => {
+    for await (const conn of busy) {
+      await conn.write(
+        new TextEncoder().encode("421 4.3.2 busy.example.net too busy, try later\r\n"),
+      ).catch(() => {});
+      conn.close();
+    }
+  })();
+  await using dns = await startDnsmasq([
+    "--mx-host=example.net,busy.example.net,10",
+    "--mx-host=example.net,good.example.net,20",
+    "--host-record=busy.example.net,127.0.0.5",
+    "--host-record=good.example.net,127.0.0.6",
+  ], ["example.net"]);
+  await using good = await startReceiver("127.0.0.6", port);
+  try {
+    await using t = await startRelayMta(`dns: { nameservers: ["${dns.nameserver}"] }\n`, {
+      mxPort: port,
+    });
+    await sendTo(t.port, "alice@example.test", ["fwd@example.test"]);
+    const [m] = await received(good);
+    assert.deepEqual(m!.to, ["someone@example.net"]);
+  } finally {
+    busy.close();
+    await serving.catch(() => {});
+  }
+});
