@@ -1,173 +1,530 @@
 /**
- * `deno task bench`: how fast tern takes and delivers mail on this machine.
+ * `deno task bench`: tern against Postfix on this machine, same run, same
+ * load. See bench/README.md for what each scenario measures and why the
+ * settings are fair.
  *
- * Each scenario starts `tern serve` afresh on a temporary data directory,
- * drives it with {@linkcode runLoad} over loopback, and measures the accept
- * rate (messages acknowledged per second until the load finishes), the
- * delivered rate (until every file is in the Maildir's `new/`) and the
- * latency from the end of DATA to the 250. Every 250 still means "durably
- * stored" and every Maildir file is fsynced. Each figure is the median of
- * the runs, with min and max. Beside them: the disk's fsyncs per second
- * (4 KiB write + fsync), the physical ceiling of any durable MTA here.
+ * Each run of each scenario starts the MTA afresh (a new directory, queue
+ * and Maildir), drives it over loopback and stops it; tern and Postfix take
+ * turns run by run. Each figure is the median of the runs with min and max;
+ * the last column is the ratio of the medians, tern/Postfix. Beside them:
+ * the disk's fsyncs per second (4 KiB write + fsync), the physical ceiling
+ * of an MTA that makes every message durable one fsync at a time.
  *
- * `deno task bench --smoke` runs a few hundred messages once: it only
- * checks that the harness works, and CI runs it.
+ * ```sh
+ * deno task bench                                  # every scenario, 3 runs
+ * deno task bench --scenario local --runs 5        # one scenario
+ * deno task bench --scenario 'local*,relay'        # several; * is a wildcard
+ * deno task bench --mta tern                       # tern alone (no Postfix needed
+ *                                                  #  except smtp-source/smtp-sink)
+ * deno task bench --growth                         # cost growth (tern only)
+ * deno task bench --smoke                          # CI: tern only, a few hundred messages
+ * ```
  *
  * @module
  */
 
-import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { cpus, loadavg } from "node:os";
+import { countFiles, fsyncsPerSecond, waitForCount } from "./_disk.ts";
+import { freePort } from "./_net.ts";
+import { renderTable, type Row, summary } from "./_table.ts";
+import { runGrowth } from "./growth.ts";
+import { IdleHolder } from "./idle.ts";
 import { runLoad } from "./load.ts";
+import { treeCpuSeconds, treeMemory } from "./memory.ts";
+import { ensurePostfix, Postfix, postfixVersion } from "./postfix.ts";
+import { runSmtpSource, SmtpSink } from "./smtp_source.ts";
+import { Tern } from "./tern.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/** The local domain of both MTAs. */
+export const LOCAL_DOMAIN = "bench.test";
+/** The mailbox every local message goes to. */
+export const MAILBOX = `sink@${LOCAL_DOMAIN}`;
+/** The domain routed to smtp-sink. */
+export const RELAY_DOMAIN = "relay.test";
+/** The envelope sender of the load. */
+export const SENDER = "load@client.bench.test";
 
+const KIB = 1024;
+const MIB = 1024 * 1024;
+
+/** The two MTAs. */
+export type MtaName = "tern" | "postfix";
+
+/** What a scenario needs of a running MTA. */
+export interface Instance {
+  /** The root of its process tree. */
+  readonly pid: number;
+  /** Its SMTP port on 127.0.0.1. */
+  readonly port: number;
+  /** The Maildir `new/` of a local address. */
+  newDir(address: string): string;
+  /** Stops it. */
+  stop(): Promise<void>;
+}
+
+/** One figure a scenario reports. */
+interface Metric {
+  readonly key: string;
+  readonly label: string;
+  readonly digits: number;
+}
+
+/** A scenario: what to do with a freshly started MTA, and what it reports. */
 interface Scenario {
-  name: string;
-  messages: number;
-  sessions: number;
-  size: number;
+  /** Its name for `--scenario`. */
+  readonly name: string;
+  /** Its name in the table. */
+  readonly title: string;
+  readonly metrics: readonly Metric[];
+  /** Whether it needs smtp-sink as the relay next hop. */
+  readonly sink?: boolean;
+  run(instance: Instance, sink: SmtpSink | null): Promise<Record<string, number>>;
 }
 
-interface Measure {
-  acceptRate: number;
-  deliveredRate: number;
-  p50: number;
-  p99: number;
+/** Run-wide settings. */
+interface Context {
+  readonly root: string;
+  readonly keep: boolean;
+  readonly denoFlags: readonly string[];
 }
 
-async function fsyncsPerSecond(dir: string, seconds = 1): Promise<number> {
-  const file = await Deno.open(join(dir, "fsync.test"), { write: true, create: true });
-  const block = new Uint8Array(4096);
-  let n = 0;
-  const end = performance.now() + seconds * 1000;
-  while (performance.now() < end) {
-    await file.write(block);
-    await file.sync();
-    n++;
-  }
-  file.close();
-  return n / seconds;
+/** Instances running now, stopped on SIGINT/SIGTERM. */
+const running = new Set<{ stop(): Promise<void> }>();
+
+function log(line: string): void {
+  console.error(line);
 }
 
-async function countFiles(dir: string): Promise<number> {
-  let n = 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Starts one MTA in a new directory (and smtp-sink when the scenario relays),
+ * runs `body`, and stops everything.
+ */
+async function withInstance<T>(
+  mta: MtaName,
+  context: Context,
+  needsSink: boolean,
+  body: (instance: Instance, sink: SmtpSink | null) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ dir: context.root, prefix: `${mta}-` });
+  let sink: SmtpSink | null = null;
+  let instance: Instance | null = null;
   try {
-    for await (const _ of Deno.readDir(dir)) n++;
-  } catch {
-    return 0;
+    if (needsSink) {
+      sink = await SmtpSink.start(freePort());
+      running.add(sink);
+    }
+    const routes = sink ? { [RELAY_DOMAIN]: `127.0.0.1:${sink.port}` } : {};
+    const port = freePort();
+    instance = mta === "tern"
+      ? await Tern.start({
+        dir,
+        port,
+        localDomain: LOCAL_DOMAIN,
+        routes,
+        denoFlags: context.denoFlags,
+      })
+      : await Postfix.start({
+        dir,
+        port,
+        localDomain: LOCAL_DOMAIN,
+        mailboxes: ["sink"],
+        routes,
+      });
+    running.add(instance);
+    return await body(instance, sink);
+  } finally {
+    if (instance) {
+      await instance.stop();
+      running.delete(instance);
+    }
+    if (sink) {
+      await sink.stop();
+      running.delete(sink);
+    }
+    if (!context.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-  return n;
 }
 
-async function startTern(dir: string): Promise<{ port: number; stop: () => Promise<void> }> {
-  const file = join(dir, "tern.yaml");
-  await Deno.writeTextFile(
-    file,
-    `hostname: bench.test\ndata_dir: ./data\nlisteners: [{ address: 127.0.0.1, port: 0, mode: mx }]\n` +
-      `local_domains: [bench.test]\nlimits: { max_connections_per_ip: 2000, max_connections: 5000 }\n`,
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-kv", MAIN, "serve", "--config", file],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const reader = child.stderr.getReader();
-  const decoder = new TextDecoder();
-  let port = 0;
-  while (port === 0) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`tern serve did not start: ${text}`);
-    text += decoder.decode(value);
-    const m = /port=(\d+)/.exec(text);
-    if (m) port = Number(m[1]);
-  }
-  void (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })();
+// ---------------------------------------------------------------------------
+// Scenarios
+
+const RATES: readonly Metric[] = [
+  { key: "accepted", label: "accepted msg/s", digits: 0 },
+  { key: "delivered", label: "delivered msg/s", digits: 0 },
+  { key: "cpu", label: "MTA CPU ms/msg", digits: 2 },
+];
+
+/**
+ * smtp-source sends the load to the local mailbox; the accept rate runs
+ * until smtp-source exits, the delivered rate until every file is in
+ * Maildir `new/` (counted from the same start).
+ */
+function localScenario(
+  name: string,
+  title: string,
+  load: { messages: number; sessions: number; size: number },
+): Scenario {
   return {
-    port,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
+    name,
+    title,
+    metrics: RATES,
+    async run(instance) {
+      const cpu = await treeCpuSeconds(instance.pid);
+      const source = await runSmtpSource({
+        port: instance.port,
+        ...load,
+        from: SENDER,
+        to: MAILBOX,
+      });
+      const newDir = instance.newDir(MAILBOX);
+      const doneAt = await waitForCount(() => countFiles(newDir), load.messages, {
+        what: "messages in Maildir new/",
+      });
+      return {
+        accepted: load.messages / (source.elapsedMs / 1000),
+        delivered: load.messages / ((doneAt - source.startedAt) / 1000),
+        cpu: ((await treeCpuSeconds(instance.pid)) - cpu) * 1000 / load.messages,
+      };
     },
   };
 }
 
-async function runOnce(s: Scenario): Promise<Measure> {
-  const dir = await Deno.makeTempDir({ prefix: "tern-bench-" });
-  const tern = await startTern(dir);
+/** The same load to the relay domain: delivered = received by smtp-sink. */
+function relayScenario(load: { messages: number; sessions: number; size: number }): Scenario {
+  return {
+    name: "relay",
+    title: `relay ${sizeName(load.size)} × ${count(load.messages)}, ${load.sessions} sessions`,
+    metrics: RATES,
+    sink: true,
+    async run(instance, sink) {
+      const cpu = await treeCpuSeconds(instance.pid);
+      const source = await runSmtpSource({
+        port: instance.port,
+        ...load,
+        from: SENDER,
+        to: `rcpt@${RELAY_DOMAIN}`,
+      });
+      const doneAt = await waitForCount(() => sink!.received, load.messages, {
+        what: "messages received by smtp-sink",
+        intervalMs: 10,
+      });
+      return {
+        accepted: load.messages / (source.elapsedMs / 1000),
+        delivered: load.messages / ((doneAt - source.startedAt) / 1000),
+        cpu: ((await treeCpuSeconds(instance.pid)) - cpu) * 1000 / load.messages,
+      };
+    },
+  };
+}
+
+/**
+ * Memory of the MTA's whole process tree idle, then with `connections` open
+ * after EHLO; per connection = the difference / connections.
+ */
+function idleScenario(connections: number): Scenario {
+  return {
+    name: "idle",
+    title: `${count(connections)} idle connections after EHLO`,
+    metrics: [
+      { key: "baseRss", label: "idle RSS MiB", digits: 1 },
+      { key: "basePss", label: "idle PSS MiB", digits: 1 },
+      { key: "rssPer", label: "RSS KiB/connection", digits: 1 },
+      { key: "pssPer", label: "PSS KiB/connection", digits: 1 },
+      { key: "anonPer", label: "anon PSS KiB/connection", digits: 1 },
+      { key: "processes", label: "processes", digits: 0 },
+    ],
+    async run(instance) {
+      await sleep(1000); // let start-up settle (JIT, lazy allocations)
+      const holder = await IdleHolder.start(instance.port, connections);
+      try {
+        const base = await treeMemory(instance.pid);
+        const open = await holder.open();
+        await sleep(1000);
+        const loaded = await treeMemory(instance.pid);
+        return {
+          baseRss: base.rss / MIB,
+          basePss: base.pss / MIB,
+          rssPer: (loaded.rss - base.rss) / open / KIB,
+          pssPer: (loaded.pss - base.pss) / open / KIB,
+          anonPer: (loaded.anon - base.anon) / open / KIB,
+          processes: loaded.processes,
+        };
+      } finally {
+        await holder.close();
+      }
+    },
+  };
+}
+
+/**
+ * bench/load.ts's generator (PIPELINING: MAIL, RCPT, DATA in one write)
+ * times each message from the end of its data to the 250.
+ */
+function latencyScenario(
+  name: string,
+  title: string,
+  load: { messages: number; sessions: number; size: number },
+  waitForDelivery: boolean,
+): Scenario {
+  return {
+    name,
+    title,
+    metrics: [
+      { key: "p50", label: "latency p50 ms", digits: 2 },
+      { key: "p99", label: "latency p99 ms", digits: 2 },
+      { key: "accepted", label: "accepted msg/s", digits: 0 },
+      ...(waitForDelivery ? [{ key: "delivered", label: "delivered msg/s", digits: 0 }] : []),
+    ],
+    async run(instance) {
+      const started = performance.now();
+      const result = await runLoad({
+        host: "127.0.0.1",
+        port: instance.port,
+        ...load,
+        recipient: MAILBOX,
+      });
+      if (result.accepted !== load.messages) {
+        throw new Error(`Only ${result.accepted} of ${load.messages} messages accepted`);
+      }
+      const pick = (q: number) =>
+        result
+          .latenciesMs[
+            Math.min(result.latenciesMs.length - 1, Math.floor(q * result.latenciesMs.length))
+          ]!;
+      const figures: Record<string, number> = {
+        p50: pick(0.5),
+        p99: pick(0.99),
+        accepted: load.messages / (result.elapsedMs / 1000),
+      };
+      if (waitForDelivery) {
+        const newDir = instance.newDir(MAILBOX);
+        const doneAt = await waitForCount(() => countFiles(newDir), load.messages, {
+          what: "messages in Maildir new/",
+        });
+        figures.delivered = load.messages / ((doneAt - started) / 1000);
+      }
+      return figures;
+    },
+  };
+}
+
+function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+function sizeName(size: number): string {
+  return size >= MIB ? `${size / MIB} MiB` : `${size / KIB} KiB`;
+}
+
+/** Every scenario of the full bench; `scale` shrinks the message counts for a quick try. */
+function allScenarios(scale: number, connections: number): Scenario[] {
+  const n = (messages: number) => Math.max(10, Math.round(messages * scale));
+  const local = (name: string, messages: number, sessions: number, size: number) =>
+    localScenario(
+      name,
+      `local ${sizeName(size)} × ${count(n(messages))}, ${sessions} session${
+        sessions > 1 ? "s" : ""
+      }`,
+      { messages: n(messages), sessions, size },
+    );
+  return [
+    local("local", 5000, 10, 4 * KIB),
+    local("local-1", 5000, 1, 4 * KIB),
+    local("local-100k", 5000, 10, 100 * KIB),
+    local("local-1m", 200, 10, MIB),
+    relayScenario({ messages: n(5000), sessions: 10, size: 4 * KIB }),
+    idleScenario(connections),
+    latencyScenario(
+      "latency",
+      `latency 4 KiB × ${count(n(5000))}, 10 sessions (load.ts)`,
+      { messages: n(5000), sessions: 10, size: 4 * KIB },
+      false,
+    ),
+  ];
+}
+
+/** CI's smoke test: tern alone, a few hundred messages, no Postfix tools. */
+function smokeScenarios(): Scenario[] {
+  return [
+    latencyScenario(
+      "local",
+      "local 4 KiB × 300, 10 sessions (load.ts)",
+      { messages: 300, sessions: 10, size: 4 * KIB },
+      true,
+    ),
+    idleScenario(100),
+  ];
+}
+
+/** Whether a scenario name matches one of the `--scenario` patterns (`*` = anything). */
+function selected(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((p) =>
+    new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*")}$`).test(name)
+  );
+}
+
+const USAGE =
+  `usage: deno task bench [--scenario NAME[,NAME...]] [--runs N] [--mta tern|postfix|both]
+                       [--scale F] [--connections N] [--keep] [--tern-flags="FLAGS"]
+       deno task bench --growth [--runs N] [--scale F]
+       deno task bench --smoke
+scenarios: local local-1 local-100k local-1m relay idle latency (* is a wildcard)`;
+
+/** Runs one scenario on one MTA once; `null` (and a logged error) if it failed. */
+async function runOnce(
+  scenario: Scenario,
+  mta: MtaName,
+  context: Context,
+): Promise<Record<string, number> | null> {
   try {
-    const started = performance.now();
-    const load = await runLoad({
-      host: "127.0.0.1",
-      port: tern.port,
-      messages: s.messages,
-      sessions: s.sessions,
-      size: s.size,
-      recipient: "sink@bench.test",
-    });
-    if (load.accepted !== s.messages) {
-      throw new Error(`only ${load.accepted} of ${s.messages} accepted`);
+    return await withInstance(mta, context, scenario.sink ?? false, scenario.run);
+  } catch (error: unknown) {
+    log(`  ${mta}: FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    return null;
+  }
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        smoke: { type: "boolean" },
+        growth: { type: "boolean" },
+        runs: { type: "string" },
+        scenario: { type: "string", multiple: true },
+        mta: { type: "string" },
+        scale: { type: "string" },
+        connections: { type: "string" },
+        keep: { type: "boolean" },
+        "tern-flags": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }));
+  } catch (error: unknown) {
+    console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const smoke = values.smoke ?? false;
+  const runs = smoke ? 1 : Number(values.runs ?? 3);
+  const scale = Number(values.scale ?? 1);
+  const connections = Number(values.connections ?? 1000);
+  const mtaChoice = smoke ? "tern" : values.mta ?? "both";
+  if (!["tern", "postfix", "both"].includes(mtaChoice) || !(runs >= 1) || !(scale > 0)) {
+    console.error(USAGE);
+    return 2;
+  }
+  const mtas: MtaName[] = mtaChoice === "both" ? ["tern", "postfix"] : [mtaChoice as MtaName];
+  const patterns = (values.scenario ?? ["*"]).flatMap((s) => s.split(",")).filter((s) => s);
+  const scenarios = smoke
+    ? smokeScenarios()
+    : allScenarios(scale, connections).filter((s) => selected(s.name, patterns));
+  if (!values.growth && scenarios.length === 0) {
+    console.error(`no scenario matches ${patterns.join(",")}\n${USAGE}`);
+    return 2;
+  }
+
+  // smtp-source and smtp-sink come with Postfix: every mode but --smoke needs them.
+  if (!smoke) await ensurePostfix(log);
+
+  const root = await Deno.makeTempDir({ prefix: "tern-bench-" });
+  // Postfix's daemons (user postfix) and virtual(8) (nobody) must reach their directories.
+  await Deno.chmod(root, 0o755);
+  const context: Context = {
+    root,
+    keep: values.keep ?? false,
+    denoFlags: (values["tern-flags"] ?? "").split(" ").filter((f) => f),
+  };
+  const cleanUp = async () => {
+    for (const r of [...running]) await r.stop().catch(() => {});
+    if (!context.keep) await Deno.remove(root, { recursive: true }).catch(() => {});
+  };
+  const onSignal = () => {
+    log("interrupted: stopping the MTAs");
+    void cleanUp().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  try {
+    const fsyncs: number[] = [];
+    for (let i = 0; i < (smoke ? 1 : 3); i++) {
+      fsyncs.push(await fsyncsPerSecond(root, smoke ? 0.5 : 1));
     }
-    const newDir = join(dir, "data", "mail", "bench.test", "sink", "new");
-    while (await countFiles(newDir) < s.messages) await new Promise((r) => setTimeout(r, 20));
-    const delivered = performance.now() - started;
-    const pick = (q: number) =>
-      load
-        .latenciesMs[
-          Math.min(load.latenciesMs.length - 1, Math.floor(q * load.latenciesMs.length))
-        ]!;
-    return {
-      acceptRate: s.messages / (load.elapsedMs / 1000),
-      deliveredRate: s.messages / (delivered / 1000),
-      p50: pick(0.5),
-      p99: pick(0.99),
-    };
+    const header = [
+      `# tern bench ${new Date().toISOString()}`,
+      `deno ${Deno.version.deno}; ${
+        mtas.includes("postfix") && !values.growth ? `Postfix ${await postfixVersion()}; ` : ""
+      }${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? "?"}); load average ${
+        loadavg().map((l) => l.toFixed(2)).join(" ")
+      }`,
+      `disk: ${
+        summary(fsyncs, 0)
+      } fsyncs/s (4 KiB write + fsync, ${root}): the ceiling of one fsync per message`,
+      `each figure: median (min–max) of ${runs} run${
+        runs > 1 ? "s" : ""
+      }; rates: higher is better; ` +
+      `latency, memory: lower is better`,
+    ].join("\n");
+    console.log(header + "\n");
+
+    if (values.growth) {
+      console.log(await runGrowth({ root, runs, scale, keep: context.keep, log }));
+      return 0;
+    }
+
+    const rows: Row[] = [];
+    let failures = 0;
+    for (const scenario of scenarios) {
+      const results = new Map<MtaName, Record<string, number>[]>(mtas.map((m) => [m, []]));
+      for (let run = 0; run < runs; run++) {
+        // Take turns: tern first in even runs, Postfix first in odd ones.
+        const order = run % 2 === 0 ? mtas : [...mtas].reverse();
+        for (const mta of order) {
+          log(`${scenario.name} run ${run + 1}/${runs} ${mta}`);
+          const figures = await runOnce(scenario, mta, context);
+          if (figures === null) {
+            failures++;
+            continue;
+          }
+          log(
+            `  ${
+              scenario.metrics.map((m) => `${m.label} ${figures[m.key]?.toFixed(m.digits)}`).join(
+                ", ",
+              )
+            }`,
+          );
+          results.get(mta)!.push(figures);
+        }
+      }
+      for (const metric of scenario.metrics) {
+        const values = (mta: MtaName) => results.get(mta)?.map((f) => f[metric.key]!) ?? null;
+        rows.push({
+          scenario: scenario.title,
+          metric: metric.label,
+          digits: metric.digits,
+          tern: values("tern") ?? [],
+          postfix: mtas.includes("postfix") ? values("postfix") : null,
+        });
+      }
+    }
+    console.log(renderTable(rows));
+    if (failures > 0) console.log(`\n${failures} run(s) failed: see the messages above`);
+    return failures > 0 ? 1 : 0;
   } finally {
-    await tern.stop();
-    await Deno.remove(dir, { recursive: true });
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await cleanUp();
   }
 }
 
-function summary(values: number[], digits = 0): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
-  return `${median.toFixed(digits)} (min ${sorted[0]!.toFixed(digits)}, max ${
-    sorted.at(-1)!.toFixed(digits)
-  })`;
-}
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { smoke: { type: "boolean" }, runs: { type: "string" } },
-    strict: true,
-  });
-  const runs = values.smoke ? 1 : Number(values.runs ?? 3);
-  const scenarios: Scenario[] = values.smoke
-    ? [{ name: "local 4 KiB x 10 sessions (smoke)", messages: 200, sessions: 10, size: 4096 }]
-    : [
-      { name: "local 4 KiB x 10 sessions", messages: 5000, sessions: 10, size: 4096 },
-      { name: "local 4 KiB x 1 session", messages: 2000, sessions: 1, size: 4096 },
-      { name: "local 100 KiB x 10 sessions", messages: 2000, sessions: 10, size: 100 * 1024 },
-      { name: "local 1 MiB x 10 sessions", messages: 200, sessions: 10, size: 1024 * 1024 },
-    ];
-  const tmp = await Deno.makeTempDir({ prefix: "tern-fsync-" });
-  const fsyncs = await fsyncsPerSecond(tmp);
-  await Deno.remove(tmp, { recursive: true });
-  console.log(`disk: ${fsyncs.toFixed(0)} fsyncs/s (4 KiB write + fsync)`);
-  console.log(`runs per figure: ${runs}; figures are median (min, max)\n`);
-  for (const s of scenarios) {
-    const measures: Measure[] = [];
-    for (let i = 0; i < runs; i++) measures.push(await runOnce(s));
-    console.log(s.name);
-    console.log(`  accepted   msg/s  ${summary(measures.map((m) => m.acceptRate))}`);
-    console.log(`  delivered  msg/s  ${summary(measures.map((m) => m.deliveredRate))}`);
-    console.log(`  latency p50 ms    ${summary(measures.map((m) => m.p50), 1)}`);
-    console.log(`  latency p99 ms    ${summary(measures.map((m) => m.p99), 1)}`);
-  }
-}
-
-if (import.meta.main) await main();
+if (import.meta.main) Deno.exit(await main());

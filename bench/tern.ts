@@ -1,0 +1,186 @@
+/**
+ * Starts and stops `tern serve` for the benchmarks: a configuration file, a
+ * data directory and a mail root of its own under a bench directory, one mx
+ * listener on a loopback port, its log written to a file.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { waitForBanner } from "./_net.ts";
+
+/** The tern CLI entry point. */
+export const TERN_MAIN: string = new URL("../main.ts", import.meta.url).pathname;
+
+/** How tern is configured for a benchmark. */
+export interface TernOptions {
+  /** A directory of its own: config, data, mail and log go in it. */
+  readonly dir: string;
+  /** The mx listener's port on 127.0.0.1. */
+  readonly port: number;
+  /** The local domain (mail to any local part of it lands in a Maildir). */
+  readonly localDomain: string;
+  /** Next hops by recipient domain, `"host:port"` (no MX lookup). */
+  readonly routes?: Readonly<Record<string, string>>;
+  /** `limits.max_connections` and `limits.max_connections_per_ip`. @default {2000} */
+  readonly maxConnections?: number;
+  /** `queue.retry`, e.g. `["1h"]`. @default {tern's default} */
+  readonly retry?: readonly string[];
+  /** Extra flags for `deno run`, e.g. `["--cpu-prof"]`. @default {[]} */
+  readonly denoFlags?: readonly string[];
+}
+
+/**
+ * The configuration file tern gets, as an object (written as JSON, which is
+ * YAML too).
+ *
+ * @param options The benchmark's settings.
+ * @returns The `tern.yaml` content.
+ */
+export function ternConfig(options: TernOptions): Record<string, unknown> {
+  const max = options.maxConnections ?? 2000;
+  return {
+    hostname: "tern.bench.test",
+    data_dir: join(options.dir, "data"),
+    mail_root: join(options.dir, "mail"),
+    listeners: [{ address: "127.0.0.1", port: options.port, mode: "mx" }],
+    local_domains: [options.localDomain],
+    relay: {
+      // The load comes from loopback; tern does no client DNS lookups at all.
+      trusted_networks: ["127.0.0.0/8"],
+      routes: { ...(options.routes ?? {}) },
+    },
+    ...(options.retry ? { queue: { retry: options.retry } } : {}),
+    // Raised so that 1,000 idle connections from one address are accepted.
+    limits: { max_connections: max, max_connections_per_ip: max },
+    log: { level: "info", format: "text" },
+  };
+}
+
+/**
+ * Runs a `tern` CLI command (`queue list`, ...) on a config file.
+ *
+ * @param args The command words and flags, e.g. `["queue", "list", "--config", FILE]`.
+ * @returns The command, for the caller to spawn or run.
+ */
+export function ternCommand(args: readonly string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", TERN_MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** A running `tern serve`. */
+export class Tern {
+  /** The deno process's pid (the whole of tern: one process). */
+  readonly pid: number;
+  /** The listener's port. */
+  readonly port: number;
+  /** The config file. */
+  readonly configFile: string;
+  /** `data_dir`: holds `queue.sqlite3`. */
+  readonly dataDir: string;
+  /** `mail_root`. */
+  readonly mailRoot: string;
+  /** stdout and stderr of tern. */
+  readonly logFile: string;
+  readonly #child: Deno.ChildProcess;
+
+  private constructor(child: Deno.ChildProcess, options: TernOptions, configFile: string) {
+    this.#child = child;
+    this.pid = child.pid;
+    this.port = options.port;
+    this.configFile = configFile;
+    this.dataDir = join(options.dir, "data");
+    this.mailRoot = join(options.dir, "mail");
+    this.logFile = join(options.dir, "tern.log");
+  }
+
+  /**
+   * Writes the config and starts `tern serve`; resolves once it greets.
+   *
+   * @param options Where and how.
+   * @returns The running tern.
+   * @throws {Error} When it exits or does not greet in time (with its log's tail).
+   */
+  static async start(options: TernOptions): Promise<Tern> {
+    await Deno.mkdir(options.dir, { recursive: true });
+    const configFile = join(options.dir, "tern.yaml");
+    await Deno.writeTextFile(configFile, JSON.stringify(ternConfig(options), null, 2) + "\n");
+    const logFile = join(options.dir, "tern.log");
+    // sh raises the open-file limit to the hard limit (1,000 connections
+    // need 1,000 descriptors), then execs deno: the pid stays tern's.
+    const child = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >>"$BENCH_LOG" 2>&1',
+        "sh",
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--unstable-kv",
+        ...(options.denoFlags ?? []),
+        TERN_MAIN,
+        "serve",
+        "--config",
+        configFile,
+      ],
+      env: { BENCH_LOG: logFile, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const tern = new Tern(child, options, configFile);
+    const exited = child.status.then((s) => {
+      throw new Error(`tern serve exited with code ${s.code}`);
+    });
+    try {
+      await Promise.race([waitForBanner(options.port), exited]);
+    } catch (error: unknown) {
+      await tern.stop();
+      const log = await Deno.readTextFile(logFile).catch(() => "");
+      throw new Error(
+        `Cannot start tern: ${error instanceof Error ? error.message : String(error)}\n${
+          log.split("\n").slice(-10).join("\n")
+        }`,
+      );
+    }
+    exited.catch(() => {});
+    return tern;
+  }
+
+  /**
+   * The Maildir `new/` of a local address.
+   *
+   * @param address `local@domain`.
+   * @returns The directory where delivered messages appear.
+   */
+  newDir(address: string): string {
+    const [local, domain] = address.split("@") as [string, string];
+    return join(this.mailRoot, domain, local, "new");
+  }
+
+  /**
+   * SIGTERM (graceful stop), then SIGKILL if it has not exited in 20 s.
+   *
+   * @returns When the process has exited.
+   */
+  async stop(): Promise<void> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, 20_000);
+    await this.#child.status;
+    clearTimeout(timer);
+  }
+}
