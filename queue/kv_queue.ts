@@ -396,7 +396,8 @@ interface CommitEntry {
   readonly cost: Cost;
   /** Set after a shared commit failed: retried alone, to find whose check failed. */
   solo: boolean;
-  readonly resolve: (ok: boolean) => void;
+  /** Settles with the versionstamp of the commit that held the entry, or `null` when a check failed. */
+  readonly resolve: (versionstamp: string | null) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -417,7 +418,22 @@ class GroupCommitter {
   }
 
   /** Commits checks and mutations, possibly with others; `false` when a check failed. */
-  submit(checks: readonly Deno.AtomicCheck[], mutations: readonly Mutation[]): Promise<boolean> {
+  async submit(
+    checks: readonly Deno.AtomicCheck[],
+    mutations: readonly Mutation[],
+  ): Promise<boolean> {
+    return (await this.submitStamped(checks, mutations)) !== null;
+  }
+
+  /**
+   * Commits checks and mutations, possibly with others.
+   *
+   * @returns The versionstamp of the shared commit (every key it wrote has it), or `null` when a check failed.
+   */
+  submitStamped(
+    checks: readonly Deno.AtomicCheck[],
+    mutations: readonly Mutation[],
+  ): Promise<string | null> {
     return new Promise((resolve, reject) => {
       const cost = costOf(checks, mutations);
       this.#pending.push({ checks, mutations, cost, solo: false, resolve, reject });
@@ -459,24 +475,24 @@ class GroupCommitter {
   }
 
   async #commit(batch: CommitEntry[]): Promise<void> {
-    let ok = false;
+    let versionstamp: string | null = null;
     let failure: unknown = null;
     try {
       const checks = batch.flatMap((entry) => entry.checks);
       const mutations = batch.flatMap((entry) => entry.mutations);
-      ok = (await commitOp(this.#kv, checks, mutations)) !== null;
+      versionstamp = await commitOp(this.#kv, checks, mutations);
     } catch (error: unknown) {
       failure = error;
     }
-    if (ok) {
-      for (const entry of batch) entry.resolve(true);
+    if (versionstamp !== null) {
+      for (const entry of batch) entry.resolve(versionstamp);
     } else if (batch.length > 1) {
       // One entry's check (or size) spoiled the shared operation: commit each
       // alone, in the same order, ahead of anything that arrived since.
       for (const entry of batch) entry.solo = true;
       this.#pending.unshift(...batch);
     } else {
-      for (const entry of batch) failure === null ? entry.resolve(false) : entry.reject(failure);
+      for (const entry of batch) failure === null ? entry.resolve(null) : entry.reject(failure);
     }
   }
 }
@@ -1022,17 +1038,27 @@ export class KvQueue {
     const entries = this.#kv.list<null>({ prefix: PREFIX.due }, {
       batchSize: Math.min(Math.max(limit * 2, 16), 500),
     });
+    // Candidates are claimed together, so their claims share commits; a
+    // candidate someone else took is replaced by the next due one.
+    let candidates: [string, number][] = [];
+    const take = async (): Promise<void> => {
+      const results = await Promise.all(candidates.map(([id, due]) => this.#claim(id, due, now)));
+      for (const c of results) if (c !== null && claimed.length < limit) claimed.push(c);
+      candidates = [];
+    };
     for await (const entry of entries) {
       const due = entry.key[2];
       const id = entry.key[3];
       if (typeof due !== "number" || typeof id !== "string") continue;
       if (due > now) break;
       if (exclude?.has(id)) continue;
-      const claim = await this.#claim(id, due, now);
-      if (claim === null) continue;
-      claimed.push(claim);
-      if (claimed.length >= limit) break;
+      candidates.push([id, due]);
+      if (claimed.length + candidates.length >= limit) {
+        await take();
+        if (claimed.length >= limit) break;
+      }
     }
+    if (candidates.length > 0) await take();
     return claimed;
   }
 
@@ -1057,7 +1083,8 @@ export class KvQueue {
       claimed: now,
       expires: now + this.#leaseMs,
     };
-    const versionstamp = await commitOp(this.#kv, [metaEntry, leaseEntry], [
+    // Claims made at the same moment share one commit (one fsync).
+    const versionstamp = await this.#committer.submitStamped([metaEntry, leaseEntry], [
       set(KEY.lease(id), lease),
       del(KEY.due(due, id)),
       set(KEY.due(lease.expires, id), null),
@@ -1699,7 +1726,8 @@ export class KvQueue {
   ): Promise<boolean> {
     const all = [...bulk, ...final];
     if (fitsBudget(costOf(checks, all))) {
-      return (await commitOp(this.#kv, checks, all)) !== null;
+      // Attempts recorded at the same moment share one commit (one fsync).
+      return await this.#committer.submit(checks, all);
     }
     for (const op of splitIntoOps(bulk, costOf(checks, []))) {
       if ((await commitOp(this.#kv, checks, op)) === null) return false;
@@ -1721,7 +1749,8 @@ export class KvQueue {
   ): Promise<boolean> {
     const everything = [...head, ...contentDeletes(id, counts)];
     if (fitsBudget(costOf(checks, everything))) {
-      return (await commitOp(this.#kv, checks, everything)) !== null;
+      // Removals at the same moment share one commit (one fsync).
+      return await this.#committer.submit(checks, everything);
     }
     const marker: ContentCounts = {
       chunks: counts.chunks,
