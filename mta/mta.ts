@@ -50,7 +50,10 @@ export interface BoundListener {
 export interface MtaOptions {
   /** Where log lines go. */
   readonly logger: Logger;
-  /** Deliveries at once (local ones share their fsyncs, so many at once go faster). @default {64} */
+  /**
+   * Deliveries at once. Local ones share their fsyncs, so several at once go
+   * faster; too many slow the intake down (they share the disk). @default {24}
+   */
   readonly concurrency?: number;
   /** How often the store is polled for due work, ms (work written by other processes). @default {500} */
   readonly pollMs?: number;
@@ -137,7 +140,7 @@ export class Mta {
     });
     const loop = new DeliveryLoop(queue, {
       deliver: createDeliver({ config, queue, local, remote, logger }),
-      concurrency: options.concurrency ?? 64,
+      concurrency: options.concurrency ?? 24,
       pollMs: options.pollMs ?? 500,
       logger,
     });
