@@ -6,34 +6,10 @@ import fc from "fast-check";
 import { join } from "node:path";
 import { ConfigError } from "./errors.ts";
 import { loadConfig } from "./load.ts";
-import { validateConfig } from "./schema.ts";
+import { CONFIG_KEYS, validateConfig } from "./schema.ts";
 
-const KEYS = [
-  "hostname",
-  "data_dir",
-  "listeners",
-  "tls",
-  "local_domains",
-  "accounts",
-  "aliases",
-  "mail_root",
-  "relay",
-  "dns",
-  "queue",
-  "limits",
-  "log",
-  "retry",
-  "max_age",
-  "routes",
-  "trusted_networks",
-  "address",
-  "port",
-  "mode",
-  "level",
-  "max_message_size",
-  "command_timeout",
-  "bogus",
-];
+/** Every key the loader knows, from every section, and one it does not. */
+const KEYS = [...new Set(Object.values(CONFIG_KEYS).flat()), "bogus"];
 
 /** Values shaped like configuration: the right keys, often the wrong things in them. */
 const configish: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
