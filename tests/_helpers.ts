@@ -6,6 +6,8 @@ import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import { Mta } from "../mta/mta.ts";
+import { queuedReply, REPLIES } from "../smtp/reply.ts";
+import { SmtpServer, type SmtpServerOptions } from "../smtp/server.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const MAIN = join(ROOT, "main.ts");
@@ -232,4 +234,23 @@ export async function tern(
   const out = await child.output();
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/** An SMTP server on a free loopback port that accepts every recipient and queues nothing ("Q1"). */
+export function sinkServer(options: Partial<SmtpServerOptions> = {}): SmtpServer {
+  return new SmtpServer({
+    hostname: "mx.example.test",
+    address: "127.0.0.1",
+    port: 0,
+    ...options,
+    handlers: {
+      recipient: () => REPLIES.recipientOk,
+      open: () =>
+        Promise.resolve({
+          write: () => Promise.resolve(),
+          commit: () => Promise.resolve(queuedReply("Q1")),
+          abort: () => Promise.resolve(),
+        }),
+    },
+  });
 }

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { hashPassword } from "../config/password.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import { Mta } from "../mta/mta.ts";
-import { queuedReply, REPLIES } from "../smtp/reply.ts";
+import { REPLIES } from "../smtp/reply.ts";
 import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
-import { rawExchange, tempConfig, waitFor } from "./_helpers.ts";
+import { rawExchange, sinkServer, tempConfig, waitFor } from "./_helpers.ts";
 import { CERT, plainResponse, TestClient } from "./_tls.ts";
 
 const encoder = new TextEncoder();
@@ -28,24 +28,6 @@ async function startMtaWith(body: string) {
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-function sinkServer(options: Partial<ConstructorParameters<typeof SmtpServer>[0]> = {}) {
-  return new SmtpServer({
-    hostname: "mx.example.test",
-    address: "127.0.0.1",
-    port: 0,
-    ...options,
-    handlers: {
-      recipient: () => REPLIES.recipientOk,
-      open: () =>
-        Promise.resolve({
-          write: () => Promise.resolve(),
-          commit: () => Promise.resolve(queuedReply("Q1")),
-          abort: () => Promise.resolve(),
-        }),
-    },
-  });
 }
 
 function closeQuietly(conn: Deno.Conn): void {

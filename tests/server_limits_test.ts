@@ -2,29 +2,7 @@
 // limits, and streaming large content without holding it.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { SmtpServer } from "../smtp/server.ts";
-import { queuedReply, REPLIES } from "../smtp/reply.ts";
-import { python, splitDelivered, startMta, waitForMail } from "./_helpers.ts";
-
-function sinkServer(
-  options: Partial<ConstructorParameters<typeof SmtpServer>[0]> = {},
-): SmtpServer {
-  return new SmtpServer({
-    hostname: "mx.example.test",
-    address: "127.0.0.1",
-    port: 0,
-    ...options,
-    handlers: {
-      recipient: () => REPLIES.recipientOk,
-      open: () =>
-        Promise.resolve({
-          write: () => Promise.resolve(),
-          commit: () => Promise.resolve(queuedReply("Q1")),
-          abort: () => Promise.resolve(),
-        }),
-    },
-  });
-}
+import { python, sinkServer, splitDelivered, startMta, waitForMail } from "./_helpers.ts";
 
 async function readAll(conn: Deno.Conn): Promise<string> {
   let out = "";
