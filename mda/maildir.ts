@@ -26,6 +26,7 @@
  */
 
 import { dirname } from "node:path";
+import { syncDirectory } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
 
@@ -180,61 +181,6 @@ export interface MaildirDeliveryResult {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound;
-}
-
-/**
- * Makes the Maildir's directories durable: Linux makes a rename or a new
- * directory entry durable only when the directory holding it is fsynced
- * (the file's own fsync does not cover its name).
- *
- * Checked on Deno 2.9.6, Linux, ext4: `Deno.open(dir)` opens a directory
- * read-only (O_RDONLY), and `FsFile.sync()` on it issues fsync(2), which
- * succeeds (strace: `openat(... O_RDONLY|O_CLOEXEC)`, then `fsync(fd) = 0`).
- * `syncData()` (fdatasync) works too, and so does node:fs `fsyncSync` on
- * `openSync(dir, "r")`; the Deno call is used.
- */
-async function fsyncDirectory(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
-}
-
-/** Per directory: the fsync running now, and the one that will run after it. */
-const directorySyncs = new Map<
-  string,
-  { running: Promise<void> | null; next: Promise<void> | null }
->();
-
-/**
- * Makes a directory's entries durable, sharing fsyncs between deliveries:
- * an fsync that starts after our rename covers it. If one is running, it may
- * have started before our rename, so we wait for the next one, which every
- * delivery that arrives meanwhile shares. Many deliveries into one Maildir
- * then cost one directory fsync per round instead of one each.
- */
-function syncDirectory(path: string): Promise<void> {
-  let state = directorySyncs.get(path);
-  if (state === undefined) {
-    state = { running: null, next: null };
-    directorySyncs.set(path, state);
-  }
-  const s = state;
-  const start = (): Promise<void> => {
-    s.running = fsyncDirectory(path).finally(() => {
-      s.running = null;
-      if (s.next === null) directorySyncs.delete(path);
-    });
-    return s.running;
-  };
-  if (s.running === null) return start();
-  s.next ??= s.running.catch(() => {}).then(() => {
-    s.next = null;
-    return start();
-  });
-  return s.next;
 }
 
 /**

@@ -12,6 +12,7 @@ import { verifyPassword } from "../config/password.ts";
 import type { Config, ListenerMode } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
+import type { DeliveryLoop } from "../queue/delivery_loop.ts";
 import type { KvQueue } from "../queue/kv_queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import type { Envelope, RecipientDsn } from "../smtp/envelope.ts";
@@ -80,6 +81,12 @@ export interface IntakeOptions {
   readonly logger: Logger;
   /** Called after each commit, to start delivery at once. */
   readonly onQueued?: () => void;
+  /**
+   * Where a message committed with a claim goes for delivery (the delivery
+   * loop): when it welcomes one, the message is claimed in its commit and
+   * delivered from memory, without a read from the store.
+   */
+  readonly handOff?: Pick<DeliveryLoop, "acceptsHandOff" | "handOff">;
   /** The clock. @default {Date.now} */
   readonly now?: () => number;
 }
@@ -202,7 +209,10 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
         write: (chunk) => incoming.write(chunk),
         abort: () => incoming.abort(),
         async commit(): Promise<Reply> {
-          await incoming.commit();
+          const handOff = options.handOff;
+          const claim = handOff?.acceptsHandOff(incoming.size)
+            ? await incoming.commitAndClaim(now())
+            : (await incoming.commit(), null);
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,
             size: incoming.size,
@@ -213,7 +223,8 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             user: connection.authenticatedAs ?? undefined,
             tls: connection.tls?.protocol,
           });
-          options.onQueued?.();
+          if (claim !== null) handOff!.handOff(claim);
+          else options.onQueued?.();
           return queuedReply(incoming.queueId);
         },
       };

@@ -187,6 +187,7 @@ export class Mta {
             queue,
             logger,
             onQueued: () => loop.wake(),
+            handOff: loop,
           }),
           onEvent: (event) => {
             logServerEvent(logger, event);

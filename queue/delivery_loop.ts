@@ -5,13 +5,17 @@
  * Work written by another process (`tern send`, `tern queue flush`) is found
  * by polling the store every `pollMs`: Deno KV's `watch` and `listenQueue` do
  * not cross processes. Work committed in this process can skip the wait with
- * {@linkcode DeliveryLoop.wake}.
+ * {@linkcode DeliveryLoop.wake}, or skip the store altogether: a message
+ * committed and claimed at once (`IncomingMessage.commitAndClaim`)
+ * is given to {@linkcode DeliveryLoop.handOff} with its content in memory, so
+ * delivering it reads nothing from the store and recording it is one write.
  *
  * @module
  */
 
 import type { Logger } from "../log/logger.ts";
 import type { ClaimedMessage, KvQueue } from "./kv_queue.ts";
+import { CHUNK_SIZE } from "./kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome } from "./types.ts";
 
 /**
@@ -42,9 +46,29 @@ export interface DeliveryLoopOptions {
    * @default {nothing}
    */
   readonly onDone?: (final: QueuedMessage) => void;
+  /**
+   * The most handed-off claims waiting for a slot; past it,
+   * {@linkcode DeliveryLoop.acceptsHandOff} says no and new messages wait
+   * in the store. @default {512}
+   */
+  readonly handOffLimit?: number;
+  /** The most content octets the waiting claims may hold in memory. @default {16 MiB} */
+  readonly handOffBytes?: number;
 }
 
 const DEFAULT_POLL_MS = 1000;
+const DEFAULT_HAND_OFF_LIMIT = 512;
+const DEFAULT_HAND_OFF_BYTES = 16 * 1024 * 1024;
+
+/** The content of a claim taken at commit, as a stream. */
+function memoryStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
 
 /**
  * Claims due messages and delivers them. An exception thrown by `deliver`
@@ -98,6 +122,16 @@ export class DeliveryLoop {
   readonly #now: () => number;
   readonly #onDone: ((final: QueuedMessage) => void) | undefined;
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** Handed-off claims waiting for a slot, oldest first (from `#readyHead` on). */
+  #ready: ClaimedMessage[] = [];
+  #readyHead = 0;
+  #readyBytes = 0;
+  readonly #handOffLimit: number;
+  readonly #handOffBytes: number;
+  /** When the store is next looked at even while handed-off claims wait. */
+  #nextPoll = 0;
+  /** Give-backs of claims handed off after stop(): stop() waits for them. */
+  readonly #returning = new Set<Promise<void>>();
   #running = false;
   #loop: Promise<void> | null = null;
   /** Set by wake(); cleared when the loop looks for work. */
@@ -121,11 +155,91 @@ export class DeliveryLoop {
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#onDone = options.onDone;
+    this.#handOffLimit = options.handOffLimit ?? DEFAULT_HAND_OFF_LIMIT;
+    this.#handOffBytes = options.handOffBytes ?? DEFAULT_HAND_OFF_BYTES;
   }
 
   /** How many messages are being delivered right now. */
   get inFlight(): number {
     return this.#inFlight.size;
+  }
+
+  /** How many handed-off claims wait for a slot. */
+  get waiting(): number {
+    return this.#ready.length - this.#readyHead;
+  }
+
+  /**
+   * Whether a message of `size` octets should be committed with a claim and
+   * handed off ({@linkcode handOff}): the loop runs and its waiting list has
+   * room. When not, commit it plainly; the loop finds it in the store.
+   *
+   * @param size The message's size in octets.
+   * @returns `true` when a hand-off is welcome.
+   */
+  acceptsHandOff(size: number): boolean {
+    const bytes = size <= CHUNK_SIZE ? size : 0;
+    return this.#running && this.waiting < this.#handOffLimit &&
+      this.#readyBytes + bytes <= this.#handOffBytes;
+  }
+
+  /**
+   * Takes a message this process has just committed and claimed
+   * (`IncomingMessage.commitAndClaim`): it is delivered as soon as
+   * a slot is free, with its in-memory content, before messages from the
+   * store (which still get a share of the slots at every poll). After
+   * {@linkcode stop}, the claim is given back to the store instead.
+   *
+   * @param claim The claim returned by `commitAndClaim`.
+   *
+   * @example Commit, claim and hand off
+   * ```ts
+   * import { DeliveryLoop } from "./delivery_loop.ts";
+   * import { KvQueue } from "./kv_queue.ts";
+   * import { NULL_LOGGER } from "../log/logger.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const queue = await KvQueue.open(`${dir}/queue.sqlite3`, { retry: [60_000], maxAge: 86_400_000 });
+   * const seen: string[] = [];
+   * const loop = new DeliveryLoop(queue, {
+   *   concurrency: 2,
+   *   pollMs: 60_000,
+   *   logger: NULL_LOGGER,
+   *   deliver: async (claim, content) => {
+   *     seen.push(await new Response(content()).text());
+   *     return [{ index: 0, status: "sent", reply: { code: 250, enhancedStatus: "2.0.0", text: "Ok" } }];
+   *   },
+   * });
+   * loop.start();
+   * const now = Date.now();
+   * const message = await queue.receive({
+   *   envelope: { reversePath: "a@example.test", forwardPaths: ["b@example.net"], body: "7BIT", smtputf8: false },
+   *   recipients: [{ address: "b@example.net", originalRecipient: "b@example.net", mailbox: null }],
+   *   clientAddress: "local",
+   *   now,
+   * });
+   * await message.write(new TextEncoder().encode("Subject: hi\r\n\r\nHello\r\n"));
+   * assert.ok(loop.acceptsHandOff(message.size));
+   * loop.handOff(await message.commitAndClaim(now));
+   * await loop.stop();
+   * assert.deepEqual(seen, ["Subject: hi\r\n\r\nHello\r\n"]);
+   * assert.equal(await queue.count(), 0);
+   * await queue.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  handOff(claim: ClaimedMessage): void {
+    if (!this.#running) {
+      this.#giveBack(claim);
+      return;
+    }
+    if (this.waiting === 0 && this.#inFlight.size < this.#concurrency) {
+      this.#start(claim);
+      return;
+    }
+    this.#ready.push(claim);
+    this.#readyBytes += claim.content?.byteLength ?? 0;
   }
 
   /**
@@ -198,20 +312,65 @@ export class DeliveryLoop {
     this.wake();
     await this.#loop;
     this.#loop = null;
-    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values());
+    // Claims still waiting were never attempted: back to the store, due as before.
+    for (let claim = this.#takeReady(); claim !== null; claim = this.#takeReady()) {
+      this.#giveBack(claim);
+    }
+    while (this.#inFlight.size > 0 || this.#returning.size > 0) {
+      await Promise.all([...this.#inFlight.values(), ...this.#returning]);
+    }
+  }
+
+  /** The oldest waiting handed-off claim, or `null`. */
+  #takeReady(): ClaimedMessage | null {
+    if (this.#readyHead >= this.#ready.length) return null;
+    const claim = this.#ready[this.#readyHead]!;
+    this.#readyHead++;
+    this.#readyBytes -= claim.content?.byteLength ?? 0;
+    if (this.#readyHead >= 1024 || this.#readyHead === this.#ready.length) {
+      this.#ready = this.#ready.slice(this.#readyHead);
+      this.#readyHead = 0;
+    }
+    return claim;
+  }
+
+  /** Returns an unattempted claim to the store (a failure only delays it: the lease lapses). */
+  #giveBack(claim: ClaimedMessage): void {
+    const id = claim.message.queueId;
+    const done = this.#queue.unclaim(claim).then(() => {}, (error: unknown) => {
+      this.#logger.log("warn", "queue.error", id, {
+        action: "give back claim",
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }).finally(() => this.#returning.delete(done));
+    this.#returning.add(done);
   }
 
   async #run(): Promise<void> {
     while (this.#running) {
       this.#woken = false;
-      const free = this.#concurrency - this.#inFlight.size;
+      const now = this.#now();
+      const polling = now >= this.#nextPoll;
+      let free = this.#concurrency - this.#inFlight.size;
+      // Handed-off claims first; at each poll, half the free slots stay for
+      // the store (retries, mail from other processes), so a steady stream
+      // of new mail cannot starve it.
+      const forStore = this.waiting === 0 ? free : polling ? Math.ceil(free / 2) : 0;
+      while (free > forStore) {
+        const claim = this.#takeReady();
+        if (claim === null) break;
+        this.#start(claim);
+        free--;
+      }
+      const limit = Math.min(free, forStore);
       let claims: ClaimedMessage[] = [];
       let failed = false;
-      if (free > 0) {
+      if (limit > 0) {
+        if (polling) this.#nextPoll = now + this.#pollMs;
         try {
           claims = await this.#queue.claimDue({
-            now: this.#now(),
-            limit: free,
+            now,
+            limit,
             exclude: new Set(this.#inFlight.keys()),
           });
         } catch (error: unknown) {
@@ -227,14 +386,17 @@ export class DeliveryLoop {
       for (const claim of claims) this.#start(claim);
       if (!this.#running) break;
       // A full batch means more may be due: look again at once if there is room.
-      const more = !failed && free > 0 && claims.length === free;
+      const more = !failed && limit > 0 && claims.length === limit;
       if (more && this.#inFlight.size < this.#concurrency) continue;
-      await this.#sleep();
+      // With claims waiting, wake for the next poll; with a poll pending but
+      // every slot busy, the next finished delivery wakes the loop.
+      const untilPoll = this.#nextPoll - this.#now();
+      await this.#sleep(this.waiting > 0 && untilPoll > 0 ? untilPoll : this.#pollMs);
     }
   }
 
-  /** Waits for wake(), a finished delivery or the poll interval. */
-  #sleep(): Promise<void> {
+  /** Waits for wake(), a finished delivery or `ms`. */
+  #sleep(ms: number): Promise<void> {
     if (this.#woken || !this.#running) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
@@ -242,22 +404,56 @@ export class DeliveryLoop {
         this.#wakeSleeper = null;
         resolve();
       };
-      const timer = setTimeout(done, this.#pollMs);
+      const timer = setTimeout(done, ms);
       this.#wakeSleeper = done;
     });
   }
 
   #start(claim: ClaimedMessage): void {
     const id = claim.message.queueId;
-    const delivery = this.#deliverOne(claim).finally(() => {
-      this.#inFlight.delete(id);
-      this.wake(); // a slot is free
+    if (this.#inFlight.has(id)) {
+      // A waiting hand-off whose lease lapsed and which the poll claimed
+      // afresh: that newer claim is the one being delivered.
+      this.#logger.log("warn", "queue.error", id, {
+        action: "deliver",
+        reason: "claimed again while waiting",
+      });
+      this.wake();
+      return;
+    }
+    const delivery: Promise<void> = this.#deliverOne(claim).finally(() => {
+      if (this.#inFlight.get(id) === delivery) this.#inFlight.delete(id);
+      // The slot goes to the next waiting claim at once, unless the store is
+      // due a look: then the loop shares the slots out.
+      const next = this.#running && this.#now() < this.#nextPoll ? this.#takeReady() : null;
+      if (next !== null) this.#start(next);
+      else this.wake();
     });
     this.#inFlight.set(id, delivery);
   }
 
   async #deliverOne(claim: ClaimedMessage): Promise<void> {
     const id = claim.message.queueId;
+    // A handed-off claim may have waited: renew a lease that is half gone
+    // before starting, and leave alone a message that is no longer ours.
+    if (claim.lease.expires - this.#now() < this.#queue.leaseMs / 2) {
+      let renewed = false;
+      try {
+        renewed = await this.#queue.renewLease(claim, this.#now());
+      } catch (error: unknown) {
+        this.#logger.log("error", "queue.error", id, {
+          action: "renew lease",
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+      if (!renewed) {
+        this.#logger.log("warn", "queue.error", id, {
+          action: "deliver",
+          reason: "lease lost before delivery",
+        });
+        return;
+      }
+    }
     // Renew the lease well before it lapses, so a slow delivery is not taken
     // over by another worker (which would deliver it twice).
     const renewal = setInterval(() => {
@@ -277,7 +473,11 @@ export class DeliveryLoop {
     }, Math.max(1, Math.floor(this.#queue.leaseMs / 3)));
     let outcomes: RecipientOutcome[];
     try {
-      outcomes = await this.#deliver(claim, () => this.#queue.openContent(id));
+      const inMemory = claim.content;
+      outcomes = await this.#deliver(
+        claim,
+        inMemory === undefined ? () => this.#queue.openContent(id) : () => memoryStream(inMemory),
+      );
     } catch (error: unknown) {
       // Never a lost message: an unexpected failure is a temporary one.
       const text = error instanceof Error ? error.message : String(error);

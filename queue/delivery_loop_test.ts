@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
 import { DeliveryLoop } from "./delivery_loop.ts";
-import { type ClaimedMessage, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import { CHUNK_SIZE, type ClaimedMessage, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome } from "./types.ts";
 
 const OPTIONS: KvQueueOptions = { retry: [60_000, 300_000], maxAge: 5 * 86_400_000 };
@@ -267,5 +267,513 @@ Deno.test("a loop with concurrency below 1 is refused", async () => {
       RangeError,
     );
     return Promise.resolve();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Hand-offs: claims taken at commit
+
+/** Receives a message and commits it with a claim, as the SMTP server does for a hand-off. */
+async function commitClaimed(
+  queue: KvQueue,
+  text = "Subject: hi\r\n\r\nHello\r\n",
+  now = Date.now(),
+): Promise<ClaimedMessage> {
+  const message = await queue.receive({
+    envelope: {
+      reversePath: "a@example.test",
+      forwardPaths: ["user0@example.net"],
+      body: "7BIT",
+      smtputf8: false,
+    },
+    recipients: [{
+      address: "user0@example.net",
+      originalRecipient: "user0@example.net",
+      mailbox: null,
+    }],
+    clientAddress: "192.0.2.7",
+    now,
+  });
+  await message.write(new TextEncoder().encode(text));
+  return await message.commitAndClaim(now);
+}
+
+/** A promise to block a deliverer on, and the function that lets it go. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open = (): void => {};
+  const wait = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { wait, open };
+}
+
+/** Counts the calls of `queue.openContent` (reads of stored content). */
+function spyOpenContent(queue: KvQueue): { readonly calls: string[] } {
+  const calls: string[] = [];
+  const original = queue.openContent.bind(queue);
+  queue.openContent = (queueId: string) => {
+    calls.push(queueId);
+    return original(queueId);
+  };
+  return { calls };
+}
+
+Deno.test("50 hand-offs are delivered from memory with at most `concurrency` at once", async () => {
+  await withQueue(async (queue) => {
+    const opened = spyOpenContent(queue);
+    let inFlight = 0;
+    let most = 0;
+    const seen = new Map<string, string>();
+    const done: string[] = [];
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 3,
+      pollMs: 20,
+      logger: new MemoryLogger(),
+      deliver: async (claim, content) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        assert.ok(claim.content !== undefined, "a hand-off carries its content");
+        seen.set(claim.message.queueId, await new Response(content()).text());
+        await delay(2);
+        inFlight--;
+        return sendAll(claim);
+      },
+      onDone: (final) => done.push(final.queueId),
+    });
+    loop.start();
+    const texts = Array.from({ length: 50 }, (_, i) => `Subject: ${i}\r\n\r\nHello ${i}\r\n`);
+    const claims = await Promise.all(texts.map((text) => commitClaimed(queue, text)));
+    for (const claim of claims) {
+      assert.ok(loop.acceptsHandOff(claim.message.size));
+      loop.handOff(claim);
+    }
+    // Three start at once; the others wait in memory.
+    assert.equal(loop.inFlight, 3);
+    assert.equal(loop.waiting, 47);
+    await waitFor(() => done.length === 50);
+    await loop.stop();
+    assert.equal(most, 3);
+    assert.equal(loop.waiting, 0);
+    assert.deepEqual([...done].sort(), claims.map((c) => c.message.queueId).sort());
+    claims.forEach((claim, i) => assert.equal(seen.get(claim.message.queueId), texts[i]));
+    assert.deepEqual(opened.calls, [], "no content was read from the store");
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("a hand-off larger than one chunk is delivered from the store", async () => {
+  await withQueue(async (queue) => {
+    const opened = spyOpenContent(queue);
+    const text = "x".repeat(CHUNK_SIZE + 100);
+    let seen = "";
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      logger: new MemoryLogger(),
+      deliver: async (claim, content) => {
+        seen = await new Response(content()).text();
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    const claim = await commitClaimed(queue, text);
+    assert.equal(claim.content, undefined);
+    loop.handOff(claim);
+    await loop.stop();
+    assert.equal(seen, text);
+    assert.deepEqual(opened.calls, [claim.message.queueId]);
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("acceptsHandOff() says no before start(), after stop(), and when the waiting list is full", async () => {
+  await withQueue(async (queue) => {
+    const blocked = gate();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      handOffLimit: 2,
+      logger: new MemoryLogger(),
+      deliver: async (claim) => {
+        await blocked.wait;
+        return sendAll(claim);
+      },
+    });
+    assert.equal(loop.acceptsHandOff(100), false, "not started");
+    loop.start();
+    assert.equal(loop.acceptsHandOff(100), true);
+    loop.handOff(await commitClaimed(queue)); // takes the only slot
+    assert.equal(loop.inFlight, 1);
+    assert.equal(loop.waiting, 0);
+    loop.handOff(await commitClaimed(queue));
+    assert.equal(loop.waiting, 1);
+    assert.equal(loop.acceptsHandOff(100), true);
+    loop.handOff(await commitClaimed(queue));
+    assert.equal(loop.waiting, 2);
+    assert.equal(loop.acceptsHandOff(100), false, "handOffLimit reached");
+    assert.equal(loop.acceptsHandOff(CHUNK_SIZE + 1), false, "whatever the size");
+    blocked.open();
+    await waitFor(() => loop.waiting === 0 && loop.inFlight === 0);
+    assert.equal(loop.acceptsHandOff(100), true, "room again");
+    await loop.stop();
+    assert.equal(loop.acceptsHandOff(100), false, "stopped");
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("acceptsHandOff() counts the octets waiting in memory against handOffBytes", async () => {
+  await withQueue(async (queue) => {
+    const blocked = gate();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      handOffBytes: 100,
+      logger: new MemoryLogger(),
+      deliver: async (claim) => {
+        await blocked.wait;
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    loop.handOff(await commitClaimed(queue, "a".repeat(90))); // in flight: not counted
+    assert.equal(loop.acceptsHandOff(90), true);
+    loop.handOff(await commitClaimed(queue, "b".repeat(60))); // waiting: 60 octets
+    assert.equal(loop.waiting, 1);
+    assert.equal(loop.acceptsHandOff(40), true);
+    assert.equal(loop.acceptsHandOff(41), false);
+    // Content that stays in the store takes no memory.
+    assert.equal(loop.acceptsHandOff(CHUNK_SIZE + 1), true);
+    blocked.open();
+    await waitFor(() => loop.waiting === 0 && loop.inFlight === 0);
+    assert.equal(loop.acceptsHandOff(100), true, "the octets were given back");
+    await loop.stop();
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("stop() gives back the waiting hand-offs and records the one in flight", async () => {
+  await withQueue(async (queue) => {
+    const blocked = gate();
+    const delivered: string[] = [];
+    const done: string[] = [];
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      logger: new MemoryLogger(),
+      deliver: async (claim) => {
+        delivered.push(claim.message.queueId);
+        await blocked.wait;
+        return sendAll(claim);
+      },
+      onDone: (final) => done.push(final.queueId),
+    });
+    loop.start();
+    const claims: ClaimedMessage[] = [];
+    for (let i = 0; i < 4; i++) {
+      const claim = await commitClaimed(queue, `Subject: ${i}\r\n\r\n${i}\r\n`);
+      claims.push(claim);
+      loop.handOff(claim);
+    }
+    const [first, ...rest] = claims;
+    assert.ok(first);
+    assert.equal(loop.inFlight, 1);
+    assert.equal(loop.waiting, 3);
+    const stopping = loop.stop();
+    blocked.open();
+    await stopping;
+    assert.deepEqual(delivered, [first.message.queueId], "only the one in flight was attempted");
+    assert.deepEqual(done, [first.message.queueId]);
+    assert.equal(loop.inFlight, 0);
+    assert.equal(loop.waiting, 0);
+    assert.equal(await queue.get(first.message.queueId), null, "its attempt was recorded");
+    assert.equal(await queue.count(), 3);
+    // Given back: claimable at once by anyone, not as recovered, never attempted.
+    const again = await queue.claimDue({ now: Date.now(), limit: 10 });
+    assert.deepEqual(
+      again.map((c) => c.message.queueId).sort(),
+      rest.map((c) => c.message.queueId).sort(),
+    );
+    for (const claim of again) {
+      assert.equal(claim.recovered, false);
+      assert.equal(claim.message.recipients[0]?.attempts, 0);
+    }
+  });
+});
+
+Deno.test("a hand-off after stop() (or before start()) is given back to the store", async () => {
+  await withQueue(async (queue) => {
+    let calls = 0;
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 2,
+      pollMs: 60_000,
+      logger: new MemoryLogger(),
+      deliver: (claim) => {
+        calls++;
+        return Promise.resolve(sendAll(claim));
+      },
+    });
+    const early = await commitClaimed(queue);
+    loop.handOff(early); // never started
+    loop.start();
+    await loop.stop();
+    assert.equal(loop.acceptsHandOff(10), false);
+    const late = await commitClaimed(queue);
+    loop.handOff(late);
+    assert.equal(loop.waiting, 0);
+    assert.equal(loop.inFlight, 0);
+    // The give-back runs in the background: poll the store until both are claimable.
+    const found = new Map<string, ClaimedMessage>();
+    const deadline = Date.now() + 2_000;
+    while (found.size < 2 && Date.now() < deadline) {
+      for (const claim of await queue.claimDue({ now: Date.now(), limit: 10 })) {
+        found.set(claim.message.queueId, claim);
+      }
+      if (found.size < 2) await delay(5);
+    }
+    assert.deepEqual(
+      [...found.keys()].sort(),
+      [early.message.queueId, late.message.queueId].sort(),
+    );
+    assert.ok([...found.values()].every((c) => !c.recovered));
+    assert.equal(calls, 0, "nothing was delivered");
+    await loop.stop(); // nothing left to wait for
+  });
+});
+
+Deno.test("store messages are not starved by a steady stream of hand-offs", async () => {
+  await withQueue(async (queue) => {
+    let storeId = "";
+    let storeDeliveredAt = -1;
+    let waitingAtStore = -1;
+    let handOffsDelivered = 0;
+    const loop: DeliveryLoop = new DeliveryLoop(queue, {
+      concurrency: 2,
+      pollMs: 20,
+      logger: new MemoryLogger(),
+      deliver: async (claim) => {
+        if (claim.message.queueId === storeId) {
+          storeDeliveredAt = Date.now();
+          waitingAtStore = loop.waiting;
+        } else {
+          handOffsDelivered++;
+        }
+        await delay(3);
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    const handOffBatch = async (n: number): Promise<void> => {
+      const claims = await Promise.all(Array.from({ length: n }, () => commitClaimed(queue)));
+      for (const claim of claims) loop.handOff(claim);
+    };
+    await handOffBatch(30);
+    assert.ok(loop.waiting > 0);
+    // Committed plainly (another process, a retry): only a poll finds it.
+    storeId = await enqueue(queue);
+    const start = Date.now();
+    let handedOff = 30;
+    while (storeDeliveredAt < 0 && Date.now() - start < 3_000) {
+      if (loop.waiting < 20) {
+        await handOffBatch(10);
+        handedOff += 10;
+      } else {
+        await delay(2);
+      }
+    }
+    const feedingStopped = Date.now();
+    await loop.stop();
+    assert.ok(storeDeliveredAt >= 0, "the store message was delivered while hand-offs kept coming");
+    assert.ok(storeDeliveredAt <= feedingStopped);
+    assert.ok(waitingAtStore > 0, "hand-offs were still waiting when the store got its slot");
+    assert.ok(handOffsDelivered > 0);
+    assert.ok(storeDeliveredAt - start < 1_000, "found within a few polls");
+    // Whatever was still waiting at stop() was given back, nothing is lost.
+    assert.equal(await queue.count(), handedOff - handOffsDelivered);
+  });
+});
+
+Deno.test("a waiting hand-off whose lease is half gone is renewed before its delivery", async () => {
+  await withQueue(async (queue) => {
+    let skew = 0; // the loop's clock runs ahead of the claims' clock
+    const blocked = gate();
+    const delivered: string[] = [];
+    let stolen = -1;
+    const logger = new MemoryLogger();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      logger,
+      now: () => Date.now() + skew,
+      deliver: async (claim) => {
+        delivered.push(claim.message.queueId);
+        if (delivered.length === 1) {
+          await blocked.wait;
+        } else {
+          // Past the first lease's end, and the message is still ours.
+          stolen = (await queue.claimDue({ now: Date.now() + 70_000, limit: 10 })).length;
+        }
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    const first = await commitClaimed(queue);
+    const second = await commitClaimed(queue);
+    loop.handOff(first);
+    loop.handOff(second);
+    assert.equal(loop.waiting, 1);
+    skew = 45_000; // 15 s of the 60 s lease left: less than half
+    blocked.open();
+    await waitFor(() => delivered.length === 2 && loop.inFlight === 0);
+    await loop.stop();
+    assert.deepEqual(delivered, [first.message.queueId, second.message.queueId]);
+    assert.equal(stolen, 0, "the lease was renewed before the delivery");
+    assert.equal(await queue.count(), 0);
+    assert.ok(!logger.records.some((r) => r.event === "queue.error"));
+  });
+});
+
+Deno.test("a waiting hand-off that is no longer ours is skipped", async () => {
+  await withQueue(async (queue) => {
+    let skew = 0;
+    const blocked = gate();
+    const delivered: string[] = [];
+    const logger = new MemoryLogger();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 60_000,
+      logger,
+      now: () => Date.now() + skew,
+      deliver: async (claim) => {
+        delivered.push(claim.message.queueId);
+        await blocked.wait;
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    const first = await commitClaimed(queue);
+    const second = await commitClaimed(queue);
+    loop.handOff(first);
+    loop.handOff(second);
+    assert.equal(await queue.delete(second.message.queueId), true); // `tern queue delete`
+    skew = 45_000;
+    blocked.open();
+    await waitFor(() => loop.waiting === 0 && loop.inFlight === 0);
+    await loop.stop();
+    assert.deepEqual(delivered, [first.message.queueId]);
+    assert.ok(
+      logger.records.some((r) =>
+        r.event === "queue.error" && r.queueId === second.message.queueId &&
+        r.fields.reason === "lease lost before delivery"
+      ),
+    );
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("a waiting hand-off whose lapsed lease the poll took again is skipped without losing track of the live delivery", async () => {
+  await withQueue(async (queue) => {
+    let skew = 0;
+    const gates = new Map<string, { wait: Promise<void>; open: () => void }>();
+    const calls: { id: string; recovered: boolean }[] = [];
+    let running = 0;
+    let most = 0;
+    const logger = new MemoryLogger();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 2,
+      pollMs: 60_000,
+      logger,
+      now: () => Date.now() + skew,
+      deliver: async (claim) => {
+        running++;
+        most = Math.max(most, running);
+        calls.push({ id: claim.message.queueId, recovered: claim.recovered });
+        await gates.get(claim.message.queueId)?.wait;
+        running--;
+        return sendAll(claim);
+      },
+    });
+    const [a, b, x] = [
+      await commitClaimed(queue),
+      await commitClaimed(queue),
+      await commitClaimed(queue),
+    ];
+    assert.ok(a && b && x);
+    for (const c of [a, b, x]) gates.set(c.message.queueId, gate());
+    const xId = x.message.queueId;
+    let stopping: Promise<void> | null = null;
+    try {
+      loop.start();
+      await delay(10); // the first poll is done: the next is a minute away
+      loop.handOff(a);
+      loop.handOff(b);
+      loop.handOff(x); // waits for a slot
+      assert.equal(loop.waiting, 1);
+      // x waits longer than its lease: the next poll may take it from the store.
+      skew = 61_000;
+      gates.get(b.message.queueId)?.open();
+      await waitFor(() => calls.some((c) => c.id === xId));
+      assert.deepEqual(calls.find((c) => c.id === xId), { id: xId, recovered: true });
+      assert.equal(loop.inFlight, 2); // a and x (from the store)
+      // a ends: the slot goes to the stale hand-off of x, which is not ours any more.
+      gates.get(a.message.queueId)?.open();
+      await waitFor(() => loop.waiting === 0);
+      await delay(20);
+      assert.equal(await queue.get(a.message.queueId), null, "a was recorded");
+      assert.ok(
+        logger.records.some((r) => r.event === "queue.error" && r.queueId === xId),
+        "the stale hand-off was noticed",
+      );
+      assert.equal(calls.filter((c) => c.id === xId).length, 1, "x is delivered once");
+      assert.equal(loop.inFlight, 1, "x, from the store, is still being delivered");
+      let stopped = false;
+      stopping = loop.stop().then(() => {
+        stopped = true;
+      });
+      await delay(20);
+      assert.equal(stopped, false, "stop() waits for x");
+      gates.get(xId)?.open();
+      await stopping;
+      assert.equal(await queue.count(), 0, "x's attempt was recorded before stop() returned");
+      assert.ok(most <= 2);
+    } finally {
+      for (const g of gates.values()) g.open();
+      await (stopping ?? loop.stop());
+      await delay(20);
+    }
+  });
+});
+
+Deno.test("with every slot busy and hand-offs waiting, the loop sleeps until the next poll instead of spinning", async () => {
+  await withQueue(async (queue) => {
+    const blocked = gate();
+    let clockReads = 0;
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 50,
+      logger: new MemoryLogger(),
+      now: () => {
+        clockReads++;
+        return Date.now();
+      },
+      deliver: async (claim) => {
+        await blocked.wait;
+        return sendAll(claim);
+      },
+    });
+    try {
+      loop.start();
+      loop.handOff(await commitClaimed(queue)); // takes the only slot
+      loop.handOff(await commitClaimed(queue)); // waits
+      assert.equal(loop.waiting, 1);
+      const before = clockReads;
+      await delay(300); // six poll periods with no free slot
+      const reads = clockReads - before;
+      // A few reads per poll period at most; a loop waking every millisecond reads hundreds.
+      assert.ok(reads <= 30, `the loop looked at the clock ${reads} times in 300 ms`);
+    } finally {
+      blocked.open();
+      await loop.stop();
+    }
+    assert.equal(await queue.count(), 1, "the waiting one was given back");
   });
 });

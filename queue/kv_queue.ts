@@ -22,8 +22,8 @@
  * | `["queue","incoming",id]` | an upload in progress: pid, start time, last   | with the first chunk (or recipient batch)      |
  * |                           | activity, how many chunks/recipients/path      | stored before the commit, and again with each; |
  * |                           | pages it has stored                            | deleted by the commit                          |
- * | `["queue","chunk",id,n]`  | content, at most 60,000 bytes                  | full chunks as they fill; the last, partial    |
- * |                           |                                                | one in the commit                              |
+ * | `["queue","chunk",id,n]`  | content of at most 60,000 bytes: one chunk,    | in the commit                                  |
+ * |                           | `n` = 0 (stores of older versions: several)    |                                                |
  * | `["queue","rcpt",id,n]`   | one `RecipientState`                           | in the commit, or before it when too many      |
  * | `["queue","path",id,n]`   | a page of forward-paths                        | only when they would not fit in the meta       |
  * | `["queue","msg",id]`      | the meta: envelope, size, arrival, schedule,   | **last**: in the commit operation              |
@@ -36,6 +36,14 @@
  *
  * A message that fits in one chunk (with its recipients) writes nothing
  * before its commit: no `incoming` key, one KV commit in all.
+ *
+ * **Bigger content goes to a spool file**, `<store>-spool/<id>` (spool.ts),
+ * not into KV: SQLite would write every octet twice (log, then database) and
+ * fsync each operation. When the content outgrows one chunk the upload writes
+ * its `incoming` key (marked `spool`), then creates the file; the commit
+ * fsyncs the file and its directory before it writes the meta (marked
+ * `spool`, no chunks). A removal deletes the keys, then the file; a file that
+ * neither a meta nor an `incoming` key names is swept by `recover`.
  *
  * **Why the meta is written last.** Every reader starts from a meta key
  * (`list`, `get`, `count`) or from a due key (`claimDue`), and the due key is
@@ -77,6 +85,7 @@ import type {
   ReplySummary,
 } from "./types.ts";
 import { newQueueId } from "./queue_id.ts";
+import { Spool, type SpoolWriter } from "./spool.ts";
 import { isExpired, retryDelay } from "./retry.ts";
 
 /** Bytes of content per chunk key: under the 64 KiB value limit, with room to spare. */
@@ -92,6 +101,8 @@ const MAX_REPLY_TEXT = 2_000;
 const MAX_INLINE_META = 48_000;
 /** Target size of one `path` page. */
 const PATH_PAGE_SIZE = 24_000;
+/** How often a long upload to a spool file rewrites its `incoming` key, ms. */
+const TOUCH_EVERY_MS = 5 * 60_000;
 /** How many commits a failing group is retried one by one before giving up. */
 const CONFLICT_RETRIES = 8;
 
@@ -131,6 +142,8 @@ interface ContentCounts {
   readonly chunks: number;
   readonly recipients: number;
   readonly pathPages: number;
+  /** The content is in the spool file (spool.ts), not in chunks. */
+  readonly spool?: boolean;
 }
 
 /** `["queue","msg",id]`: the commit marker. */
@@ -558,6 +571,19 @@ export interface IncomingMessage {
    */
   commit(): Promise<void>;
   /**
+   * Makes the message durable, as {@linkcode commit} does, and claims it for
+   * delivery by this process in the same KV commit: no other worker takes
+   * it, and the delivery needs no read from the store. A message of at most
+   * one chunk comes with its content in memory. If this process dies before
+   * the attempt is recorded, the lease lapses (or {@linkcode KvQueue.recover}
+   * ends it at the next start) and the message is delivered from the store.
+   *
+   * @param now The current time, epoch ms: the lease runs from it.
+   * @returns The claim, as {@linkcode KvQueue.claimDue} would give it.
+   * @throws {Error} When it could not be stored; the upload is then removed.
+   */
+  commitAndClaim(now: number): Promise<ClaimedMessage>;
+  /**
    * Drops the message and whatever it has stored. Does nothing after a
    * commit or a second time.
    *
@@ -588,6 +614,12 @@ export interface ClaimedMessage {
   readonly recovered: boolean;
   /** The claim; pass the whole `ClaimedMessage` back to `recordAttempt`. */
   readonly lease: Lease;
+  /**
+   * The whole content, when the claim was taken at commit
+   * ({@linkcode IncomingMessage.commitAndClaim}) and it fits in one chunk;
+   * otherwise read it with {@linkcode KvQueue.openContent}.
+   */
+  readonly content?: Uint8Array;
 }
 
 /** Options of {@linkcode KvQueue.claimDue}. */
@@ -606,6 +638,8 @@ export interface RecoverResult {
   readonly incompleteRemoved: number;
   /** Messages whose lease has expired: their worker died; they are claimable again. */
   readonly leasesExpired: number;
+  /** Spool files that no message or upload named (left by a crash during a removal). */
+  readonly spoolOrphansRemoved: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -615,6 +649,10 @@ export interface RecoverResult {
 interface UploadContext {
   readonly kv: Deno.Kv;
   readonly committer: GroupCommitter;
+  readonly leaseMs: number;
+  readonly spool: Spool;
+  /** Keeps what a claim taken at commit knows, so its attempt is recorded without reads. */
+  readonly remember: (claim: ClaimedMessage, meta: StoredMeta, versionstamp: string) => void;
   readonly removeUpload: (
     id: string,
     versionstamp: string,
@@ -636,6 +674,10 @@ class Upload implements IncomingMessage {
   #counts: ContentCounts = { chunks: 0, recipients: 0, pathPages: 0 };
   /** The versionstamp of our `incoming` key, or `null` while nothing is stored. */
   #incoming: string | null = null;
+  /** The spool file, once the content outgrew one chunk. */
+  #spool: SpoolWriter | null = null;
+  /** When the `incoming` key was last written (performance.now()). */
+  #lastTouch = 0;
   /** Serializes write, commit and abort, so none overlaps another. */
   #chain: Promise<unknown> = Promise.resolve();
 
@@ -652,31 +694,52 @@ class Upload implements IncomingMessage {
   write(chunk: Uint8Array): Promise<void> {
     return this.#serialize(async () => {
       this.#assertOpen("write to");
-      let offset = 0;
-      while (offset < chunk.byteLength) {
+      if (this.#spool === null && this.#fill + chunk.byteLength <= CHUNK_SIZE) {
+        // Up to one chunk stays in memory: it goes into the commit itself.
         this.#buffer ??= new Uint8Array(CHUNK_SIZE);
-        const take = Math.min(CHUNK_SIZE - this.#fill, chunk.byteLength - offset);
-        this.#buffer.set(chunk.subarray(offset, offset + take), this.#fill);
-        this.#fill += take;
-        this.#size += take;
-        offset += take;
-        if (this.#fill === CHUNK_SIZE) {
-          await this.#store([set(KEY.chunk(this.queueId, this.#counts.chunks), this.#buffer)], {
-            chunks: 1,
-          });
-          this.#fill = 0;
-        }
+        this.#buffer.set(chunk, this.#fill);
+        this.#fill += chunk.byteLength;
+        this.#size += chunk.byteLength;
+        return;
       }
+      if (this.#spool === null) {
+        // Outgrown one chunk: the content goes to a spool file. The
+        // `incoming` key comes first, so a crash from here on leaves a record
+        // that recover() follows to the file.
+        await this.#store([], { spool: true });
+        this.#spool = await this.#context.spool.create(this.queueId);
+        if (this.#buffer !== null && this.#fill > 0) {
+          await this.#spool.write(this.#buffer.subarray(0, this.#fill));
+        }
+        this.#buffer = null;
+        this.#fill = 0;
+      } else if (performance.now() - this.#lastTouch > TOUCH_EVERY_MS) {
+        await this.#store([], {}); // still alive: recover() leaves a busy upload alone
+      }
+      await this.#spool.write(chunk);
+      this.#size += chunk.byteLength;
     });
   }
 
-  commit(): Promise<void> {
+  async commit(): Promise<void> {
+    await this.#commitWith(null);
+  }
+
+  async commitAndClaim(now: number): Promise<ClaimedMessage> {
+    const claim = await this.#commitWith(now);
+    if (claim === null) throw new Error(`Cannot claim message ${this.queueId}`);
+    return claim;
+  }
+
+  /** Commits; with a time, also claims the message from that time on. */
+  #commitWith(claimAt: number | null): Promise<ClaimedMessage | null> {
     return this.#serialize(async () => {
       this.#assertOpen("commit");
       try {
-        await this.#commit();
+        const claim = await this.#commit(claimAt);
         this.#state = "committed";
         this.#buffer = null;
+        return claim;
       } catch (error: unknown) {
         await this.#discard().catch(() => {});
         throw error;
@@ -714,6 +777,7 @@ class Upload implements IncomingMessage {
       chunks: this.#counts.chunks + (added.chunks ?? 0),
       recipients: this.#counts.recipients + (added.recipients ?? 0),
       pathPages: this.#counts.pathPages + (added.pathPages ?? 0),
+      ...(this.#counts.spool || added.spool ? { spool: true } : {}),
     };
     const record: IncomingRecord = {
       pid: Deno.pid,
@@ -734,17 +798,27 @@ class Upload implements IncomingMessage {
     }
     this.#incoming = versionstamp;
     this.#counts = counts;
+    this.#lastTouch = performance.now();
   }
 
-  async #commit(): Promise<void> {
+  async #commit(claimAt: number | null): Promise<ClaimedMessage | null> {
     const id = this.queueId;
     const { envelope, recipients, clientAddress, now } = this.#init;
     const pathPages = pageForwardPaths(envelope.forwardPaths);
     const recipientWrites = recipients.map((r, n) => set(KEY.rcpt(id, n), queuedState(r)));
     const pathWrites = pathPages.map((page, n) => set(KEY.path(id, n), page));
-    const lastChunk = this.#fill > 0 && this.#buffer !== null
-      ? [set(KEY.chunk(id, this.#counts.chunks), this.#buffer.slice(0, this.#fill))]
-      : [];
+    const tail = this.#fill > 0 && this.#buffer !== null ? this.#buffer.slice(0, this.#fill) : null;
+    const lastChunk = tail === null ? [] : [set(KEY.chunk(id, this.#counts.chunks), tail)];
+    // A claim taken with the commit, as #claim would write it: the lease, and
+    // the due time moved to the lease's end.
+    const lease: StoredLease | null = claimAt === null ? null : {
+      token: crypto.randomUUID(),
+      pid: Deno.pid,
+      host: HOST,
+      claimed: claimAt,
+      expires: claimAt + this.#context.leaseMs,
+    };
+    const due = lease === null ? now : lease.expires;
     const meta: StoredMeta = {
       v: 1,
       queueId: id,
@@ -754,16 +828,18 @@ class Upload implements IncomingMessage {
       nextAttempt: now,
       held: false,
       clientAddress,
-      due: now,
+      due,
       chunks: this.#counts.chunks + lastChunk.length,
       recipients: recipients.length,
       pathPages: pathPages.length,
+      ...(this.#spool === null ? {} : { spool: true }),
     };
     // The meta is the commit marker: always in the final operation.
     const marker = [
       ...lastChunk,
       set(KEY.msg(id), meta),
-      set(KEY.due(now, id), null),
+      set(KEY.due(due, id), null),
+      ...(lease === null ? [] : [set(KEY.lease(id), lease)]),
       ...(this.#incoming === null ? [] : [del(KEY.incoming(id))]),
     ];
     const inline = [...marker, ...recipientWrites, ...pathWrites];
@@ -792,18 +868,33 @@ class Upload implements IncomingMessage {
       }
       final = [...marker.filter((m) => m.key[1] !== "incoming"), del(KEY.incoming(id))];
     }
-    const ok = await this.#context.committer.submit(this.#checks(), final);
-    if (!ok) {
+    // The file and its name are on disk before the meta that names it.
+    await this.#spool?.finish();
+    const versionstamp = await this.#context.committer.submitStamped(this.#checks(), final);
+    if (versionstamp === null) {
       throw new Error(
         `Cannot commit message ${id}: its upload was removed (idle too long) or its id is taken`,
       );
     }
+    if (lease === null) return null;
+    const claim: ClaimedMessage = {
+      message: toMessage({ ...meta, envelope }, recipients.map(queuedState)),
+      recovered: false,
+      lease: { token: lease.token, expires: lease.expires, versionstamp },
+      // The whole content is in memory only when nothing was stored before.
+      ...(tail !== null && this.#counts.chunks === 0 ? { content: tail } : {}),
+    };
+    this.#context.remember(claim, meta, versionstamp);
+    return claim;
   }
 
   /** Deletes what was stored, if it is still ours. */
   async #discard(): Promise<void> {
     this.#state = "aborted";
     this.#buffer = null;
+    const spool = this.#spool;
+    this.#spool = null;
+    await spool?.discard();
     if (this.#incoming !== null) {
       await this.#context.removeUpload(this.queueId, this.#incoming, this.#counts);
       this.#incoming = null;
@@ -898,9 +989,18 @@ export class KvQueue {
   readonly #leaseMs: number;
   readonly #incompleteAfterMs: number;
   readonly #committer: GroupCommitter;
+  readonly #spool: Spool;
+  /**
+   * What this process knows of the claims it holds: the stored meta and the
+   * versionstamp of the commit that last wrote it and the lease. While the
+   * lease is ours nothing else changes them unless the versionstamps move
+   * (a `hold`, a `delete`), so an attempt can be recorded with checks
+   * instead of reads; when a check fails, the record is read afresh.
+   */
+  readonly #snapshots = new WeakMap<ClaimedMessage, { meta: StoredMeta; versionstamp: string }>();
   #closed = false;
 
-  private constructor(kv: Deno.Kv, options: KvQueueOptions) {
+  private constructor(kv: Deno.Kv, path: string, options: KvQueueOptions) {
     if (options.retry.length === 0) {
       throw new RangeError("Cannot open the queue: the retry schedule is empty");
     }
@@ -911,6 +1011,7 @@ export class KvQueue {
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#incompleteAfterMs = options.incompleteAfterMs ?? DEFAULT_INCOMPLETE_AFTER_MS;
     this.#committer = new GroupCommitter(kv);
+    this.#spool = new Spool(path);
   }
 
   /**
@@ -936,7 +1037,7 @@ export class KvQueue {
     await Deno.mkdir(dirname(path), { recursive: true });
     const kv = await retryLocked(() => Deno.openKv(path));
     try {
-      return new KvQueue(kv, options);
+      return new KvQueue(kv, path, options);
     } catch (error: unknown) {
       kv.close();
       throw error;
@@ -986,6 +1087,9 @@ export class KvQueue {
       const context: UploadContext = {
         kv: this.#kv,
         committer: this.#committer,
+        leaseMs: this.#leaseMs,
+        spool: this.#spool,
+        remember: (claim, meta, versionstamp) => this.#snapshots.set(claim, { meta, versionstamp }),
         removeUpload: (id, versionstamp, counts) =>
           this.#removeAll(id, counts, [{ key: KEY.incoming(id), versionstamp }], [
             del(KEY.incoming(id)),
@@ -1094,6 +1198,12 @@ export class KvQueue {
     const message = await this.#readMessage(meta);
     if (message === null) return null; // deleted meanwhile
     const recovered = previous !== null;
+    const claimed: ClaimedMessage = {
+      message,
+      recovered,
+      lease: { token: lease.token, expires: lease.expires, versionstamp },
+    };
+    this.#snapshots.set(claimed, { meta: { ...meta, due: lease.expires }, versionstamp });
     if (recovered) {
       this.#logger.log("warn", "queue.recovered", id, {
         reason: "lease expired",
@@ -1101,11 +1211,7 @@ export class KvQueue {
         claimed: new Date(previous.claimed).toISOString(),
       });
     }
-    return {
-      message,
-      recovered,
-      lease: { token: lease.token, expires: lease.expires, versionstamp },
-    };
+    return claimed;
   }
 
   /**
@@ -1155,7 +1261,68 @@ export class KvQueue {
           set(KEY.msg(id), { ...meta, due: expires } satisfies StoredMeta),
         );
       }
-      if ((await commitOp(this.#kv, [metaEntry, leaseEntry], mutations)) !== null) return true;
+      const versionstamp = await commitOp(this.#kv, [metaEntry, leaseEntry], mutations);
+      if (versionstamp === null) continue;
+      if (meta.due !== null) {
+        this.#snapshots.set(claim, { meta: { ...meta, due: expires }, versionstamp });
+      } else {
+        this.#snapshots.delete(claim); // the meta kept its versionstamp: read it next time
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Gives back a claim that was never attempted (a delivery loop stopping
+   * with messages still waiting for a slot): the lease is deleted and the
+   * message is due again at its next attempt time, for any worker, with no
+   * attempt counted.
+   *
+   * @param claim The claim, from {@linkcode claimDue} or
+   *   {@linkcode IncomingMessage.commitAndClaim}.
+   * @returns `true` when given back; `false` when it was no longer ours.
+   *
+   * @example Claim, then give it back
+   * ```ts
+   * import { KvQueue } from "./kv_queue.ts";
+   * import assert from "node:assert/strict";
+   * const dir = await Deno.makeTempDir();
+   * const queue = await KvQueue.open(`${dir}/queue.sqlite3`, { retry: [60_000], maxAge: 86_400_000 });
+   * const now = Date.now();
+   * const message = await queue.receive({
+   *   envelope: { reversePath: "a@example.test", forwardPaths: ["b@example.net"], body: "7BIT", smtputf8: false },
+   *   recipients: [{ address: "b@example.net", originalRecipient: "b@example.net", mailbox: null }],
+   *   clientAddress: "local",
+   *   now,
+   * });
+   * const claim = await message.commitAndClaim(now);
+   * assert.equal((await queue.claimDue({ now, limit: 1 })).length, 0);
+   * assert.ok(await queue.unclaim(claim));
+   * const [again] = await queue.claimDue({ now, limit: 1 });
+   * assert.equal(again?.recovered, false);
+   * await queue.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async unclaim(claim: ClaimedMessage): Promise<boolean> {
+    this.#assertOpen();
+    const id = claim.message.queueId;
+    this.#snapshots.delete(claim);
+    for (let i = 0; i < CONFLICT_RETRIES; i++) {
+      const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
+      const meta = metaEntry.value;
+      const lease = leaseEntry.value;
+      if (meta === null || lease === null || lease.token !== claim.lease.token) return false;
+      const mutations: Mutation[] = [del(KEY.lease(id))];
+      if (meta.due !== null) {
+        mutations.push(
+          del(KEY.due(meta.due, id)),
+          set(KEY.due(meta.nextAttempt, id), null),
+          set(KEY.msg(id), { ...meta, due: meta.nextAttempt } satisfies StoredMeta),
+        );
+      }
+      if (await this.#committer.submit([metaEntry, leaseEntry], mutations)) return true;
     }
     return false;
   }
@@ -1191,6 +1358,8 @@ export class KvQueue {
   openContent(queueId: string): ReadableStream<Uint8Array> {
     this.#assertOpen();
     const kv = this.#kv;
+    const spool = this.#spool;
+    let file: ReadableStreamDefaultReader<Uint8Array> | null = null;
     let chunks: Deno.KvListIterator<Uint8Array> | null = null;
     let expectedSize = 0;
     let expectedChunks = 0;
@@ -1202,9 +1371,19 @@ export class KvQueue {
         if (meta === null) throw new Error(`Cannot read message ${queueId}: no such message`);
         expectedSize = meta.size;
         expectedChunks = meta.chunks;
-        chunks = kv.list<Uint8Array>({ prefix: PREFIX.chunk(queueId) }, { batchSize: 4 });
+        if (meta.spool) {
+          file = spool.open(queueId, meta.size).getReader();
+        } else {
+          chunks = kv.list<Uint8Array>({ prefix: PREFIX.chunk(queueId) }, { batchSize: 4 });
+        }
       },
       async pull(controller) {
+        if (file !== null) {
+          const piece = await file.read();
+          if (piece.done) controller.close();
+          else controller.enqueue(piece.value);
+          return;
+        }
         const result = await chunks?.next();
         if (result === undefined || result.done) {
           if (size !== expectedSize || next !== expectedChunks) {
@@ -1224,6 +1403,9 @@ export class KvQueue {
         next++;
         size += value.byteLength;
         controller.enqueue(value);
+      },
+      async cancel(reason) {
+        await file?.cancel(reason);
       },
     }, { highWaterMark: 0 });
   }
@@ -1282,27 +1464,46 @@ export class KvQueue {
     const id = claim.message.queueId;
     let recipients: RecipientState[] | null = null;
     let changed: number[] = [];
+    // First from what the claim knows, with checks instead of reads; after a
+    // conflict (or with no snapshot), from the store.
+    let snapshot = this.#snapshots.get(claim);
+    this.#snapshots.delete(claim);
     for (let i = 0; i < CONFLICT_RETRIES; i++) {
-      const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
-      const meta = metaEntry.value;
-      if (meta === null || leaseEntry.value?.token !== claim.lease.token) {
-        this.#logger.log("warn", "queue.error", id, {
-          reason: meta === null ? "message deleted during delivery" : "lease lost",
-          action: "attempt not recorded",
-        });
-        return null;
+      let meta: StoredMeta | null;
+      let checks: Deno.AtomicCheck[];
+      let envelope: Envelope | null = null;
+      if (snapshot !== undefined) {
+        meta = snapshot.meta;
+        checks = [
+          { key: KEY.msg(id), versionstamp: snapshot.versionstamp },
+          { key: KEY.lease(id), versionstamp: snapshot.versionstamp },
+        ];
+        envelope = claim.message.envelope;
+        snapshot = undefined;
+      } else {
+        const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
+        meta = metaEntry.value;
+        if (meta === null || leaseEntry.value?.token !== claim.lease.token) {
+          this.#logger.log("warn", "queue.error", id, {
+            reason: meta === null ? "message deleted during delivery" : "lease lost",
+            action: "attempt not recorded",
+          });
+          return null;
+        }
+        checks = [metaEntry, leaseEntry];
       }
       if (recipients === null) {
         // Read and update once: while the lease is ours nobody else changes
         // recipients, and a retry after a conflict must not count twice.
-        const current = await this.#readRecipients(id, meta.recipients);
+        const current = i === 0 && envelope !== null
+          ? [...claim.message.recipients]
+          : await this.#readRecipients(id, meta.recipients);
         if (current === null) continue;
         ({ recipients, changed } = this.#applyOutcomes(id, meta, current, outcomes, now));
       }
       const states = recipients;
-      const checks = [metaEntry, leaseEntry];
       const pending = states.filter(isPending);
-      const envelope = await this.#readEnvelope(meta);
+      envelope ??= await this.#readEnvelope(meta);
       if (pending.length === 0) {
         const final = toMessage({ ...meta, envelope }, recipients);
         const head = [
@@ -1611,8 +1812,9 @@ export class KvQueue {
   /**
    * Cleans up at start: removes uploads that never committed and have been
    * idle longer than `incompleteAfterMs` (a crash mid-stream, here or in
-   * another process), finishes removals a crash interrupted, and counts
-   * expired leases (those messages are claimable again, as `recovered`).
+   * another process), finishes removals a crash interrupted, deletes spool
+   * files that no message or upload names, and counts expired leases (those
+   * messages are claimable again, as `recovered`).
    * Logs `queue.recovered`.
    *
    * @param now The current time, epoch ms.
@@ -1624,7 +1826,11 @@ export class KvQueue {
    * import assert from "node:assert/strict";
    * const dir = await Deno.makeTempDir();
    * const queue = await KvQueue.open(`${dir}/queue.sqlite3`, { retry: [60_000], maxAge: 86_400_000 });
-   * assert.deepEqual(await queue.recover(Date.now()), { incompleteRemoved: 0, leasesExpired: 0 });
+   * assert.deepEqual(await queue.recover(Date.now()), {
+   *   incompleteRemoved: 0,
+   *   leasesExpired: 0,
+   *   spoolOrphansRemoved: 0,
+   * });
    * await queue.close();
    * await Deno.remove(dir, { recursive: true });
    * ```
@@ -1654,6 +1860,19 @@ export class KvQueue {
       const id = entry.key[2];
       if (typeof id === "string") await this.#finishRemoval(id, entry.value);
     }
+    // A spool file named by neither a meta nor an upload record was left by a
+    // crash between a removal and its unlink. (An upload writes its record
+    // before its file, and its commit writes the meta as it deletes the
+    // record, so a live message always has one of the two.)
+    let orphansRemoved = 0;
+    for await (const id of this.#spool.ids()) {
+      const [meta, upload] = await retryLocked(() =>
+        this.#kv.getMany<[StoredMeta, IncomingRecord]>([KEY.msg(id), KEY.incoming(id)])
+      );
+      if (meta.value !== null || upload.value !== null) continue;
+      await this.#removeSpoolFile(id);
+      orphansRemoved++;
+    }
     let leasesExpired = 0;
     for await (const entry of this.#kv.list<StoredLease>({ prefix: PREFIX.lease })) {
       const id = entry.key[2];
@@ -1668,8 +1887,9 @@ export class KvQueue {
     this.#logger.log("info", "queue.recovered", undefined, {
       incomplete_removed: incompleteRemoved,
       leases_expired: leasesExpired,
+      spool_orphans_removed: orphansRemoved,
     });
-    return { incompleteRemoved, leasesExpired };
+    return { incompleteRemoved, leasesExpired, spoolOrphansRemoved: orphansRemoved };
   }
 
   /** Ends a dead worker's lease at once: the message is due now, and its next claim is `recovered`. */
@@ -1750,12 +1970,17 @@ export class KvQueue {
     const everything = [...head, ...contentDeletes(id, counts)];
     if (fitsBudget(costOf(checks, everything))) {
       // Removals at the same moment share one commit (one fsync).
-      return await this.#committer.submit(checks, everything);
+      if (!(await this.#committer.submit(checks, everything))) return false;
+      // The file goes after the keys that name it; a crash in between leaves
+      // an orphan that recover() sweeps.
+      if (counts.spool) await this.#removeSpoolFile(id);
+      return true;
     }
     const marker: ContentCounts = {
       chunks: counts.chunks,
       recipients: counts.recipients,
       pathPages: counts.pathPages,
+      ...(counts.spool ? { spool: true } : {}),
     };
     const first = [...head, set(KEY.removing(id), marker)];
     if ((await commitOp(this.#kv, checks, first)) === null) return false;
@@ -1764,9 +1989,22 @@ export class KvQueue {
   }
 
   async #finishRemoval(id: string, counts: ContentCounts): Promise<void> {
+    if (counts.spool) await this.#removeSpoolFile(id);
     const deletes = [...contentDeletes(id, counts), del(KEY.removing(id))];
     for (const op of splitIntoOps(deletes, NO_COST)) {
       await commitOp(this.#kv, [], op);
+    }
+  }
+
+  /** Deletes a spool file; a failure is logged, and recover() tries again at the next start. */
+  async #removeSpoolFile(id: string): Promise<void> {
+    try {
+      await this.#spool.remove(id);
+    } catch (error: unknown) {
+      this.#logger.log("warn", "queue.error", id, {
+        action: "remove spool file",
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   }
 

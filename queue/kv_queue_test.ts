@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
-import { CHUNK_SIZE, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import { CHUNK_SIZE, type ClaimedMessage, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
 import type { QueueRecipient, RecipientOutcome } from "./types.ts";
 
 const MINUTE = 60_000;
@@ -131,12 +131,14 @@ Deno.test("a message of 1 MiB and a few bytes comes back byte for byte", async (
   });
 });
 
-Deno.test("content arrives in chunks of at most CHUNK_SIZE bytes", async () => {
+Deno.test("content comes back in pieces of at most 64 KiB, however big the message", async () => {
   await withQueue(async ({ queue }) => {
-    const id = await enqueue(queue, { content: randomBytes(3 * CHUNK_SIZE + 1) });
+    const content = randomBytes(3 * CHUNK_SIZE + 1);
+    const id = await enqueue(queue, { content });
     const sizes: number[] = [];
     for await (const chunk of queue.openContent(id)) sizes.push(chunk.length);
-    assert.deepEqual(sizes, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 1]);
+    assert.ok(sizes.every((n) => n <= 65_536), JSON.stringify(sizes));
+    assert.equal(sizes.reduce((a, b) => a + b, 0), content.length);
   });
 });
 
@@ -168,7 +170,7 @@ Deno.test("abort() leaves nothing in the store", async () => {
       now: T0,
     });
     await message.write(randomBytes(5 * CHUNK_SIZE + 10));
-    assert.ok((await allKeys(path)).length > 0, "full chunks are stored as they fill");
+    assert.ok((await allKeys(path)).length > 0, "the upload is recorded before its spool file");
     await message.abort();
     await message.abort(); // a second time does nothing
     assert.deepEqual(await allKeys(path), []);
@@ -215,10 +217,15 @@ Deno.test("recover() removes an old uncommitted upload but spares a recent one",
     });
     await message.write(randomBytes(2 * CHUNK_SIZE + 5));
     // Still being written (another process, say): too recent to touch.
-    assert.deepEqual(await queue.recover(T0 + MINUTE), { incompleteRemoved: 0, leasesExpired: 0 });
+    assert.deepEqual(await queue.recover(T0 + MINUTE), {
+      incompleteRemoved: 0,
+      leasesExpired: 0,
+      spoolOrphansRemoved: 0,
+    });
     assert.deepEqual(await queue.recover(T0 + 2 * 60 * MINUTE), {
       incompleteRemoved: 1,
       leasesExpired: 0,
+      spoolOrphansRemoved: 0,
     });
     const keys = await allKeys(path);
     assert.ok(
@@ -232,7 +239,7 @@ Deno.test("recover() removes an old uncommitted upload but spares a recent one",
   });
 });
 
-Deno.test("a write fails once recover() has removed its upload", async () => {
+Deno.test("an upload cannot commit once recover() has removed it", async () => {
   await withQueue(async ({ queue, path }) => {
     const message = await queue.receive({
       envelope: {
@@ -245,13 +252,16 @@ Deno.test("a write fails once recover() has removed its upload", async () => {
       clientAddress: "192.0.2.7",
       now: T0,
     });
-    await message.write(randomBytes(CHUNK_SIZE));
+    await message.write(randomBytes(CHUNK_SIZE + 1));
     await queue.recover(T0 + DAY);
-    await message.write(randomBytes(CHUNK_SIZE)).then(
-      () => assert.fail("the write should fail"),
+    // Writes go to the (now unlinked) spool file; the commit's check fails.
+    await message.write(randomBytes(CHUNK_SIZE));
+    await message.commit().then(
+      () => assert.fail("the commit should fail"),
       (error: Error) => assert.match(error.message, /removed/),
     );
     assert.deepEqual(await allKeys(path), []);
+    assert.deepEqual([...Deno.readDirSync(`${path}-spool`)], []);
   });
 });
 
@@ -300,14 +310,16 @@ for (let i = 0; ; i++) {
     const uploadId = output.match(/streaming (\w+)/)?.[1];
     assert.ok(uploadId, `the child reported its upload: ${output}`);
 
-    // The dead upload is invisible, and its chunks are in the file.
+    // The dead upload is invisible; its record is in the store, its content in the spool.
     assert.deepEqual(await listIds(queue), [kept]);
     assert.ok((await allKeys(path)).some((key) => key.includes(uploadId)));
+    assert.ok(Deno.statSync(`${path}-spool/${uploadId}`).size > 0);
 
     // At once, not an hour later: the uploading process is gone from this host.
     const result = await queue.recover(Date.now());
-    assert.deepEqual(result, { incompleteRemoved: 1, leasesExpired: 0 });
+    assert.deepEqual(result, { incompleteRemoved: 1, leasesExpired: 0, spoolOrphansRemoved: 0 });
     assert.ok((await allKeys(path)).every((key) => !key.includes(uploadId)));
+    assert.throws(() => Deno.statSync(`${path}-spool/${uploadId}`), Deno.errors.NotFound);
     assert.deepEqual(await listIds(queue), [kept]);
     assert.deepEqual(await readAll(queue.openContent(kept)), content);
   });
@@ -485,6 +497,7 @@ Deno.test("an expired lease makes the message claimable again, marked recovered"
     assert.deepEqual(await queue.recover(T0 + 10 * MINUTE), {
       incompleteRemoved: 0,
       leasesExpired: 1,
+      spoolOrphansRemoved: 0,
     });
     const [second] = await queue.claimDue({ now: T0 + 5 * MINUTE, limit: 1 });
     assert.ok(second);
@@ -759,5 +772,427 @@ Deno.test("recover() finishes a removal that a crash interrupted", async () => {
     assert.deepEqual(await listIds(queue), [kept]);
     await queue.recover(T0);
     assert.ok((await allKeys(path)).every((key) => key.includes(kept)));
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Claims taken at commit: commitAndClaim, unclaim, the snapshot of a claim
+
+/** Receives a message, writes `content` (in pieces of `piece` bytes) and commits it with a claim. */
+async function receiveAndClaim(
+  queue: KvQueue,
+  options: {
+    content?: Uint8Array;
+    rcpts?: QueueRecipient[];
+    now?: number;
+    claimAt?: number;
+    piece?: number;
+  } = {},
+): Promise<ClaimedMessage> {
+  const rcpts = options.rcpts ?? recipients(1);
+  const message = await queue.receive({
+    envelope: {
+      reversePath: "alice@example.test",
+      forwardPaths: rcpts.map((r) => r.originalRecipient),
+      body: "8BITMIME",
+      smtputf8: false,
+    },
+    recipients: rcpts,
+    clientAddress: "192.0.2.7",
+    now: options.now ?? T0,
+  });
+  const content = options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n");
+  const piece = options.piece ?? Math.max(1, content.byteLength);
+  for (let offset = 0; offset < content.byteLength; offset += piece) {
+    await message.write(content.subarray(offset, offset + piece));
+  }
+  const claim = await message.commitAndClaim(options.claimAt ?? options.now ?? T0);
+  assert.equal(claim.message.queueId, message.queueId);
+  return claim;
+}
+
+/** Asserts equal bytes, naming the first difference (a diff of 60,000 numbers takes ages). */
+function assertSameBytes(actual: Uint8Array | undefined, expected: Uint8Array, what: string): void {
+  assert.ok(actual !== undefined, `${what}: no bytes`);
+  assert.equal(actual.byteLength, expected.byteLength, `${what}: length`);
+  const at = actual.findIndex((byte, i) => byte !== expected[i]);
+  assert.equal(at, -1, `${what}: first difference at octet ${at}`);
+}
+
+type KvRead = "get" | "getMany" | "list";
+
+/**
+ * Runs `fn` and counts the reads (get, getMany, list) it makes through any
+ * KV connection of this isolate. Tests in a file run one at a time.
+ */
+async function countReads<T>(fn: () => Promise<T>): Promise<{ result: T; reads: number }> {
+  const proto = Deno.Kv.prototype as unknown as Record<KvRead, (...args: unknown[]) => unknown>;
+  const names: KvRead[] = ["get", "getMany", "list"];
+  const saved = names.map((name) => [name, Object.getOwnPropertyDescriptor(proto, name)] as const);
+  let reads = 0;
+  for (const name of names) {
+    const original = proto[name];
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      writable: true,
+      value: function (this: Deno.Kv, ...args: unknown[]): unknown {
+        reads++;
+        return original.apply(this, args);
+      },
+    });
+  }
+  try {
+    const result = await fn();
+    return { result, reads };
+  } finally {
+    for (const [name, descriptor] of saved) {
+      if (descriptor !== undefined) Object.defineProperty(proto, name, descriptor);
+    }
+  }
+}
+
+Deno.test("commitAndClaim() commits the message and claims it in one step, content in memory", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const content = new TextEncoder().encode("Subject: claimed\r\n\r\nHello, at once\r\n");
+    const claim = await receiveAndClaim(queue, { content, piece: 7, rcpts: recipients(2) });
+    const id = claim.message.queueId;
+    // Committed: every reader sees it.
+    assert.equal(await queue.count(), 1);
+    assert.deepEqual(await listIds(queue), [id]);
+    const stored = await queue.get(id);
+    assert.ok(stored);
+    assert.equal(stored.size, content.byteLength);
+    assert.equal(stored.held, false);
+    assert.equal(stored.arrival, T0);
+    assert.deepEqual(stored.recipients.map((r) => r.status), ["queued", "queued"]);
+    assert.deepEqual(await readAll(queue.openContent(id)), content);
+    // Claimed: nobody else takes it while the lease runs (1 minute by default).
+    assert.deepEqual(await queue.claimDue({ now: T0, limit: 10 }), []);
+    assert.deepEqual(await queue.claimDue({ now: T0 + MINUTE - 1, limit: 10 }), []);
+    // The claim is what claimDue would give, with the whole content.
+    assert.equal(claim.recovered, false);
+    assert.equal(claim.lease.expires, T0 + MINUTE);
+    assert.equal(claim.message.size, content.byteLength);
+    assert.deepEqual(claim.message.recipients, stored.recipients);
+    assert.deepEqual(claim.message.envelope, stored.envelope);
+    assert.ok(claim.content);
+    assert.deepEqual(claim.content, content);
+    // One commit, nothing written before it: no upload record is left behind.
+    assert.ok((await allKeys(path)).every((key) => key[1] !== "incoming"));
+  });
+});
+
+Deno.test("a claim taken at commit cannot be taken by a second queue on the same file", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const claim = await receiveAndClaim(queue);
+    const other = await KvQueue.open(path, OPTIONS);
+    try {
+      assert.deepEqual(await other.claimDue({ now: T0 + 30_000, limit: 10 }), []);
+      assert.equal(await other.count(), 1);
+      assert.equal((await other.get(claim.message.queueId))?.recipients[0]?.status, "queued");
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+Deno.test("commitAndClaim() of a message larger than one chunk leaves its content in the store", async () => {
+  await withQueue(async ({ queue }) => {
+    const content = randomBytes(CHUNK_SIZE + 10);
+    const claim = await receiveAndClaim(queue, { content, piece: 25_000 });
+    assert.equal(claim.content, undefined);
+    assert.equal(claim.message.size, CHUNK_SIZE + 10);
+    assertSameBytes(await readAll(queue.openContent(claim.message.queueId)), content, "stored");
+    assert.deepEqual(await queue.claimDue({ now: T0, limit: 10 }), []);
+    const final = await queue.recordAttempt(claim, [outcome(0, "sent")], T0);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("a message of exactly CHUNK_SIZE bytes comes in memory; an empty one is readable from the store", async () => {
+  await withQueue(async ({ queue }) => {
+    const full = randomBytes(CHUNK_SIZE);
+    const one = await receiveAndClaim(queue, { content: full, piece: 1_000 });
+    assertSameBytes(one.content, full, "in memory");
+    assertSameBytes(await readAll(queue.openContent(one.message.queueId)), full, "stored");
+    const empty = await receiveAndClaim(queue, { content: new Uint8Array(0) });
+    if (empty.content !== undefined) assert.equal(empty.content.byteLength, 0);
+    assert.equal((await readAll(queue.openContent(empty.message.queueId))).byteLength, 0);
+    const final = await queue.recordAttempt(one, [outcome(0, "sent")], T0);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 1);
+  });
+});
+
+Deno.test("recordAttempt() after commitAndClaim removes a delivered message, without reading the store", async () => {
+  await withQueue(async ({ queue, path, logger }) => {
+    const claim = await receiveAndClaim(queue, { rcpts: recipients(2) });
+    const id = claim.message.queueId;
+    const { result: final, reads } = await countReads(() =>
+      queue.recordAttempt(claim, [outcome(0, "sent"), outcome(1, "bounced")], T0 + 1_000)
+    );
+    assert.equal(reads, 0, "the record is written from the claim's snapshot");
+    assert.equal(final?.queueId, id);
+    assert.deepEqual(final?.recipients.map((r) => r.status), ["sent", "bounced"]);
+    assert.equal(final?.recipients[0]?.attempts, 1);
+    assert.equal(final?.recipients[1]?.lastReply?.code, 550);
+    assert.equal(await queue.count(), 0);
+    assert.equal(await queue.get(id), null);
+    await assert.rejects(readAll(queue.openContent(id)), /no such message/);
+    assert.deepEqual(await allKeys(path), []);
+    assert.ok(
+      logger.records.some((r) =>
+        r.event === "queue.removed" && r.queueId === id && r.fields.reason === "done"
+      ),
+    );
+    // The claim is spent: a second record finds no lease.
+    assert.equal(await queue.recordAttempt(claim, [outcome(0, "sent")], T0 + 2_000), null);
+  });
+});
+
+Deno.test("a deferral after commitAndClaim follows the retry schedule and the message is claimed again", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    const attemptAt = T0 + 2_000;
+    const { result: record, reads } = await countReads(() =>
+      queue.recordAttempt(claim, [outcome(0, "deferred")], attemptAt)
+    );
+    assert.equal(reads, 0, "the record is written from the claim's snapshot");
+    assert.equal(record?.nextAttempt, attemptAt + 1 * MINUTE);
+    assert.equal(record?.recipients[0]?.status, "deferred");
+    assert.equal(record?.recipients[0]?.attempts, 1);
+    const stored = await queue.get(id);
+    assert.equal(stored?.nextAttempt, attemptAt + 1 * MINUTE);
+    assert.equal(stored?.recipients[0]?.status, "deferred");
+    assert.equal(stored?.recipients[0]?.attempts, 1);
+    assert.equal(stored?.recipients[0]?.lastAttempt, attemptAt);
+    assert.equal(stored?.recipients[0]?.lastReply?.text, "reply 451");
+    assert.equal(await queue.count(), 1);
+    // Not before its time; then claimable, and not as recovered: the lease was released.
+    assert.deepEqual(await queue.claimDue({ now: attemptAt + MINUTE - 1, limit: 1 }), []);
+    const [again] = await queue.claimDue({ now: attemptAt + MINUTE, limit: 1 });
+    assert.ok(again);
+    assert.equal(again.message.queueId, id);
+    assert.equal(again.recovered, false);
+    assert.equal(again.content, undefined);
+    assert.equal(again.message.recipients[0]?.attempts, 1);
+    const second = await queue.recordAttempt(again, [outcome(0, "deferred")], attemptAt + MINUTE);
+    assert.equal(second?.recipients[0]?.attempts, 2);
+    assert.equal(second?.nextAttempt, attemptAt + MINUTE + 5 * MINUTE);
+  });
+});
+
+Deno.test("a message held between commitAndClaim and a deferral stays held", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    assert.equal(await queue.hold(id), true);
+    const { result: record, reads } = await countReads(() =>
+      queue.recordAttempt(claim, [outcome(0, "deferred")], T0 + 1_000)
+    );
+    assert.ok(reads > 0, "the snapshot check failed: the record was read afresh");
+    assert.equal(record?.held, true);
+    assert.equal(record?.recipients[0]?.attempts, 1);
+    const stored = await queue.get(id);
+    assert.equal(stored?.held, true);
+    assert.equal(stored?.recipients[0]?.status, "deferred");
+    assert.equal(stored?.recipients[0]?.attempts, 1);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 10 }), []);
+    assert.equal(await queue.flush(T0 + DAY), 0);
+    assert.equal(await queue.release(id), true);
+    const [again] = await queue.claimDue({ now: T0 + 1_000 + MINUTE, limit: 1 });
+    assert.equal(again?.message.queueId, id);
+    assert.equal(again?.recovered, false);
+  });
+});
+
+Deno.test("a message held between commitAndClaim and a final record still leaves the queue", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const claim = await receiveAndClaim(queue);
+    assert.equal(await queue.hold(claim.message.queueId), true);
+    const final = await queue.recordAttempt(claim, [outcome(0, "sent")], T0 + 1_000);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 0);
+    assert.deepEqual(await allKeys(path), []);
+  });
+});
+
+Deno.test("a message deleted between commitAndClaim and the record is not written back", async () => {
+  await withQueue(async ({ queue, path, logger }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    assert.equal(await queue.delete(id), true);
+    assert.equal(await queue.recordAttempt(claim, [outcome(0, "deferred")], T0 + 1_000), null);
+    assert.equal(await queue.get(id), null);
+    assert.equal(await queue.count(), 0);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 10 }), []);
+    assert.deepEqual(await allKeys(path), []);
+    assert.ok(
+      logger.records.some((r) =>
+        r.event === "queue.error" && r.queueId === id &&
+        r.fields.reason === "message deleted during delivery"
+      ),
+    );
+  });
+});
+
+Deno.test("a lapsed lease from commitAndClaim makes the message claimable again, as recovered", async () => {
+  await withQueue(async ({ queue, logger }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    assert.equal(claim.lease.expires, T0 + 1_000);
+    assert.deepEqual(await queue.claimDue({ now: T0 + 999, limit: 1 }), []);
+    // This process died before recording: the lease runs out.
+    const recovered = await queue.recover(T0 + 1_500);
+    assert.equal(recovered.leasesExpired, 1);
+    assert.equal(recovered.incompleteRemoved, 0);
+    const [second] = await queue.claimDue({ now: T0 + 1_500, limit: 1 });
+    assert.ok(second);
+    assert.equal(second.message.queueId, id);
+    assert.equal(second.recovered, true);
+    assert.equal(second.message.recipients[0]?.status, "queued");
+    assert.ok(logger.records.some((r) => r.event === "queue.recovered" && r.queueId === id));
+    // The first claim is no longer good, even with its snapshot.
+    assert.equal(await queue.recordAttempt(claim, [outcome(0, "sent")], T0 + 1_600), null);
+    assert.equal(await queue.renewLease(claim, T0 + 1_600), false);
+    assert.equal(await queue.count(), 1);
+    const final = await queue.recordAttempt(second, [outcome(0, "sent")], T0 + 1_700);
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 0);
+  }, { leaseMs: 1_000 });
+});
+
+Deno.test("unclaim() gives a claim back: due again at once, not recovered, no attempt counted", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    assert.equal(await queue.unclaim(claim), true);
+    assert.equal(await queue.unclaim(claim), false, "given back already");
+    // Its snapshot is gone with the lease: a record with it writes nothing.
+    assert.equal(await queue.recordAttempt(claim, [outcome(0, "sent")], T0), null);
+    assert.equal(await queue.count(), 1);
+    const [again] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(again);
+    assert.equal(again.message.queueId, id);
+    assert.equal(again.recovered, false);
+    assert.equal(again.message.recipients[0]?.attempts, 0);
+    assert.equal(again.message.recipients[0]?.status, "queued");
+  });
+});
+
+Deno.test("unclaim() after a deferral makes the message due at its next attempt, not sooner", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    const record = await queue.recordAttempt(claim, [outcome(0, "deferred")], T0);
+    assert.ok(record);
+    const [retry] = await queue.claimDue({ now: record.nextAttempt, limit: 1 });
+    assert.ok(retry);
+    assert.equal(await queue.unclaim(retry), true);
+    assert.deepEqual(await queue.claimDue({ now: record.nextAttempt - 1, limit: 1 }), []);
+    const [again] = await queue.claimDue({ now: record.nextAttempt, limit: 1 });
+    assert.equal(again?.recovered, false);
+    assert.equal(again?.message.recipients[0]?.attempts, 1);
+  });
+});
+
+Deno.test("unclaim() of a claim that is no longer ours says false and changes nothing", async () => {
+  await withQueue(async ({ queue, path }) => {
+    // Deleted meanwhile.
+    const deleted = await receiveAndClaim(queue);
+    assert.equal(await queue.delete(deleted.message.queueId), true);
+    assert.equal(await queue.unclaim(deleted), false);
+    assert.deepEqual(await allKeys(path), []);
+    // Taken by another worker after the lease lapsed.
+    const lapsed = await receiveAndClaim(queue);
+    const [taken] = await queue.claimDue({ now: T0 + 2_000, limit: 1 });
+    assert.equal(taken?.recovered, true);
+    assert.equal(await queue.unclaim(lapsed), false);
+    assert.deepEqual(await queue.claimDue({ now: T0 + 2_500, limit: 1 }), [], "still taken");
+    assert.ok(taken);
+    assert.equal(
+      (await queue.recordAttempt(taken, [outcome(0, "sent")], T0 + 2_500))?.queueId,
+      lapsed.message.queueId,
+    );
+    assert.equal(await queue.count(), 0);
+  }, { leaseMs: 1_000 });
+});
+
+Deno.test("unclaim() of a held message leaves it held; release makes it due", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    const id = claim.message.queueId;
+    assert.equal(await queue.hold(id), true);
+    assert.equal(await queue.unclaim(claim), true);
+    assert.equal((await queue.get(id))?.held, true);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 1 }), []);
+    assert.equal(await queue.release(id), true);
+    const [again] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.equal(again?.message.queueId, id);
+    assert.equal(again?.recovered, false);
+  });
+});
+
+Deno.test("renewLease() after commitAndClaim keeps the snapshot: the record still needs no read", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const claim = await receiveAndClaim(queue);
+    assert.equal(await queue.renewLease(claim, T0 + 4 * MINUTE), true);
+    // The renewal holds: not claimable after the first lease's end.
+    assert.deepEqual(await queue.claimDue({ now: T0 + 6 * MINUTE, limit: 1 }), []);
+    const { result: final, reads } = await countReads(() =>
+      queue.recordAttempt(claim, [outcome(0, "sent")], T0 + 7 * MINUTE)
+    );
+    assert.equal(reads, 0, "the snapshot followed the renewal");
+    assert.equal(final?.recipients[0]?.status, "sent");
+    assert.equal(await queue.count(), 0);
+    assert.deepEqual(await allKeys(path), []);
+  }, { leaseMs: 5 * MINUTE });
+});
+
+Deno.test("renewLease() after commitAndClaim, then a deferral, schedules the retry and frees the message", async () => {
+  await withQueue(async ({ queue }) => {
+    const claim = await receiveAndClaim(queue);
+    assert.equal(await queue.renewLease(claim, T0 + 4 * MINUTE), true);
+    assert.equal(await queue.renewLease(claim, T0 + 8 * MINUTE), true);
+    const record = await queue.recordAttempt(claim, [outcome(0, "deferred")], T0 + 9 * MINUTE);
+    assert.equal(record?.nextAttempt, T0 + 10 * MINUTE);
+    const [again] = await queue.claimDue({ now: T0 + 10 * MINUTE, limit: 1 });
+    assert.equal(again?.recovered, false);
+    assert.equal(again?.message.recipients[0]?.attempts, 1);
+  }, { leaseMs: 5 * MINUTE });
+});
+
+Deno.test("a claim from claimDue is recorded without reading the store", async () => {
+  await withQueue(async ({ queue }) => {
+    await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.ok(claim);
+    const { result: record, reads } = await countReads(() =>
+      queue.recordAttempt(claim, [outcome(0, "deferred")], T0)
+    );
+    assert.equal(reads, 0);
+    assert.equal(record?.nextAttempt, T0 + MINUTE);
+  });
+});
+
+Deno.test("many concurrent commitAndClaim calls each get their own claim and record", async () => {
+  await withQueue(async ({ queue, path }) => {
+    const texts = Array.from({ length: 30 }, (_, i) => `Subject: ${i}\r\n\r\nbody ${i}\r\n`);
+    const claims = await Promise.all(
+      texts.map((text) => receiveAndClaim(queue, { content: new TextEncoder().encode(text) })),
+    );
+    assert.equal(new Set(claims.map((c) => c.message.queueId)).size, 30);
+    claims.forEach((claim, i) => {
+      assert.equal(new TextDecoder().decode(claim.content), texts[i]);
+    });
+    assert.equal(await queue.count(), 30);
+    assert.deepEqual(await queue.claimDue({ now: T0, limit: 100 }), []);
+    const { result: finals, reads } = await countReads(() =>
+      Promise.all(claims.map((claim) => queue.recordAttempt(claim, [outcome(0, "sent")], T0)))
+    );
+    assert.equal(reads, 0, "records sharing commits still need no read");
+    assert.ok(finals.every((f) => f?.recipients[0]?.status === "sent"));
+    assert.deepEqual(await allKeys(path), []);
   });
 });

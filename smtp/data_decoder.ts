@@ -136,9 +136,28 @@ export class DataDecoder {
           }
           state = this.#inLine(b);
           break;
-        case State.InLine:
-          state = this.#inLine(b);
+        case State.InLine: {
+          if (this.#inHeaders) {
+            state = this.#inLine(b);
+            break;
+          }
+          // In the body only CR and LF matter: jump to the next CR with the
+          // native search instead of a byte at a time.
+          let cr = indexOf.call(input, CR, i);
+          if (cr < 0 || cr > end) cr = end;
+          if (!this.#bare) {
+            // Stops at the LF after this line's CR, or flags a bare LF before it.
+            const lf = indexOf.call(input, LF, i);
+            if (lf >= 0 && lf < cr) this.#bare = true;
+          }
+          if (cr === end) {
+            i = end - 1; // the line goes on in the next input
+            continue;
+          }
+          i = cr;
+          state = State.AfterCr;
           break;
+        }
         case State.AfterCr:
           if (b === LF) {
             this.#lineEnded();
@@ -207,6 +226,12 @@ export class DataDecoder {
     this.#lineHead = 0;
   }
 }
+
+/**
+ * The typed-array search, also for a node `Buffer` (whose own `indexOf` is a
+ * slower, string-aware method).
+ */
+const indexOf = Uint8Array.prototype.indexOf;
 
 function concat(pieces: Uint8Array[]): Uint8Array {
   let total = 0;

@@ -148,6 +148,17 @@ queue: { retry: [1s] }
     } finally {
       assert.equal(await serve.stop(), 0);
     }
+    // No spool file outlives its message: uploads cut off by a kill, and files
+    // whose removal a kill interrupted, are swept at the next start.
+    const spool: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(join(dir, "data", "queue.sqlite3-spool"))) {
+        spool.push(entry.name);
+      }
+    } catch (error: unknown) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    assert.deepEqual(spool, [], "spool files left behind");
 
     // Local: exactly once, whole.
     const newDir = join(dir, "data", "mail", "example.test", "alice", "new");

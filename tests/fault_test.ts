@@ -4,7 +4,7 @@
 // with chattr +i, which stops root too; without chattr the test is skipped.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { python, startMta } from "./_helpers.ts";
+import { python, startMta, waitFor } from "./_helpers.ts";
 
 async function chattr(flag: "+i" | "-i", paths: string[]): Promise<boolean> {
   try {
@@ -31,6 +31,10 @@ Deno.test("a queue store that cannot be written gets 451 4.3.0, then 250 once it
     join(data, f)
   );
   assert.match(await python(SEND, [String(mta.port)]), /^\(250, b'2\.0\.0 Ok: queued as/);
+  // Let its delivery finish first: SQLite maps its -shm file, and a store
+  // write in flight that touches a new page of an immutable file is a SIGBUS
+  // for the whole process, not an error a server could answer.
+  await waitFor(async () => (await mta.mta.queue.count()) === 0);
   if (!(await chattr("+i", [...files, data]))) {
     await t.step({ name: "skipped: chattr +i is not available here", ignore: true, fn: () => {} });
     return;
