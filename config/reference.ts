@@ -35,7 +35,7 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "data_dir",
     type: "path",
     description:
-      "Holds the queue store (`queue.sqlite3`) and, by default, the mail root. Relative paths are relative to the configuration file.",
+      "Holds the queue store (`queue.sqlite3`, with the content of messages over 60,000 octets in `queue.sqlite3-spool/`) and, by default, the mail root. Relative paths are relative to the configuration file.",
   },
   {
     key: "listeners",

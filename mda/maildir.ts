@@ -169,6 +169,14 @@ export interface MaildirDeliveryOptions {
    * @default {false}
    */
   readonly checkCur?: boolean;
+  /**
+   * The first attempt at this name (no earlier attempt can have written it):
+   * skip the search for an earlier delivery. Safe either way, since the
+   * rename into `new/` replaces a file of the same name; it saves a lookup.
+   *
+   * @default {false}
+   */
+  readonly firstAttempt?: boolean;
 }
 
 /** What {@linkcode deliverToMaildir} did. */
@@ -295,9 +303,9 @@ async function writeMessage(
 /**
  * Delivers one message into a Maildir, exactly once per unique name.
  *
- * 1. If `new/<uniqueName>` exists (with `checkCur`, also `cur/<uniqueName>`
- *    with or without an info suffix), an earlier attempt already delivered:
- *    return `{ duplicate: true }` and write nothing.
+ * 1. Unless `firstAttempt`: if `new/<uniqueName>` exists (with `checkCur`,
+ *    also `cur/<uniqueName>` with or without an info suffix), an earlier
+ *    attempt already delivered: return `{ duplicate: true }` and write nothing.
  * 2. Create `tmp/`, `new/` and `cur/` (mode 0o700) when missing (found by
  *    the open of `tmp/<uniqueName>` failing, so a Maildir that has `tmp/` but
  *    lacks `cur/` is not completed).
@@ -352,7 +360,9 @@ export async function deliverToMaildir(
   }
   const maildir = dir.length > 1 && dir.endsWith("/") ? dir.slice(0, -1) : dir;
 
-  const earlier = await findEarlierDelivery(maildir, uniqueName, options.checkCur ?? false);
+  const earlier = options.firstAttempt
+    ? null
+    : await findEarlierDelivery(maildir, uniqueName, options.checkCur ?? false);
   if (earlier !== null) {
     // Let the source release what it holds (a store cursor, a file).
     if (content instanceof ReadableStream) await content.cancel();

@@ -345,3 +345,24 @@ Deno.test("deliverToMaildir() fails with NotADirectory when the Maildir's parent
     );
   });
 });
+
+Deno.test("firstAttempt skips the search for an earlier copy; the rename still leaves one file", async () => {
+  await withTempDir(async (dir) => {
+    const maildir = `${dir}/m/`;
+    const options = { returnPath: "a@x.test", deliveredTo: "b@y.test", uniqueName: "1.M1Q1R0.h" };
+    await deliverToMaildir(maildir, streamOf("Subject: one\r\n\r\n1\r\n"), options);
+    // Without firstAttempt the copy is found and nothing is written.
+    const again = await deliverToMaildir(maildir, streamOf("Subject: two\r\n\r\n2\r\n"), options);
+    equal(again.duplicate, true);
+    // With it, nothing is looked up: the file is written and replaces the old one.
+    const first = await deliverToMaildir(maildir, streamOf("Subject: three\r\n\r\n3\r\n"), {
+      ...options,
+      firstAttempt: true,
+    });
+    equal(first.duplicate, false);
+    const names = [...Deno.readDirSync(`${maildir}new`)].map((e) => e.name);
+    deepStrictEqual(names, ["1.M1Q1R0.h"]);
+    ok(Deno.readTextFileSync(`${maildir}new/1.M1Q1R0.h`).includes("Subject: three"));
+    deepStrictEqual([...Deno.readDirSync(`${maildir}tmp`)], []);
+  });
+});
