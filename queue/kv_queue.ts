@@ -816,10 +816,14 @@ class Upload implements IncomingMessage {
       touched: this.#init.now + Math.round(performance.now() - this.#started),
       ...counts,
     };
-    const versionstamp = await commitOp(this.#context.kv, this.#checks(), [
-      ...mutations,
-      set(KEY.incoming(this.queueId), record),
-    ]);
+    // Shared with other commits: this write need only be visible before the
+    // spool file exists (a crash before it is durable leaves an orphan file,
+    // which recover() sweeps).
+    const mutationsWithRecord = [...mutations, set(KEY.incoming(this.queueId), record)];
+    const checks = this.#checks();
+    const versionstamp = fitsBudget(costOf(checks, mutationsWithRecord))
+      ? await this.#context.committer.submitStamped(checks, mutationsWithRecord)
+      : await commitOp(this.#context.kv, checks, mutationsWithRecord);
     if (versionstamp === null) {
       this.#state = "aborted";
       throw new Error(
