@@ -103,11 +103,6 @@ const MAX_INLINE_META = 48_000;
 const PATH_PAGE_SIZE = 24_000;
 /** How often a long upload to a spool file rewrites its `incoming` key, ms. */
 const TOUCH_EVERY_MS = 5 * 60_000;
-/**
- * How long a commit nobody is waiting on (a delivery's record) may wait for
- * others to share its fsync, ms. The message stays leased meanwhile.
- */
-const LAZY_WAIT_MS = 5;
 /** How many commits a failing group is retried one by one before giving up. */
 const CONFLICT_RETRIES = 8;
 
@@ -414,8 +409,6 @@ interface CommitEntry {
   readonly cost: Cost;
   /** Set after a shared commit failed: retried alone, to find whose check failed. */
   solo: boolean;
-  /** May wait a little for company (see {@linkcode LAZY_WAIT_MS}). */
-  readonly lazy: boolean;
   /** Settles with the versionstamp of the commit that held the entry, or `null` when a check failed. */
   readonly resolve: (versionstamp: string | null) => void;
   readonly reject: (error: unknown) => void;
@@ -432,8 +425,6 @@ class GroupCommitter {
   readonly #kv: Deno.Kv;
   readonly #pending: CommitEntry[] = [];
   #running: Promise<void> | null = null;
-  /** Ends the wait of lazy entries early (an urgent entry arrived). */
-  #nudge: (() => void) | null = null;
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -443,9 +434,8 @@ class GroupCommitter {
   async submit(
     checks: readonly Deno.AtomicCheck[],
     mutations: readonly Mutation[],
-    lazy = false,
   ): Promise<boolean> {
-    return (await this.submitStamped(checks, mutations, lazy)) !== null;
+    return (await this.submitStamped(checks, mutations)) !== null;
   }
 
   /**
@@ -456,12 +446,10 @@ class GroupCommitter {
   submitStamped(
     checks: readonly Deno.AtomicCheck[],
     mutations: readonly Mutation[],
-    lazy = false,
   ): Promise<string | null> {
     return new Promise((resolve, reject) => {
       const cost = costOf(checks, mutations);
-      this.#pending.push({ checks, mutations, cost, solo: false, lazy, resolve, reject });
-      if (!lazy) this.#nudge?.();
+      this.#pending.push({ checks, mutations, cost, solo: false, resolve, reject });
       this.#running ??= this.#run();
     });
   }
@@ -475,28 +463,10 @@ class GroupCommitter {
     try {
       // Commits issued in the same tick share the first operation too.
       await Promise.resolve();
-      while (this.#pending.length > 0) {
-        // Nobody waits on lazy entries alone (a finished delivery's record):
-        // give others a moment to join them, so many share one fsync.
-        if (this.#pending.every((e) => e.lazy)) await this.#waitForCompany();
-        await this.#commit(this.#take());
-      }
+      while (this.#pending.length > 0) await this.#commit(this.#take());
     } finally {
       this.#running = null;
     }
-  }
-
-  /** Resolves after LAZY_WAIT_MS, or at once when an urgent entry arrives. */
-  #waitForCompany(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#nudge = null;
-        resolve();
-      };
-      const timer = setTimeout(done, LAZY_WAIT_MS);
-      this.#nudge = done;
-    });
   }
 
   #take(): CommitEntry[] {
@@ -1545,7 +1515,7 @@ export class KvQueue {
           del(KEY.lease(id)),
           ...(meta.due === null ? [] : [del(KEY.due(meta.due, id))]),
         ];
-        if (!(await this.#removeAll(id, meta, checks, head, true))) continue;
+        if (!(await this.#removeAll(id, meta, checks, head))) continue;
         this.#logger.log("info", "queue.removed", id, {
           reason: "done",
           sent: recipients.filter((r) => r.status === "sent").length,
@@ -2000,12 +1970,11 @@ export class KvQueue {
     counts: ContentCounts,
     checks: readonly Deno.AtomicCheck[],
     head: readonly Mutation[],
-    lazy = false,
   ): Promise<boolean> {
     const everything = [...head, ...contentDeletes(id, counts)];
     if (fitsBudget(costOf(checks, everything))) {
       // Removals at the same moment share one commit (one fsync).
-      if (!(await this.#committer.submit(checks, everything, lazy))) return false;
+      if (!(await this.#committer.submit(checks, everything))) return false;
       // The file goes after the keys that name it; a crash in between leaves
       // an orphan that recover() sweeps.
       if (counts.spool) await this.#removeSpoolFile(id);
