@@ -58,6 +58,12 @@ export interface DeliveryLoopOptions {
 
 const DEFAULT_POLL_MS = 1000;
 const DEFAULT_HAND_OFF_LIMIT = 4096;
+/**
+ * A hand-off that waited longer than this for a slot is checked against the
+ * store before its delivery starts, so a `tern queue hold` or `delete` given
+ * meanwhile wins. Shorter waits skip the read.
+ */
+const RECHECK_AFTER_MS = 1000;
 const DEFAULT_HAND_OFF_BYTES = 32 * 1024 * 1024;
 
 /** The content of a claim taken at commit, as a stream. */
@@ -124,6 +130,8 @@ export class DeliveryLoop {
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Handed-off claims waiting for a slot, oldest first (from `#readyHead` on). */
   #ready: ClaimedMessage[] = [];
+  /** When each waiting claim was handed off (the loop's clock). */
+  readonly #waitingSince = new WeakMap<ClaimedMessage, number>();
   /** The queue ids in `#ready`, which the poll must leave alone. */
   readonly #readyIds = new Set<string>();
   /** What the poll must not claim: messages being delivered or waiting here. */
@@ -246,6 +254,7 @@ export class DeliveryLoop {
     }
     this.#ready.push(claim);
     this.#readyIds.add(claim.message.queueId);
+    this.#waitingSince.set(claim, this.#now());
     this.#readyBytes += claim.content?.byteLength ?? 0;
   }
 
@@ -359,18 +368,11 @@ export class DeliveryLoop {
       this.#woken = false;
       const now = this.#now();
       const polling = now >= this.#nextPoll;
-      let free = this.#concurrency - this.#inFlight.size;
-      // Handed-off claims first; at each poll, half the free slots stay for
-      // the store (retries, mail from other processes), so a steady stream
-      // of new mail cannot starve it.
-      const forStore = this.waiting === 0 ? free : polling ? Math.ceil(free / 2) : 0;
-      while (free > forStore) {
-        const claim = this.#takeReady();
-        if (claim === null) break;
-        this.#start(claim);
-        free--;
-      }
-      const limit = Math.min(free, forStore);
+      const free = this.#concurrency - this.#inFlight.size;
+      // At each poll the store gets up to half the free slots (retries, mail
+      // from other processes), so a steady stream of new mail cannot starve
+      // it; handed-off claims take the rest, and whatever the store leaves.
+      const limit = this.waiting === 0 ? free : polling ? Math.ceil(free / 2) : 0;
       let claims: ClaimedMessage[] = [];
       let failed = false;
       if (limit > 0) {
@@ -393,6 +395,11 @@ export class DeliveryLoop {
       // stop() waits for it, and its lease is released by recordAttempt.
       for (const claim of claims) this.#start(claim);
       if (!this.#running) break;
+      while (this.#inFlight.size < this.#concurrency) {
+        const claim = this.#takeReady();
+        if (claim === null) break;
+        this.#start(claim);
+      }
       // A full batch means more may be due: look again at once if there is room.
       const more = !failed && limit > 0 && claims.length === limit;
       if (more && this.#inFlight.size < this.#concurrency) continue;
@@ -442,6 +449,28 @@ export class DeliveryLoop {
 
   async #deliverOne(claim: ClaimedMessage): Promise<void> {
     const id = claim.message.queueId;
+    const since = this.#waitingSince.get(claim);
+    if (since !== undefined && this.#now() - since > RECHECK_AFTER_MS) {
+      // Held or deleted while it waited: the operator's word wins. Give the
+      // claim back, so a held message stays held and unleased.
+      let current = true;
+      try {
+        current = await this.#queue.isClaimCurrent(claim);
+      } catch (error: unknown) {
+        this.#logger.log("error", "queue.error", id, {
+          action: "check before delivery",
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+      if (!current) {
+        this.#logger.log("info", "queue.error", id, {
+          action: "deliver",
+          reason: "held, deleted or taken while waiting",
+        });
+        await this.#queue.unclaim(claim).catch(() => false);
+        return;
+      }
+    }
     // A handed-off claim may have waited: renew a lease that is half gone
     // before starting, and leave alone a message that is no longer ours.
     if (claim.lease.expires - this.#now() < this.#queue.leaseMs / 2) {

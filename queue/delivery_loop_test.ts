@@ -669,7 +669,7 @@ Deno.test("a waiting hand-off that is no longer ours is skipped", async () => {
     assert.ok(
       logger.records.some((r) =>
         r.event === "queue.error" && r.queueId === second.message.queueId &&
-        r.fields.reason === "lease lost before delivery"
+        r.fields.reason === "held, deleted or taken while waiting"
       ),
     );
     assert.equal(await queue.count(), 0);
@@ -734,7 +734,8 @@ Deno.test("a waiting hand-off is left alone by the poll; taken by another proces
       await waitFor(() => calls.some((c) => c.id === y.message.queueId));
       await waitFor(() =>
         logger.records.some((r) =>
-          r.queueId === x.message.queueId && r.fields.reason === "lease lost before delivery"
+          r.queueId === x.message.queueId &&
+          r.fields.reason === "held, deleted or taken while waiting"
         )
       );
       assert.equal(calls.filter((c) => c.id === x.message.queueId).length, 0, "x is not ours");
@@ -783,5 +784,48 @@ Deno.test("with every slot busy and hand-offs waiting, the loop sleeps until the
       await loop.stop();
     }
     assert.equal(await queue.count(), 1, "the waiting one was given back");
+  });
+});
+
+Deno.test("a waiting hand-off held meanwhile is not delivered, stays held and goes once released", async () => {
+  await withQueue(async (queue) => {
+    let skew = 0;
+    const blocked = gate();
+    const delivered: string[] = [];
+    const logs = new MemoryLogger();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 20,
+      logger: logs,
+      now: () => Date.now() + skew,
+      deliver: async (claim) => {
+        delivered.push(claim.message.queueId);
+        await blocked.wait;
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    try {
+      const first = await commitClaimed(queue);
+      const second = await commitClaimed(queue);
+      assert.ok(first && second);
+      const id = second.message.queueId;
+      loop.handOff(first);
+      loop.handOff(second); // waits behind first
+      assert.equal(await queue.hold(id), true); // `tern queue hold`
+      skew = 2_000; // it waited more than a second
+      blocked.open();
+      await waitFor(() => loop.waiting === 0 && loop.inFlight === 0);
+      await delay(60); // a few polls: a held message is never claimed
+      assert.deepEqual(delivered, [first.message.queueId]);
+      assert.equal((await queue.get(id))?.held, true);
+      assert.equal(await queue.release(id), true);
+      await waitFor(() => delivered.includes(id));
+      for (let i = 0; i < 200 && (await queue.count()) !== 0; i++) await delay(10);
+      assert.equal(await queue.count(), 0);
+    } finally {
+      blocked.open();
+      await loop.stop();
+    }
   });
 });

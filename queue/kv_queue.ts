@@ -1278,6 +1278,25 @@ export class KvQueue {
   }
 
   /**
+   * Whether a claim still holds the message as it was claimed: not held,
+   * deleted or taken by another worker since. One read; for a claim that
+   * waited before its delivery started (a `tern queue hold` or `delete`
+   * meanwhile must win).
+   *
+   * @param claim The claim.
+   * @returns `false` when the message changed or the claim is lost.
+   */
+  async isClaimCurrent(claim: ClaimedMessage): Promise<boolean> {
+    this.#assertOpen();
+    const id = claim.message.queueId;
+    const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
+    const meta = metaEntry.value;
+    if (meta === null || meta.held || leaseEntry.value?.token !== claim.lease.token) return false;
+    const snapshot = this.#snapshots.get(claim);
+    return snapshot === undefined || metaEntry.versionstamp === snapshot.versionstamp;
+  }
+
+  /**
    * Gives back a claim that was never attempted (a delivery loop stopping
    * with messages still waiting for a slot): the lease is deleted and the
    * message is due again at its next attempt time, for any worker, with no
