@@ -205,17 +205,16 @@ export class LocalDelivery {
       // Until the content is open, any failure is a failure to read it.
       let contentFailed = () => true;
       try {
-        const options = {
+        const content = watchContent(openContent());
+        contentFailed = content.failed;
+        const result = await deliverToMaildir(dir, content.stream, {
           returnPath: message.envelope.reversePath,
           deliveredTo: recipient.address,
           uniqueName: maildirUniqueName(message.arrival, message.queueId, index, this.#hostname),
           checkCur: claim.recovered || recipient.attempts > 0,
           // A claim that was never attempted before cannot have left a file.
           firstAttempt: !claim.recovered && recipient.attempts === 0,
-        };
-        const content = watchContent(openContent());
-        contentFailed = content.failed;
-        const result = await deliverToMaildir(dir, content.stream, options);
+        });
         status = "sent";
         reply = {
           code: 250,

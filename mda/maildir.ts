@@ -26,6 +26,7 @@
  */
 
 import { dirname } from "node:path";
+import { BufferedWriter } from "../fs/buffered_writer.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
@@ -241,11 +242,6 @@ async function findEarlierDelivery(
   return null;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-}
-
 /** Creates tmp/, new/ and cur/, and the Maildir itself, when missing. */
 async function makeMaildir(maildir: string): Promise<void> {
   for (const sub of ["tmp", "new", "cur"]) await makeDirectory(`${maildir}/${sub}`);
@@ -280,24 +276,10 @@ async function writeMessage(
   content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
   header: string,
 ): Promise<void> {
-  const buffer = new Uint8Array(WRITE_BUFFER_SIZE);
-  let used = 0;
-  const put = async (bytes: Uint8Array): Promise<void> => {
-    if (used + bytes.length > buffer.length) {
-      await writeAll(file, buffer.subarray(0, used));
-      used = 0;
-    }
-    if (bytes.length >= buffer.length) {
-      // Big enough on its own: straight to the file, no copy.
-      await writeAll(file, bytes);
-    } else {
-      buffer.set(bytes, used);
-      used += bytes.length;
-    }
-  };
-  await put(encoder.encode(header));
-  for await (const chunk of content) await put(chunk);
-  await writeAll(file, buffer.subarray(0, used));
+  const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
+  await out.write(encoder.encode(header));
+  for await (const chunk of content) await out.write(chunk);
+  await out.flush();
 }
 
 /**

@@ -128,18 +128,17 @@ export class DeliveryLoop {
   readonly #now: () => number;
   readonly #onDone: ((final: QueuedMessage) => void) | undefined;
   readonly #inFlight = new Map<string, Promise<void>>();
-  /** Handed-off claims waiting for a slot, oldest first (from `#readyHead` on). */
-  #ready: ClaimedMessage[] = [];
-  /** When each waiting claim was handed off (the loop's clock). */
-  readonly #waitingSince = new WeakMap<ClaimedMessage, number>();
-  /** The queue ids in `#ready`, which the poll must leave alone. */
-  readonly #readyIds = new Set<string>();
+  /**
+   * Handed-off claims waiting for a slot, by queue id, oldest first (a Map
+   * keeps insertion order), with when each was handed off (the loop's clock).
+   */
+  readonly #waiting = new Map<string, { claim: ClaimedMessage; since: number }>();
   /** What the poll must not claim: messages being delivered or waiting here. */
   readonly #ours = {
-    has: (id: string): boolean => this.#inFlight.has(id) || this.#readyIds.has(id),
+    has: (id: string): boolean => this.#inFlight.has(id) || this.#waiting.has(id),
   };
-  #readyHead = 0;
-  #readyBytes = 0;
+  /** Content octets the waiting claims hold in memory. */
+  #waitingBytes = 0;
   readonly #handOffLimit: number;
   readonly #handOffBytes: number;
   /** When the store is next looked at even while handed-off claims wait. */
@@ -180,7 +179,7 @@ export class DeliveryLoop {
 
   /** How many handed-off claims wait for a slot. */
   get waiting(): number {
-    return this.#ready.length - this.#readyHead;
+    return this.#waiting.size;
   }
 
   /**
@@ -194,7 +193,7 @@ export class DeliveryLoop {
   acceptsHandOff(size: number): boolean {
     const bytes = size <= CHUNK_SIZE ? size : 0;
     return this.#running && this.waiting < this.#handOffLimit &&
-      this.#readyBytes + bytes <= this.#handOffBytes;
+      this.#waitingBytes + bytes <= this.#handOffBytes;
   }
 
   /**
@@ -252,10 +251,8 @@ export class DeliveryLoop {
       this.#start(claim);
       return;
     }
-    this.#ready.push(claim);
-    this.#readyIds.add(claim.message.queueId);
-    this.#waitingSince.set(claim, this.#now());
-    this.#readyBytes += claim.content?.byteLength ?? 0;
+    this.#waiting.set(claim.message.queueId, { claim, since: this.#now() });
+    this.#waitingBytes += claim.content?.byteLength ?? 0;
   }
 
   /**
@@ -329,8 +326,8 @@ export class DeliveryLoop {
     await this.#loop;
     this.#loop = null;
     // Claims still waiting were never attempted: back to the store, due as before.
-    for (let claim = this.#takeReady(); claim !== null; claim = this.#takeReady()) {
-      this.#giveBack(claim);
+    for (let next = this.#takeWaiting(); next !== null; next = this.#takeWaiting()) {
+      this.#giveBack(next.claim);
     }
     while (this.#inFlight.size > 0 || this.#returning.size > 0) {
       await Promise.all([...this.#inFlight.values(), ...this.#returning]);
@@ -338,17 +335,13 @@ export class DeliveryLoop {
   }
 
   /** The oldest waiting handed-off claim, or `null`. */
-  #takeReady(): ClaimedMessage | null {
-    if (this.#readyHead >= this.#ready.length) return null;
-    const claim = this.#ready[this.#readyHead]!;
-    this.#readyHead++;
-    this.#readyIds.delete(claim.message.queueId);
-    this.#readyBytes -= claim.content?.byteLength ?? 0;
-    if (this.#readyHead >= 1024 || this.#readyHead === this.#ready.length) {
-      this.#ready = this.#ready.slice(this.#readyHead);
-      this.#readyHead = 0;
+  #takeWaiting(): { claim: ClaimedMessage; since: number } | null {
+    for (const [id, waiting] of this.#waiting) {
+      this.#waiting.delete(id);
+      this.#waitingBytes -= waiting.claim.content?.byteLength ?? 0;
+      return waiting;
     }
-    return claim;
+    return null;
   }
 
   /** Returns an unattempted claim to the store (a failure only delays it: the lease lapses). */
@@ -396,9 +389,9 @@ export class DeliveryLoop {
       for (const claim of claims) this.#start(claim);
       if (!this.#running) break;
       while (this.#inFlight.size < this.#concurrency) {
-        const claim = this.#takeReady();
-        if (claim === null) break;
-        this.#start(claim);
+        const next = this.#takeWaiting();
+        if (next === null) break;
+        this.#start(next.claim, next.since);
       }
       // A full batch means more may be due: look again at once if there is room.
       const more = !failed && limit > 0 && claims.length === limit;
@@ -424,7 +417,8 @@ export class DeliveryLoop {
     });
   }
 
-  #start(claim: ClaimedMessage): void {
+  /** Delivers a claim in a slot of its own; `waitingSince` for one that waited in the list. */
+  #start(claim: ClaimedMessage, waitingSince?: number): void {
     const id = claim.message.queueId;
     if (this.#inFlight.has(id)) {
       // Cannot happen through this loop's own poll, which leaves waiting
@@ -436,21 +430,20 @@ export class DeliveryLoop {
       this.wake();
       return;
     }
-    const delivery: Promise<void> = this.#deliverOne(claim).finally(() => {
+    const delivery: Promise<void> = this.#deliverOne(claim, waitingSince).finally(() => {
       if (this.#inFlight.get(id) === delivery) this.#inFlight.delete(id);
       // The slot goes to the next waiting claim at once, unless the store is
       // due a look: then the loop shares the slots out.
-      const next = this.#running && this.#now() < this.#nextPoll ? this.#takeReady() : null;
-      if (next !== null) this.#start(next);
+      const next = this.#running && this.#now() < this.#nextPoll ? this.#takeWaiting() : null;
+      if (next !== null) this.#start(next.claim, next.since);
       else this.wake();
     });
     this.#inFlight.set(id, delivery);
   }
 
-  async #deliverOne(claim: ClaimedMessage): Promise<void> {
+  async #deliverOne(claim: ClaimedMessage, waitingSince?: number): Promise<void> {
     const id = claim.message.queueId;
-    const since = this.#waitingSince.get(claim);
-    if (since !== undefined && this.#now() - since > RECHECK_AFTER_MS) {
+    if (waitingSince !== undefined && this.#now() - waitingSince > RECHECK_AFTER_MS) {
       // Held or deleted while it waited: the operator's word wins. Give the
       // claim back, so a held message stays held and unleased.
       let current = true;

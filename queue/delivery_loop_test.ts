@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
 import { DeliveryLoop } from "./delivery_loop.ts";
-import { CHUNK_SIZE, type ClaimedMessage, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import {
+  CHUNK_SIZE,
+  type ClaimedMessage,
+  type IncomingMessage,
+  KvQueue,
+  type KvQueueOptions,
+} from "./kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome } from "./types.ts";
 
 const OPTIONS: KvQueueOptions = { retry: [60_000, 300_000], maxAge: 5 * 86_400_000 };
@@ -21,11 +27,13 @@ async function withQueue(
   }
 }
 
-async function enqueue(
+/** Receives a message to `rcpts` remote recipients and writes `text`, uncommitted. */
+async function receiveWritten(
   queue: KvQueue,
-  text = "Subject: hi\r\n\r\nHello\r\n",
-  rcpts = 1,
-): Promise<string> {
+  text: string,
+  rcpts: number,
+  now: number,
+): Promise<IncomingMessage> {
   const addresses = Array.from({ length: rcpts }, (_, i) => `user${i}@example.net`);
   const message = await queue.receive({
     envelope: {
@@ -40,9 +48,18 @@ async function enqueue(
       mailbox: null,
     })),
     clientAddress: "192.0.2.7",
-    now: Date.now(),
+    now,
   });
   await message.write(new TextEncoder().encode(text));
+  return message;
+}
+
+async function enqueue(
+  queue: KvQueue,
+  text = "Subject: hi\r\n\r\nHello\r\n",
+  rcpts = 1,
+): Promise<string> {
+  const message = await receiveWritten(queue, text, rcpts, Date.now());
   await message.commit();
   return message.queueId;
 }
@@ -279,32 +296,17 @@ async function commitClaimed(
   text = "Subject: hi\r\n\r\nHello\r\n",
   now = Date.now(),
 ): Promise<ClaimedMessage> {
-  const message = await queue.receive({
-    envelope: {
-      reversePath: "a@example.test",
-      forwardPaths: ["user0@example.net"],
-      body: "7BIT",
-      smtputf8: false,
-    },
-    recipients: [{
-      address: "user0@example.net",
-      originalRecipient: "user0@example.net",
-      mailbox: null,
-    }],
-    clientAddress: "192.0.2.7",
-    now,
-  });
-  await message.write(new TextEncoder().encode(text));
+  const message = await receiveWritten(queue, text, 1, now);
   return await message.commitAndClaim(now);
 }
 
-/** A promise to block a deliverer on, and the function that lets it go. */
 async function listAll(queue: KvQueue): Promise<QueuedMessage[]> {
   const out: QueuedMessage[] = [];
   for await (const m of queue.list()) out.push(m);
   return out;
 }
 
+/** A promise to block a deliverer on, and the function that lets it go. */
 function gate(): { wait: Promise<void>; open: () => void } {
   let open = (): void => {};
   const wait = new Promise<void>((resolve) => {

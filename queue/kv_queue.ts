@@ -378,6 +378,19 @@ async function commitOp(
 }
 
 /** The deletes that remove a message's content, recipients and path pages. */
+/**
+ * Moves a message's due key to `due` and records it in the meta; nothing
+ * for a held message, which has no due key.
+ */
+function rescheduled(id: string, meta: StoredMeta, due: number): Mutation[] {
+  if (meta.due === null) return [];
+  return [
+    del(KEY.due(meta.due, id)),
+    set(KEY.due(due, id), null),
+    set(KEY.msg(id), { ...meta, due } satisfies StoredMeta),
+  ];
+}
+
 function contentDeletes(id: string, counts: ContentCounts): Mutation[] {
   const out: Mutation[] = [];
   for (let n = 0; n < counts.chunks; n++) out.push(del(KEY.chunk(id, n)));
@@ -789,11 +802,10 @@ class Upload implements IncomingMessage {
     // Shared with other commits: this write need only be visible before the
     // spool file exists (a crash before it is durable leaves an orphan file,
     // which recover() sweeps).
-    const mutationsWithRecord = [...mutations, set(KEY.incoming(this.queueId), record)];
-    const checks = this.#checks();
-    const versionstamp = fitsBudget(costOf(checks, mutationsWithRecord))
-      ? await this.#context.committer.submitStamped(checks, mutationsWithRecord)
-      : await commitOp(this.#context.kv, checks, mutationsWithRecord);
+    const versionstamp = await this.#context.committer.submitStamped(this.#checks(), [
+      ...mutations,
+      set(KEY.incoming(this.queueId), record),
+    ]);
     if (versionstamp === null) {
       this.#state = "aborted";
       throw new Error(
@@ -1194,9 +1206,7 @@ export class KvQueue {
     // Claims made at the same moment share one commit (one fsync).
     const versionstamp = await this.#committer.submitStamped([metaEntry, leaseEntry], [
       set(KEY.lease(id), lease),
-      del(KEY.due(due, id)),
-      set(KEY.due(lease.expires, id), null),
-      set(KEY.msg(id), { ...meta, due: lease.expires } satisfies StoredMeta),
+      ...rescheduled(id, meta, lease.expires),
     ]);
     if (versionstamp === null) return null; // another worker was faster
     const message = await this.#readMessage(meta);
@@ -1257,14 +1267,10 @@ export class KvQueue {
       const lease = leaseEntry.value;
       if (meta === null || lease === null || lease.token !== claim.lease.token) return false;
       const expires = now + this.#leaseMs;
-      const mutations = [set(KEY.lease(id), { ...lease, expires } satisfies StoredLease)];
-      if (meta.due !== null) {
-        mutations.push(
-          del(KEY.due(meta.due, id)),
-          set(KEY.due(expires, id), null),
-          set(KEY.msg(id), { ...meta, due: expires } satisfies StoredMeta),
-        );
-      }
+      const mutations = [
+        set(KEY.lease(id), { ...lease, expires } satisfies StoredLease),
+        ...rescheduled(id, meta, expires),
+      ];
       const versionstamp = await commitOp(this.#kv, [metaEntry, leaseEntry], mutations);
       if (versionstamp === null) continue;
       if (meta.due !== null) {
@@ -1337,14 +1343,7 @@ export class KvQueue {
       const meta = metaEntry.value;
       const lease = leaseEntry.value;
       if (meta === null || lease === null || lease.token !== claim.lease.token) return false;
-      const mutations: Mutation[] = [del(KEY.lease(id))];
-      if (meta.due !== null) {
-        mutations.push(
-          del(KEY.due(meta.due, id)),
-          set(KEY.due(meta.nextAttempt, id), null),
-          set(KEY.msg(id), { ...meta, due: meta.nextAttempt } satisfies StoredMeta),
-        );
-      }
+      const mutations = [del(KEY.lease(id)), ...rescheduled(id, meta, meta.nextAttempt)];
       if (await this.#committer.submit([metaEntry, leaseEntry], mutations)) return true;
     }
     return false;
@@ -1494,14 +1493,14 @@ export class KvQueue {
     for (let i = 0; i < CONFLICT_RETRIES; i++) {
       let meta: StoredMeta | null;
       let checks: Deno.AtomicCheck[];
-      let envelope: Envelope | null = null;
+      // The claim's own recipients and envelope are current while its snapshot is.
+      const fromSnapshot = snapshot !== undefined;
       if (snapshot !== undefined) {
         meta = snapshot.meta;
         checks = [
           { key: KEY.msg(id), versionstamp: snapshot.versionstamp },
           { key: KEY.lease(id), versionstamp: snapshot.versionstamp },
         ];
-        envelope = claim.message.envelope;
         snapshot = undefined;
       } else {
         const [metaEntry, leaseEntry] = await this.#readMetaAndLease(id);
@@ -1518,7 +1517,7 @@ export class KvQueue {
       if (recipients === null) {
         // Read and update once: while the lease is ours nobody else changes
         // recipients, and a retry after a conflict must not count twice.
-        const current = i === 0 && envelope !== null
+        const current = fromSnapshot
           ? [...claim.message.recipients]
           : await this.#readRecipients(id, meta.recipients);
         if (current === null) continue;
@@ -1526,7 +1525,7 @@ export class KvQueue {
       }
       const states = recipients;
       const pending = states.filter(isPending);
-      envelope ??= await this.#readEnvelope(meta);
+      const envelope = fromSnapshot ? claim.message.envelope : await this.#readEnvelope(meta);
       if (pending.length === 0) {
         const final = toMessage({ ...meta, envelope }, recipients);
         const head = [
@@ -1921,13 +1920,10 @@ export class KvQueue {
     const meta = metaEntry.value;
     const lease = leaseEntry.value;
     if (meta === null || lease === null || !isDeadLocalProcess(lease)) return false;
-    const mutations: Mutation[] = [
+    const mutations = [
       set(KEY.lease(id), { ...lease, expires: now } satisfies StoredLease),
+      ...rescheduled(id, meta, now),
     ];
-    if (meta.due !== null) {
-      mutations.push(del(KEY.due(meta.due, id)), set(KEY.due(now, id), null));
-      mutations.push(set(KEY.msg(id), { ...meta, due: now } satisfies StoredMeta));
-    }
     return (await commitOp(this.#kv, [metaEntry, leaseEntry], mutations)) !== null;
   }
 

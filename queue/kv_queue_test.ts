@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
-import { CHUNK_SIZE, type ClaimedMessage, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import {
+  CHUNK_SIZE,
+  type ClaimedMessage,
+  type IncomingMessage,
+  KvQueue,
+  type KvQueueOptions,
+} from "./kv_queue.ts";
 import type { QueueRecipient, RecipientOutcome } from "./types.ts";
 
 const MINUTE = 60_000;
@@ -47,11 +53,11 @@ function randomBytes(size: number): Uint8Array {
   return bytes;
 }
 
-/** Queues one message and returns its id. */
-async function enqueue(
+/** Receives one message and writes its content (in pieces of `piece` bytes), uncommitted. */
+async function receiveWritten(
   queue: KvQueue,
-  options: { content?: Uint8Array; rcpts?: QueueRecipient[]; now?: number } = {},
-): Promise<string> {
+  options: { content?: Uint8Array; rcpts?: QueueRecipient[]; now?: number; piece?: number } = {},
+): Promise<IncomingMessage> {
   const rcpts = options.rcpts ?? recipients(1);
   const message = await queue.receive({
     envelope: {
@@ -64,9 +70,20 @@ async function enqueue(
     clientAddress: "192.0.2.7",
     now: options.now ?? T0,
   });
-  await message.write(
-    options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n"),
-  );
+  const content = options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n");
+  const piece = options.piece ?? Math.max(1, content.byteLength);
+  for (let offset = 0; offset < content.byteLength; offset += piece) {
+    await message.write(content.subarray(offset, offset + piece));
+  }
+  return message;
+}
+
+/** Queues one message and returns its id. */
+async function enqueue(
+  queue: KvQueue,
+  options: { content?: Uint8Array; rcpts?: QueueRecipient[]; now?: number } = {},
+): Promise<string> {
+  const message = await receiveWritten(queue, options);
   await message.commit();
   return message.queueId;
 }
@@ -789,23 +806,7 @@ async function receiveAndClaim(
     piece?: number;
   } = {},
 ): Promise<ClaimedMessage> {
-  const rcpts = options.rcpts ?? recipients(1);
-  const message = await queue.receive({
-    envelope: {
-      reversePath: "alice@example.test",
-      forwardPaths: rcpts.map((r) => r.originalRecipient),
-      body: "8BITMIME",
-      smtputf8: false,
-    },
-    recipients: rcpts,
-    clientAddress: "192.0.2.7",
-    now: options.now ?? T0,
-  });
-  const content = options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n");
-  const piece = options.piece ?? Math.max(1, content.byteLength);
-  for (let offset = 0; offset < content.byteLength; offset += piece) {
-    await message.write(content.subarray(offset, offset + piece));
-  }
+  const message = await receiveWritten(queue, options);
   const claim = await message.commitAndClaim(options.claimAt ?? options.now ?? T0);
   assert.equal(claim.message.queueId, message.queueId);
   return claim;

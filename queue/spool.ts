@@ -14,6 +14,7 @@
  * @module
  */
 
+import { BufferedWriter } from "../fs/buffered_writer.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 /** Octets collected before one write(2). */
@@ -148,8 +149,7 @@ export class SpoolWriter {
   readonly #file: Deno.FsFile;
   readonly #path: string;
   readonly #dir: string;
-  #buffer: Uint8Array | null = new Uint8Array(WRITE_BUFFER_SIZE);
-  #used = 0;
+  readonly #out: BufferedWriter;
   #closed = false;
 
   /** @internal Made by {@linkcode Spool.create}. */
@@ -157,6 +157,7 @@ export class SpoolWriter {
     this.#file = file;
     this.#path = path;
     this.#dir = dir;
+    this.#out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
   }
 
   /**
@@ -165,15 +166,8 @@ export class SpoolWriter {
    * @param bytes The next octets.
    */
   async write(bytes: Uint8Array): Promise<void> {
-    const buffer = this.#buffer;
-    if (buffer === null) throw new Error(`Cannot write to ${this.#path}: it is closed`);
-    if (this.#used + bytes.length > buffer.length) await this.#flush();
-    if (bytes.length >= buffer.length) {
-      await writeAll(this.#file, bytes); // big enough alone: no copy
-    } else {
-      buffer.set(bytes, this.#used);
-      this.#used += bytes.length;
-    }
+    if (this.#closed) throw new Error(`Cannot write to ${this.#path}: it is closed`);
+    await this.#out.write(bytes);
   }
 
   /**
@@ -182,7 +176,7 @@ export class SpoolWriter {
    * survives a crash.
    */
   async finish(): Promise<void> {
-    await this.#flush();
+    await this.#out.flush();
     await this.#file.sync();
     this.#close();
     await syncDirectory(this.#dir);
@@ -198,14 +192,7 @@ export class SpoolWriter {
     }
   }
 
-  async #flush(): Promise<void> {
-    if (this.#buffer === null || this.#used === 0) return;
-    await writeAll(this.#file, this.#buffer.subarray(0, this.#used));
-    this.#used = 0;
-  }
-
   #close(): void {
-    this.#buffer = null;
     if (this.#closed) return;
     this.#closed = true;
     try {
@@ -214,9 +201,4 @@ export class SpoolWriter {
       // Already closed.
     }
   }
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
 }
