@@ -73,7 +73,11 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** `text` or `json`. @default {"text"} */
   format?: "text" | "json";
-  /** Where a finished line goes. @default {writes to standard error} */
+  /**
+   * Where a finished line goes.
+   *
+   * @default {standard error: the lines of one turn of the event loop in one write, warnings and errors at once}
+   */
   write?: (line: string) => void;
   /** The clock, for tests. @default {Date.now} */
   now?: () => number;
@@ -81,13 +85,63 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-function writeStderr(line: string): void {
-  try {
-    Deno.stderr.writeSync(encoder.encode(line + "\n"));
-  } catch {
-    // A closed stderr must not take the server down.
+/** Held lines past this many UTF-16 units are written at once. */
+const STDERR_BATCH_UNITS = 16 * 1024;
+
+/**
+ * Standard error, written in batches: the lines of one turn of the event loop
+ * go out in one write (a busy server logs a few lines per message, and a
+ * system call per line costs more than the formatting). A warning or an
+ * error goes out at once, after the lines held before it. What is held is
+ * also written when the process exits, or an uncaught error is about to end
+ * it; only a kill (SIGKILL) can lose the lines of the last few milliseconds.
+ */
+class StderrBatch {
+  #lines: string[] = [];
+  #units = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #hooked = false;
+
+  write(line: string, urgent: boolean): void {
+    this.#lines.push(line);
+    this.#units += line.length + 1;
+    if (urgent || this.#units >= STDERR_BATCH_UNITS) {
+      this.flush();
+    } else if (this.#timer === undefined) {
+      this.#hook();
+      const timer = setTimeout(() => this.flush(), 0);
+      Deno.unrefTimer(timer); // held lines never keep the process alive
+      this.#timer = timer;
+    }
+  }
+
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.join("\n") + "\n";
+    this.#lines = [];
+    this.#units = 0;
+    try {
+      const bytes = encoder.encode(text);
+      let offset = 0;
+      while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+    } catch {
+      // A closed stderr must not take the server down.
+    }
+  }
+
+  #hook(): void {
+    if (this.#hooked) return;
+    this.#hooked = true;
+    const flush = () => this.flush();
+    globalThis.addEventListener("unload", flush);
+    globalThis.addEventListener("error", flush);
+    globalThis.addEventListener("unhandledrejection", flush);
   }
 }
+
+const stderrBatch = new StderrBatch();
 
 /** Quotes a text value when it holds spaces, quotes, `=` or control characters. */
 function formatValue(value: string | number | boolean | null): string {
@@ -115,23 +169,25 @@ function formatValue(value: string | number | boolean | null): string {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? "info"];
   const json = options.format === "json";
-  const write = options.write ?? writeStderr;
+  const custom = options.write;
   const now = options.now ?? Date.now;
   return {
     log(level, event, queueId, fields = {}) {
       if (RANK[level] < min) return;
       const time = new Date(now()).toISOString();
+      let line: string;
       if (json) {
         const record: Record<string, LogValue> = { time, level, queue_id: queueId ?? null, event };
         for (const [k, v] of Object.entries(fields)) if (v !== undefined) record[k] = v;
-        write(JSON.stringify(record));
-        return;
+        line = JSON.stringify(record);
+      } else {
+        line = `${time} ${level} ${queueId ?? "-"} ${event}`;
+        for (const [k, v] of Object.entries(fields)) {
+          if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
+        }
       }
-      let line = `${time} ${level} ${queueId ?? "-"} ${event}`;
-      for (const [k, v] of Object.entries(fields)) {
-        if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
-      }
-      write(line);
+      if (custom !== undefined) custom(line);
+      else stderrBatch.write(line, RANK[level] >= RANK.warn);
     },
   };
 }

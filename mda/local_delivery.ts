@@ -32,6 +32,11 @@ export interface DeliveryClaim {
    * crash or an expired lease): an earlier copy may already be in a Maildir.
    */
   readonly recovered: boolean;
+  /**
+   * The whole content, when it is already in memory (a message claimed as it
+   * was committed): written as it is, and `openContent` is not called.
+   */
+  readonly content?: Uint8Array;
 }
 
 /** RFC 3463 statuses for what can go wrong on the local file system. */
@@ -165,7 +170,8 @@ export class LocalDelivery {
    *
    * @param claim The message and whether its claim was recovered.
    * @param indices Indices into `message.recipients` to deliver.
-   * @param openContent Opens the stored content, once per recipient.
+   * @param openContent Opens the stored content, once per recipient (unless
+   *   `claim.content` holds it).
    * @returns One outcome per recipient delivered to, in the order of `indices`.
    */
   async deliver(
@@ -205,9 +211,16 @@ export class LocalDelivery {
       // Until the content is open, any failure is a failure to read it.
       let contentFailed = () => true;
       try {
-        const content = watchContent(openContent());
-        contentFailed = content.failed;
-        const result = await deliverToMaildir(dir, content.stream, {
+        let content: ReadableStream<Uint8Array> | Uint8Array;
+        if (claim.content === undefined) {
+          const watched = watchContent(openContent());
+          contentFailed = watched.failed;
+          content = watched.stream;
+        } else {
+          contentFailed = () => false;
+          content = claim.content;
+        }
+        const result = await deliverToMaildir(dir, content, {
           returnPath: message.envelope.reversePath,
           deliveredTo: recipient.address,
           uniqueName: maildirUniqueName(message.arrival, message.queueId, index, this.#hostname),

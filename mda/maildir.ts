@@ -26,10 +26,19 @@
  */
 
 import { dirname } from "node:path";
-import { BufferedWriter } from "../fs/buffered_writer.ts";
+import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
+
+/**
+ * A message's content for {@linkcode deliverToMaildir}: in memory, or
+ * streamed (memory then stays bounded whatever the message's size).
+ */
+export type MaildirContent =
+  | Uint8Array
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array>;
 
 /** How many bytes are collected before one write(2); bounds memory per delivery. */
 const WRITE_BUFFER_SIZE = 64 * 1024;
@@ -270,12 +279,23 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
   return await open();
 }
 
-/** Writes the trace header lines, then the content, through a bounded buffer. */
+/**
+ * Writes the trace header lines, then the content: content in memory with
+ * the header in one write, a stream through a bounded buffer.
+ */
 async function writeMessage(
   file: Deno.FsFile,
-  content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  content: MaildirContent,
   header: string,
 ): Promise<void> {
+  if (content instanceof Uint8Array) {
+    const head = encoder.encode(header);
+    const whole = new Uint8Array(head.length + content.length);
+    whole.set(head);
+    whole.set(content, head.length);
+    await writeAll(file, whole);
+    return;
+  }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
   await out.write(encoder.encode(header));
   for await (const chunk of content) await out.write(chunk);
@@ -294,16 +314,16 @@ async function writeMessage(
  * 3. Write `Return-Path: <sender>` (RFC 5321 §4.4: added at final delivery;
  *    `<>` for the null sender) and `Delivered-To: <address>` (RFC 9228), each
  *    ending in CRLF, then the content byte for byte, into `tmp/<uniqueName>`,
- *    opened with O_EXCL after removing a stale file of that name. The
- *    content is streamed through a 64 KiB buffer: memory does not grow with
- *    the message.
+ *    opened with O_EXCL after removing a stale file of that name. Content in
+ *    memory goes in one write with the header; a stream goes through a 64 KiB
+ *    buffer, so memory does not grow with the message.
  * 4. fsync the file, rename it into `new/`, fsync `new/` (the Maildir spec's
  *    "safely written to disk", and the rename's durability).
  *
  * On any failure the file in `tmp/` is removed and the error rethrown.
  *
  * @param dir The Maildir, from {@linkcode maildirPath}.
- * @param content The message as received (with its Received line), streamed.
+ * @param content The message as received (with its Received line), in memory or streamed.
  * @param options Sender, recipient, unique name.
  * @returns Where the message is, and whether it was there already.
  * @throws {TypeError} When the sender or recipient holds CR, LF or NUL (header injection).
@@ -327,7 +347,7 @@ async function writeMessage(
  */
 export async function deliverToMaildir(
   dir: string,
-  content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  content: MaildirContent,
   options: MaildirDeliveryOptions,
 ): Promise<MaildirDeliveryResult> {
   const { returnPath, deliveredTo, uniqueName } = options;

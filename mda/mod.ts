@@ -39,6 +39,7 @@
 
 export {
   deliverToMaildir,
+  type MaildirContent,
   type MaildirDeliveryOptions,
   type MaildirDeliveryResult,
   maildirPath,

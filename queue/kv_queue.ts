@@ -76,6 +76,7 @@
 
 import { dirname } from "node:path";
 import type { Envelope } from "../smtp/envelope.ts";
+import { utf8Length } from "../smtp/_utf8.ts";
 import { type Logger, NULL_LOGGER } from "../log/logger.ts";
 import type {
   QueuedMessage,
@@ -235,13 +236,11 @@ const NO_COST: Cost = { mutations: 0, checks: 0, bytes: 0, keyBytes: 0 };
  */
 const BUDGET: Cost = { mutations: 1000, checks: 100, bytes: 780_000, keyBytes: 76_000 };
 
-const textEncoder = new TextEncoder();
-
 /** An upper bound of a key's encoded size. */
 function keySize(key: Deno.KvKey): number {
   let size = 0;
   for (const part of key) {
-    size += typeof part === "string" ? textEncoder.encode(part).length + 2 : 10;
+    size += typeof part === "string" ? utf8Length(part) + 2 : 10;
   }
   return size;
 }
@@ -276,14 +275,15 @@ function addCost(a: Cost, b: Cost): Cost {
 }
 
 function costOf(checks: readonly Deno.AtomicCheck[], mutations: readonly Mutation[]): Cost {
-  let cost: Cost = {
-    mutations: 0,
-    checks: checks.length,
-    bytes: 0,
-    keyBytes: checks.reduce((sum, c) => sum + keySize(c.key), 0),
-  };
-  for (const m of mutations) cost = addCost(cost, mutationCost(m));
-  return cost;
+  let bytes = 0;
+  let keyBytes = 0;
+  for (const c of checks) keyBytes += keySize(c.key);
+  for (const m of mutations) {
+    const k = keySize(m.key);
+    keyBytes += k;
+    bytes += k + (m.kind === "set" ? valueSize(m.value) : 0);
+  }
+  return { mutations: mutations.length, checks: checks.length, bytes, keyBytes };
 }
 
 function fitsBudget(cost: Cost): boolean {
@@ -447,8 +447,9 @@ class GroupCommitter {
   async submit(
     checks: readonly Deno.AtomicCheck[],
     mutations: readonly Mutation[],
+    cost?: Cost,
   ): Promise<boolean> {
-    return (await this.submitStamped(checks, mutations)) !== null;
+    return (await this.submitStamped(checks, mutations, cost)) !== null;
   }
 
   /**
@@ -459,9 +460,9 @@ class GroupCommitter {
   submitStamped(
     checks: readonly Deno.AtomicCheck[],
     mutations: readonly Mutation[],
+    cost: Cost = costOf(checks, mutations),
   ): Promise<string | null> {
     return new Promise((resolve, reject) => {
-      const cost = costOf(checks, mutations);
       this.#pending.push({ checks, mutations, cost, solo: false, resolve, reject });
       this.#running ??= this.#run();
     });
@@ -709,8 +710,7 @@ class Upload implements IncomingMessage {
       this.#assertOpen("write to");
       if (this.#spool === null && this.#fill + chunk.byteLength <= CHUNK_SIZE) {
         // Up to one chunk stays in memory: it goes into the commit itself.
-        this.#buffer ??= new Uint8Array(CHUNK_SIZE);
-        this.#buffer.set(chunk, this.#fill);
+        this.#reserve(this.#fill + chunk.byteLength).set(chunk, this.#fill);
         this.#fill += chunk.byteLength;
         this.#size += chunk.byteLength;
         return;
@@ -736,6 +736,21 @@ class Upload implements IncomingMessage {
 
   async commit(): Promise<void> {
     await this.#commitWith(null);
+  }
+
+  /**
+   * Grows the in-memory buffer to hold `size` octets (at most one chunk),
+   * doubling from 8 KiB: a small message does not pay for a whole chunk.
+   */
+  #reserve(size: number): Uint8Array {
+    const buffer = this.#buffer;
+    if (buffer !== null && buffer.length >= size) return buffer;
+    let capacity = Math.max(buffer?.length ?? 0, 8192);
+    while (capacity < size) capacity *= 2;
+    const grown = new Uint8Array(Math.min(capacity, CHUNK_SIZE));
+    if (buffer !== null) grown.set(buffer.subarray(0, this.#fill));
+    this.#buffer = grown;
+    return grown;
   }
 
   async commitAndClaim(now: number): Promise<ClaimedMessage> {
@@ -859,8 +874,10 @@ class Upload implements IncomingMessage {
       ...(this.#incoming === null ? [] : [del(KEY.incoming(id))]),
     ];
     const inline = [...marker, ...recipientWrites, ...pathWrites];
+    const checks = this.#checks();
+    const inlineCost = costOf(checks, inline);
     let final = inline;
-    if (!fitsBudget(costOf(this.#checks(), inline))) {
+    if (!fitsBudget(inlineCost)) {
       // Too many recipients for one operation: store them first, each
       // operation with the `incoming` key, so they stay invisible (no meta)
       // and a crash leaves them listed for recover().
@@ -886,7 +903,11 @@ class Upload implements IncomingMessage {
     }
     // The file and its name are on disk before the meta that names it.
     await this.#spool?.finish();
-    const versionstamp = await this.#context.committer.submitStamped(this.#checks(), final);
+    const versionstamp = await this.#context.committer.submitStamped(
+      this.#checks(),
+      final,
+      final === inline ? inlineCost : undefined,
+    );
     if (versionstamp === null) {
       throw new Error(
         `Cannot commit message ${id}: its upload was removed (idle too long) or its id is taken`,
@@ -1964,9 +1985,10 @@ export class KvQueue {
     final: readonly Mutation[],
   ): Promise<boolean> {
     const all = [...bulk, ...final];
-    if (fitsBudget(costOf(checks, all))) {
+    const cost = costOf(checks, all);
+    if (fitsBudget(cost)) {
       // Attempts recorded at the same moment share one commit (one fsync).
-      return await this.#committer.submit(checks, all);
+      return await this.#committer.submit(checks, all, cost);
     }
     for (const op of splitIntoOps(bulk, costOf(checks, []))) {
       if ((await commitOp(this.#kv, checks, op)) === null) return false;
@@ -1987,9 +2009,10 @@ export class KvQueue {
     head: readonly Mutation[],
   ): Promise<boolean> {
     const everything = [...head, ...contentDeletes(id, counts)];
-    if (fitsBudget(costOf(checks, everything))) {
+    const cost = costOf(checks, everything);
+    if (fitsBudget(cost)) {
       // Removals at the same moment share one commit (one fsync).
-      if (!(await this.#committer.submit(checks, everything))) return false;
+      if (!(await this.#committer.submit(checks, everything, cost))) return false;
       // The file goes after the keys that name it; a crash in between leaves
       // an orphan that recover() sweeps.
       if (counts.spool) await this.#removeSpoolFile(id);

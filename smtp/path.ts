@@ -16,6 +16,8 @@
  * @module
  */
 
+import { utf8Length } from "./_utf8.ts";
+
 /** An address `local-part@domain` split into its parts, both as written. */
 export interface Mailbox {
   /** The local part exactly as written, quotes and escapes included (RFC 5321 §2.4: case-sensitive). */
@@ -42,7 +44,10 @@ export const MAX_PATH_OCTETS = 256;
 
 // RFC 5322 §3.2.3 atext, as RFC 5321 §4.1.2 uses it.
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]$/;
-const encoder = new TextEncoder();
+/** Letters, digits and hyphens (RFC 5321 §4.1.2 `sub-domain`). */
+const ASCII_LABEL = /^[A-Za-z0-9-]+$/;
+/** The same, plus any non-ASCII character (RFC 6531 §3.3 `U-label`). */
+const UTF8_LABEL = /^[A-Za-z0-9\-\u0080-\uffff]+$/;
 
 function isAtext(ch: string, utf8: boolean): boolean {
   return ATEXT.test(ch) || (utf8 && ch.charCodeAt(0) >= 0x80);
@@ -65,14 +70,11 @@ function isAtext(ch: string, utf8: boolean): boolean {
  * ```
  */
 export function isDomain(domain: string, utf8: boolean): boolean {
-  if (domain.length === 0 || encoder.encode(domain).length > 255) return false;
+  if (domain.length === 0 || utf8Length(domain) > 255) return false;
+  const labelSyntax = utf8 ? UTF8_LABEL : ASCII_LABEL;
   for (const label of domain.split(".")) {
-    if (label.length === 0 || encoder.encode(label).length > 63) return false;
+    if (!labelSyntax.test(label) || utf8Length(label) > 63) return false;
     if (label.startsWith("-") || label.endsWith("-")) return false;
-    for (const ch of label) {
-      const ok = /^[A-Za-z0-9-]$/.test(ch) || (utf8 && ch.charCodeAt(0) >= 0x80);
-      if (!ok) return false;
-    }
   }
   return true;
 }
@@ -263,7 +265,7 @@ export function parsePath(
   const localEnd = scanLocalPart(text, i, options.utf8 ?? true);
   const close = text.indexOf(">", localEnd);
   if (close < 0) throw new PathSyntaxError('Path lacks its closing ">"');
-  if (encoder.encode(text.slice(0, close + 1)).length > MAX_PATH_OCTETS) {
+  if (utf8Length(text.slice(0, close + 1)) > MAX_PATH_OCTETS) {
     throw new PathSyntaxError("Path too long (RFC 5321 §4.5.3.1.3: 256 octets at most)");
   }
   const mailbox = parseMailbox(

@@ -206,6 +206,11 @@ let nextConnectionId = 1;
 /** RFC 5321 §4.5.3.2.6 times each data block; a block here is this many octets of content. */
 const DATA_BLOCK_OCTETS = 4096;
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Replies held back past this many octets are written without waiting for the batch to end. */
+const OUTPUT_FLUSH_OCTETS = 16 * 1024;
+
 /** Where a connection's socket came from, read before any TLS wrapping. */
 interface Endpoints {
   readonly remoteAddress: string;
@@ -228,6 +233,11 @@ class Connection implements ConnectionInfo {
   #sink: MessageSink | null = null;
   #sinkFailed: Reply | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When `#timer` fires (epoch ms). */
+  #timerAt = 0;
+  /** Replies not yet written, and their length. */
+  #output: Uint8Array[] = [];
+  #outputOctets = 0;
   /** When the client's time is up (epoch ms); our own processing time is added back. */
   #deadline = 0;
   #busy = false;
@@ -334,26 +344,37 @@ class Connection implements ConnectionInfo {
    * finishing a command gains nothing.
    */
   #rearm(progressed: boolean, spentMs: number): void {
-    clearTimeout(this.#timer);
-    if (this.#closed) return;
+    if (this.#closed) {
+      clearTimeout(this.#timer);
+      return;
+    }
+    const now = Date.now();
     if (progressed) {
       const state = this.session.state;
       // RFC 5321 §4.5.3.2.6 (data block) and §4.5.3.2.7 (server timeout for the next command).
       const ms = state === "data" || state === "bdat"
         ? this.#server.dataTimeout
         : this.#server.commandTimeout;
-      this.#deadline = Date.now() + ms;
+      this.#deadline = now + ms;
       this.#contentSinceProgress = 0;
     } else {
       this.#deadline += spentMs;
     }
-    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, this.#deadline - Date.now()));
+    // A deadline that moved later keeps the timer: it fires early and sets
+    // itself again for the rest (one timer per timeout, not one per command).
+    if (this.#timer !== undefined && this.#timerAt <= this.#deadline) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = Math.max(now, this.#deadline);
+    this.#timer = setTimeout(() => this.#onTimer(), this.#timerAt - now);
   }
 
   #onTimer(): void {
+    this.#timer = undefined;
     if (this.#closed || this.#busy) return; // the end of the batch sets the timer again
-    if (Date.now() < this.#deadline) {
-      this.#timer = setTimeout(() => this.#onTimer(), this.#deadline - Date.now());
+    const now = Date.now();
+    if (now < this.#deadline) {
+      this.#timerAt = this.#deadline;
+      this.#timer = setTimeout(() => this.#onTimer(), this.#deadline - now);
       return;
     }
     // RFC 5321 §4.5.3.2: the server closes an idle session with 421.
@@ -374,6 +395,7 @@ class Connection implements ConnectionInfo {
       const began = Date.now();
       try {
         await this.#process(work());
+        await this.#flushOutput();
       } catch (error: unknown) {
         this.#server.report({ type: "error", connection: this, error });
         await this.#abortSink();
@@ -396,7 +418,12 @@ class Connection implements ConnectionInfo {
           for (const r of event.replies) {
             this.#server.report({ type: "reply", connection: this, reply: r });
           }
-          await this.#write(event.bytes);
+          // RFC 2920 §3.1: the replies to a pipelined group may go together;
+          // they are written when the batch ends (one write, not one per
+          // command), or sooner before STARTTLS, a close, or when many wait.
+          this.#output.push(event.bytes);
+          this.#outputOctets += event.bytes.length;
+          if (this.#outputOctets >= OUTPUT_FLUSH_OCTETS) await this.#flushOutput();
           break;
         case "command":
           this.#server.report({ type: "command", connection: this, line: event.line });
@@ -436,6 +463,7 @@ class Connection implements ConnectionInfo {
           break;
         }
         case "starttls":
+          await this.#flushOutput(); // the 220 goes out in plaintext, before the handshake
           this.#startTls();
           break;
         case "open": {
@@ -494,6 +522,7 @@ class Connection implements ConnectionInfo {
           await this.#abortSink();
           break;
         case "close":
+          await this.#flushOutput();
           await this.#abortSink();
           this.#closed = true;
           clearTimeout(this.#timer);
@@ -601,9 +630,35 @@ class Connection implements ConnectionInfo {
    * does not read its replies fills its window and we would wait forever: it
    * gets the command timeout, then the connection is cut.
    */
+  /** Writes the replies held back so far, as one write. */
+  #flushOutput(): Promise<void> {
+    const output = this.#output;
+    if (output.length === 0) return RESOLVED;
+    this.#output = [];
+    this.#outputOctets = 0;
+    if (output.length === 1 && output[0] !== undefined) return this.#write(output[0]);
+    let length = 0;
+    for (const bytes of output) length += bytes.length;
+    const joined = new Uint8Array(length);
+    let offset = 0;
+    for (const bytes of output) {
+      joined.set(bytes, offset);
+      offset += bytes.length;
+    }
+    return this.#write(joined);
+  }
+
   #write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
-    if (socket.destroyed || !socket.writable) return Promise.resolve();
+    if (socket.destroyed || !socket.writable) return RESOLVED;
+    let written = false;
+    let onWritten: (() => void) | null = null;
+    socket.write(bytes, () => {
+      written = true;
+      onWritten?.();
+    });
+    // Usually the system takes the reply at once: nothing to wait for.
+    if (socket.writableLength === 0) return RESOLVED;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         socket.destroy();
@@ -614,8 +669,9 @@ class Connection implements ConnectionInfo {
         socket.off("close", done);
         resolve();
       };
+      if (written) return done();
+      onWritten = done;
       socket.once("close", done);
-      socket.write(bytes, () => done());
     });
   }
 
