@@ -25,6 +25,12 @@ import { checkRecipient, checkSender } from "./policy.ts";
 const encoder = new TextEncoder();
 
 /**
+ * Content up to this size is kept in memory beside its spool file when a
+ * delivery loop takes messages at commit (within the queue's own budget).
+ */
+const KEEP_FOR_HAND_OFF = 2 * 1024 * 1024;
+
+/**
  * A hash of a random password nobody knows, checked when the account does
  * not exist or has no password, so an unknown user takes as long to refuse as
  * a wrong password (no user enumeration by timing).
@@ -191,6 +197,8 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
         recipients,
         clientAddress: connection.remoteAddress,
         now: arrival,
+        // Handed to the delivery loop at commit with its content: not read back.
+        ...(options.handOff === undefined ? {} : { keepContent: KEEP_FOR_HAND_OFF }),
       });
       const received = formatReceived({
         clientName: connection.clientName,

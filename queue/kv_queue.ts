@@ -76,6 +76,7 @@
 
 import { dirname } from "node:path";
 import type { Envelope } from "../smtp/envelope.ts";
+import { concatBytes } from "../smtp/_bytes.ts";
 import { utf8Length } from "../smtp/_utf8.ts";
 import { type Logger, NULL_LOGGER } from "../log/logger.ts";
 import type {
@@ -94,6 +95,7 @@ export const CHUNK_SIZE = 60_000;
 
 /** Default lease: how long a claim keeps other workers away, unless renewed. */
 const DEFAULT_LEASE_MS = 60_000;
+const DEFAULT_KEEP_CONTENT_BUDGET = 64 * 1024 * 1024;
 /** Default age after which an upload with no activity is taken for dead. */
 const DEFAULT_INCOMPLETE_AFTER_MS = 60 * 60_000;
 /** Longest reply text kept per recipient, so a recipient always fits in one value. */
@@ -544,6 +546,13 @@ export interface KvQueueOptions {
    * @default {3600000}
    */
   readonly incompleteAfterMs?: number;
+  /**
+   * The most content octets that uploads together keep in memory beside
+   * their spool files ({@linkcode ReceiveInit.keepContent}); past it, a
+   * claim taken at commit reads its content back from the file.
+   * @default {67108864} (64 MiB)
+   */
+  readonly keepContentBudget?: number;
 }
 
 /** What {@linkcode KvQueue.receive} needs to start a message. */
@@ -556,12 +565,21 @@ export interface ReceiveInit {
   readonly clientAddress: string;
   /** The arrival time, epoch ms: the queue id's time, the first due time. */
   readonly now: number;
+  /**
+   * Content up to this size stays in memory even when it goes to a spool
+   * file, so that {@linkcode IncomingMessage.commitAndClaim} returns it and
+   * its delivery does not read it back (within the queue's
+   * `keepContentBudget`). Content that fits in one chunk is always in memory.
+   * @default {0}
+   */
+  readonly keepContent?: number;
 }
 
 /**
  * A message being received: content is streamed in with {@linkcode write},
  * then the message is made durable with {@linkcode commit} or dropped with
- * {@linkcode abort}. At most one chunk of content is held in memory.
+ * {@linkcode abort}. At most one chunk of content is held in memory, or up to
+ * {@linkcode ReceiveInit.keepContent}.
  */
 export interface IncomingMessage {
   /** The queue id, known at once so it can go into the Received header. */
@@ -630,8 +648,9 @@ export interface ClaimedMessage {
   readonly lease: Lease;
   /**
    * The whole content, when the claim was taken at commit
-   * ({@linkcode IncomingMessage.commitAndClaim}) and it fits in one chunk;
-   * otherwise read it with {@linkcode KvQueue.openContent}.
+   * ({@linkcode IncomingMessage.commitAndClaim}) and it fits in one chunk or
+   * was kept in memory ({@linkcode ReceiveInit.keepContent}); otherwise read
+   * it with {@linkcode KvQueue.openContent}.
    */
   readonly content?: Uint8Array;
 }
@@ -665,6 +684,10 @@ interface UploadContext {
   readonly committer: GroupCommitter;
   readonly leaseMs: number;
   readonly spool: Spool;
+  /** Takes octets from the budget for content kept in memory; `false` when it is spent. */
+  readonly reserveKept: (octets: number) => boolean;
+  /** Gives octets back to that budget. */
+  readonly releaseKept: (octets: number) => void;
   /** Keeps what a claim taken at commit knows, so its attempt is recorded without reads. */
   readonly remember: (claim: ClaimedMessage, meta: StoredMeta, versionstamp: string) => void;
   readonly removeUpload: (
@@ -690,6 +713,9 @@ class Upload implements IncomingMessage {
   #incoming: string | null = null;
   /** The spool file, once the content outgrew one chunk. */
   #spool: SpoolWriter | null = null;
+  /** A copy of spooled content, kept for the claim at commit (`keepContent`). */
+  #kept: Uint8Array[] | null = null;
+  #keptOctets = 0;
   /** When the `incoming` key was last written (performance.now()). */
   #lastTouch = 0;
   /** Serializes write, commit and abort, so none overlaps another. */
@@ -721,9 +747,9 @@ class Upload implements IncomingMessage {
         // that recover() follows to the file.
         await this.#store([], { spool: true });
         this.#spool = await this.#context.spool.create(this.queueId);
-        if (this.#buffer !== null && this.#fill > 0) {
-          await this.#spool.write(this.#buffer.subarray(0, this.#fill));
-        }
+        const head = this.#buffer?.subarray(0, this.#fill) ?? new Uint8Array();
+        if (head.length > 0) await this.#spool.write(head);
+        if (this.#keep(head.length)) this.#kept = [head];
         this.#buffer = null;
         this.#fill = 0;
       } else if (performance.now() - this.#lastTouch > TOUCH_EVERY_MS) {
@@ -731,11 +757,31 @@ class Upload implements IncomingMessage {
       }
       await this.#spool.write(chunk);
       this.#size += chunk.byteLength;
+      if (this.#kept !== null) {
+        if (this.#keep(chunk.byteLength)) this.#kept.push(chunk.slice()); // the caller may reuse its buffer
+        else this.#dropKept();
+      }
     });
   }
 
   async commit(): Promise<void> {
     await this.#commitWith(null);
+  }
+
+  /** Counts `octets` more as kept in memory, if the message's limit and the queue's budget allow. */
+  #keep(octets: number): boolean {
+    const limit = this.#init.keepContent ?? 0;
+    if (limit <= 0 || this.#keptOctets + octets > limit) return false;
+    if (!this.#context.reserveKept(octets)) return false;
+    this.#keptOctets += octets;
+    return true;
+  }
+
+  /** Forgets the kept copy and gives its octets back to the budget. */
+  #dropKept(): void {
+    this.#context.releaseKept(this.#keptOctets);
+    this.#kept = null;
+    this.#keptOctets = 0;
   }
 
   /**
@@ -767,6 +813,7 @@ class Upload implements IncomingMessage {
         const claim = await this.#commit(claimAt);
         this.#state = "committed";
         this.#buffer = null;
+        this.#dropKept(); // in the claim now, or of no use: out of the budget either way
         return claim;
       } catch (error: unknown) {
         await this.#discard().catch(() => {});
@@ -914,12 +961,15 @@ class Upload implements IncomingMessage {
       );
     }
     if (lease === null) return null;
+    // The whole content is in memory when nothing was stored before, or
+    // when a copy of the spooled content was kept.
+    let content = tail !== null && this.#counts.chunks === 0 ? tail : null;
+    if (this.#kept !== null) content = concatBytes(this.#kept);
     const claim: ClaimedMessage = {
       message: toMessage({ ...meta, envelope }, recipients.map(queuedState)),
       recovered: false,
       lease: { token: lease.token, expires: lease.expires, versionstamp },
-      // The whole content is in memory only when nothing was stored before.
-      ...(tail !== null && this.#counts.chunks === 0 ? { content: tail } : {}),
+      ...(content === null ? {} : { content }),
     };
     this.#context.remember(claim, meta, versionstamp);
     return claim;
@@ -929,6 +979,7 @@ class Upload implements IncomingMessage {
   async #discard(): Promise<void> {
     this.#state = "aborted";
     this.#buffer = null;
+    this.#dropKept();
     const spool = this.#spool;
     this.#spool = null;
     await spool?.discard();
@@ -1027,6 +1078,9 @@ export class KvQueue {
   readonly #incompleteAfterMs: number;
   readonly #committer: GroupCommitter;
   readonly #spool: Spool;
+  readonly #keepContentBudget: number;
+  /** Content octets that uploads keep in memory now (`keepContent`). */
+  #keptOctets = 0;
   /**
    * What this process knows of the claims it holds: the stored meta and the
    * versionstamp of the commit that last wrote it and the lease. While the
@@ -1049,6 +1103,7 @@ export class KvQueue {
     this.#incompleteAfterMs = options.incompleteAfterMs ?? DEFAULT_INCOMPLETE_AFTER_MS;
     this.#committer = new GroupCommitter(kv);
     this.#spool = new Spool(path);
+    this.#keepContentBudget = options.keepContentBudget ?? DEFAULT_KEEP_CONTENT_BUDGET;
   }
 
   /**
@@ -1126,6 +1181,14 @@ export class KvQueue {
         committer: this.#committer,
         leaseMs: this.#leaseMs,
         spool: this.#spool,
+        reserveKept: (octets) => {
+          if (this.#keptOctets + octets > this.#keepContentBudget) return false;
+          this.#keptOctets += octets;
+          return true;
+        },
+        releaseKept: (octets) => {
+          this.#keptOctets -= octets;
+        },
         remember: (claim, meta, versionstamp) => this.#snapshots.set(claim, { meta, versionstamp }),
         removeUpload: (id, versionstamp, counts) =>
           this.#removeAll(id, counts, [{ key: KEY.incoming(id), versionstamp }], [

@@ -56,7 +56,13 @@ function randomBytes(size: number): Uint8Array {
 /** Receives one message and writes its content (in pieces of `piece` bytes), uncommitted. */
 async function receiveWritten(
   queue: KvQueue,
-  options: { content?: Uint8Array; rcpts?: QueueRecipient[]; now?: number; piece?: number } = {},
+  options: {
+    content?: Uint8Array;
+    rcpts?: QueueRecipient[];
+    now?: number;
+    piece?: number;
+    keepContent?: number;
+  } = {},
 ): Promise<IncomingMessage> {
   const rcpts = options.rcpts ?? recipients(1);
   const message = await queue.receive({
@@ -69,6 +75,7 @@ async function receiveWritten(
     recipients: rcpts,
     clientAddress: "192.0.2.7",
     now: options.now ?? T0,
+    ...(options.keepContent === undefined ? {} : { keepContent: options.keepContent }),
   });
   const content = options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n");
   const piece = options.piece ?? Math.max(1, content.byteLength);
@@ -804,6 +811,7 @@ async function receiveAndClaim(
     now?: number;
     claimAt?: number;
     piece?: number;
+    keepContent?: number;
   } = {},
 ): Promise<ClaimedMessage> {
   const message = await receiveWritten(queue, options);
@@ -909,6 +917,81 @@ Deno.test("commitAndClaim() of a message larger than one chunk leaves its conten
     assert.equal(final?.recipients[0]?.status, "sent");
     assert.equal(await queue.count(), 0);
   });
+});
+
+Deno.test("keepContent: spooled content up to the limit comes with the claim, and is stored too", async () => {
+  await withQueue(async ({ queue }) => {
+    const content = randomBytes(3 * CHUNK_SIZE + 5);
+    const kept = await receiveAndClaim(queue, {
+      content,
+      piece: 25_000,
+      keepContent: content.length,
+    });
+    assertSameBytes(kept.content, content, "in memory");
+    assertSameBytes(await readAll(queue.openContent(kept.message.queueId)), content, "stored");
+    // One octet over the limit: read back from the store, as without the option.
+    const over = await receiveAndClaim(queue, {
+      content,
+      piece: 25_000,
+      keepContent: content.length - 1,
+    });
+    assert.equal(over.content, undefined);
+    assertSameBytes(await readAll(queue.openContent(over.message.queueId)), content, "stored");
+    // A plain commit keeps nothing.
+    const message = await receiveWritten(queue, { content, keepContent: content.length });
+    await message.commit();
+    assertSameBytes(await readAll(queue.openContent(message.queueId)), content, "committed");
+  });
+});
+
+Deno.test("keepContent copies what it keeps: the writer may reuse its buffer", async () => {
+  await withQueue(async ({ queue }) => {
+    const message = await queue.receive({
+      envelope: {
+        reversePath: "alice@example.test",
+        forwardPaths: ["user0@example.net"],
+        body: "8BITMIME",
+        smtputf8: false,
+      },
+      recipients: recipients(1),
+      clientAddress: "192.0.2.7",
+      now: T0,
+      keepContent: 1_000_000,
+    });
+    const buffer = new Uint8Array(40_000);
+    const whole = new Uint8Array(5 * buffer.length);
+    for (let n = 0; n < 5; n++) {
+      buffer.fill(0x41 + n); // the same buffer, refilled for each write
+      whole.set(buffer, n * buffer.length);
+      await message.write(buffer);
+    }
+    const claim = await message.commitAndClaim(T0);
+    assertSameBytes(claim.content, whole, "in memory");
+    assertSameBytes(await readAll(queue.openContent(claim.message.queueId)), whole, "stored");
+  });
+});
+
+Deno.test("keepContentBudget: what uploads keep together is bounded, and given back at commit and abort", async () => {
+  const size = 2 * CHUNK_SIZE; // each upload keeps this much
+  await withQueue(async ({ queue }) => {
+    const content = randomBytes(size);
+    const first = await receiveWritten(queue, { content, keepContent: size });
+    const second = await receiveWritten(queue, { content, keepContent: size });
+    // The budget held one upload's copy: the second reads back from its file.
+    const secondClaim = await second.commitAndClaim(T0);
+    assert.equal(secondClaim.content, undefined);
+    assertSameBytes(await readAll(queue.openContent(second.queueId)), content, "second");
+    const firstClaim = await first.commitAndClaim(T0);
+    assertSameBytes(firstClaim.content, content, "first");
+    // Given back at commit: a third upload keeps its copy.
+    const third = await receiveAndClaim(queue, { content, keepContent: size });
+    assertSameBytes(third.content, content, "third");
+    // Given back at abort too.
+    const aborted = await receiveWritten(queue, { content, keepContent: size });
+    await aborted.abort();
+    const fourth = await receiveAndClaim(queue, { content, keepContent: size });
+    assertSameBytes(fourth.content, content, "fourth");
+  }, { keepContentBudget: size + CHUNK_SIZE });
 });
 
 Deno.test("a message of exactly CHUNK_SIZE bytes comes in memory; an empty one is readable from the store", async () => {

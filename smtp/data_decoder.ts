@@ -26,6 +26,8 @@
  * @module
  */
 
+import { concatBytes } from "./_bytes.ts";
+
 const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
@@ -125,6 +127,7 @@ export class DataDecoder {
     const stuffed = this.#dotStuffed;
     let i = start;
     let ended = false;
+    let words: Words | null = null;
     for (; i < end; i++) {
       const b = input[i]!;
       switch (state) {
@@ -141,22 +144,38 @@ export class DataDecoder {
             state = this.#inLine(b);
             break;
           }
-          // In the body only CR and LF matter: jump to the next CR with the
-          // native search instead of a byte at a time.
-          let cr = indexOf.call(input, CR, i);
-          if (cr < 0 || cr > end) cr = end;
-          if (!this.#bare) {
-            // Stops at the LF after this line's CR, or flags a bare LF before it.
-            const lf = indexOf.call(input, LF, i);
-            if (lf >= 0 && lf < cr) this.#bare = true;
+          // In the body only CR, LF and a dot after CRLF matter: skip to the
+          // next octet below 14 four octets at a time (see nextControl).
+          words ??= wordView(input, start, end);
+          let pos = i;
+          state = State.InLine;
+          while (pos < end) {
+            pos = nextControl(input, words, pos, end);
+            if (pos >= end) break;
+            const c = input[pos];
+            if (c === CR) {
+              if (pos + 1 >= end) {
+                state = State.AfterCr; // the LF may come in the next input
+                pos = end;
+                break;
+              }
+              if (input[pos + 1] !== LF) {
+                this.#bare = true; // bare CR
+                pos++;
+                continue;
+              }
+              pos += 2; // CRLF: a line starts here
+              if (pos >= end || (stuffed && input[pos] === DOT)) {
+                state = State.LineStart; // the caller's loop looks at it
+                break;
+              }
+              continue;
+            }
+            if (c === LF) this.#bare = true; // bare LF: the line goes on (§2.3.8)
+            pos++;
           }
-          if (cr === end) {
-            i = end - 1; // the line goes on in the next input
-            continue;
-          }
-          i = cr;
-          state = State.AfterCr;
-          break;
+          i = pos - 1; // the loop's i++ moves to pos
+          continue;
         }
         case State.AfterCr:
           if (b === LF) {
@@ -196,7 +215,7 @@ export class DataDecoder {
       pieces.push(input.subarray(runStart, i));
     }
     this.#state = ended ? State.LineStart : state;
-    const content = pieces.length === 1 ? pieces[0]! : concat(pieces);
+    const content = pieces.length === 1 ? pieces[0]! : concatBytes(pieces);
     this.#size += content.length;
     return { consumed: i - start, content, ended };
   }
@@ -227,20 +246,50 @@ export class DataDecoder {
   }
 }
 
-/**
- * The typed-array search, also for a node `Buffer` (whose own `indexOf` is a
- * slower, string-aware method).
- */
-const indexOf = Uint8Array.prototype.indexOf;
+/** The 4-octet-aligned part of an input, as words, and where it starts. */
+interface Words {
+  readonly words: Uint32Array;
+  /** The index in the input of the first octet of `words[0]`. */
+  readonly first: number;
+}
 
-function concat(pieces: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of pieces) total += p.length;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of pieces) {
-    out.set(p, o);
-    o += p.length;
+const NO_WORDS = new Uint32Array(0);
+
+/** Views `input[start, end)` as 32-bit words from its first 4-aligned octet (no copy). */
+function wordView(input: Uint8Array, start: number, end: number): Words {
+  const first = Math.min(end, start + ((4 - ((input.byteOffset + start) & 3)) & 3));
+  const count = (end - first) >>> 2;
+  // With no whole word, `first` may be `end`, not aligned: no view at all.
+  if (count === 0) return { words: NO_WORDS, first };
+  return { words: new Uint32Array(input.buffer, input.byteOffset + first, count), first };
+}
+
+/**
+ * The index of the first octet below 14 (CR, LF, and a few other controls
+ * that are looked at and passed over) in `input[from, end)`, or `end`.
+ * Whole words go by in one test: `(x - 0x0e0e0e0e) & ~x & 0x80808080` is
+ * non-zero exactly when one of the word's octets is below 0x0e ("hasless"
+ * from Sean Anderson's Bit Twiddling Hacks). Body lines are mostly
+ * printable text, so this looks at a quarter of the octets.
+ */
+function nextControl(input: Uint8Array, view: Words, from: number, end: number): number {
+  const { words, first } = view;
+  let k = from;
+  // Octets before the aligned part, and up to the next word boundary.
+  while (k < end && (k < first || ((k - first) & 3) !== 0)) {
+    if (input[k]! < 14) return k;
+    k++;
   }
-  return out;
+  const lastWord = Math.min(words.length, (end - first) >> 2);
+  for (let w = (k - first) >> 2; w < lastWord; w++) {
+    const x = words[w]!;
+    if (((x - 0x0e0e0e0e) & ~x & 0x80808080) !== 0) {
+      const at = first + (w << 2);
+      for (let j = at; j < at + 4; j++) if (input[j]! < 14) return j;
+    }
+  }
+  for (k = Math.max(k, first + (lastWord << 2)); k < end; k++) {
+    if (input[k]! < 14) return k;
+  }
+  return end;
 }

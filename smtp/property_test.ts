@@ -65,6 +65,78 @@ Deno.test("the data decoder gives the same result for any split of the same byte
   );
 });
 
+/**
+ * The data phase as the RFCs state it, one octet at a time: the model the
+ * decoder's line-at-a-time search must agree with. RFC 5321 §4.5.2: a line
+ * starts after CRLF; a dot starting a line is dropped, and `.CRLF` there ends
+ * the data. §2.3.8: a CR not followed by LF, or an LF not preceded by CR, is
+ * bare, and a bare LF does not start a line. (The decoder also counts
+ * `Received:` header lines; that octet-at-a-time path is not modelled here.)
+ */
+function referenceDecode(bytes: Uint8Array, dotStuffed: boolean) {
+  const content: number[] = [];
+  let bare = false;
+  let lineStart = true;
+  let i = 0;
+  for (; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (lineStart && dotStuffed && b === 0x2e) {
+      if (bytes[i + 1] === 0x0d && bytes[i + 2] === 0x0a) {
+        return { content, consumed: i + 3, ended: true, bare };
+      }
+      if (i + 1 === bytes.length || (i + 2 === bytes.length && bytes[i + 1] === 0x0d)) {
+        // Maybe the end marker, cut short: held back until more comes.
+        return { content, consumed: bytes.length, ended: false, bare };
+      }
+      lineStart = false;
+      continue; // the stuffed dot is dropped
+    }
+    lineStart = false;
+    content.push(b);
+    if (b === 0x0d && bytes[i + 1] === 0x0a) {
+      content.push(0x0a);
+      i++;
+      lineStart = true;
+      continue;
+    }
+    // A CR at the very end may yet be followed by LF: not bare until known.
+    if (b === 0x0d && i + 1 < bytes.length) bare = true;
+    if (b === 0x0a) bare = true;
+  }
+  return { content, consumed: i, ended: false, bare };
+}
+
+Deno.test("the data decoder agrees with the octet-at-a-time model of RFC 5321", () => {
+  const lines = fc.array(
+    fc.oneof(
+      { weight: 3, arbitrary: fc.stringMatching(/^[a-z .:]{0,30}$/) },
+      { weight: 1, arbitrary: fc.constantFrom("", ".", "..", "Received: x", "RECEIVED:", ".\r") },
+      { weight: 1, arbitrary: smtpBytes.map((b) => new TextDecoder("latin1").decode(b)) },
+    ),
+    { maxLength: 30 },
+  );
+  const endings = fc.array(fc.constantFrom("\r\n", "\r\n", "\r\n", "\n", "\r", ""), {
+    minLength: 30,
+    maxLength: 30,
+  });
+  fc.assert(
+    fc.property(
+      lines,
+      endings,
+      fc.array(fc.nat(), { maxLength: 10 }),
+      fc.boolean(),
+      (ls, ends, cuts, dotStuffed) => {
+        const text = ls.map((l, n) => l + ends[n]).join("");
+        const bytes = Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+        const expected = referenceDecode(bytes, dotStuffed);
+        const { content, consumed, ended, bare } = decodeAll(split(bytes, cuts), dotStuffed);
+        assert.deepEqual({ content, consumed, ended, bare }, expected);
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
 Deno.test("the data decoder ends only at CRLF.CRLF and strips exactly one stuffed dot", () => {
   fc.assert(
     fc.property(fc.array(fc.stringMatching(/^[a-z. ]{0,20}$/), { maxLength: 20 }), (lines) => {

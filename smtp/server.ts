@@ -31,6 +31,7 @@
 
 import net from "node:net";
 import tls from "node:tls";
+import { concatBytes } from "./_bytes.ts";
 import type { AuthLimiter } from "./auth_limiter.ts";
 import type { Envelope } from "./envelope.ts";
 import type { Parameters } from "./command.ts";
@@ -636,16 +637,7 @@ class Connection implements ConnectionInfo {
     if (output.length === 0) return RESOLVED;
     this.#output = [];
     this.#outputOctets = 0;
-    if (output.length === 1 && output[0] !== undefined) return this.#write(output[0]);
-    let length = 0;
-    for (const bytes of output) length += bytes.length;
-    const joined = new Uint8Array(length);
-    let offset = 0;
-    for (const bytes of output) {
-      joined.set(bytes, offset);
-      offset += bytes.length;
-    }
-    return this.#write(joined);
+    return this.#write(output.length === 1 && output[0] ? output[0] : concatBytes(output));
   }
 
   #write(bytes: Uint8Array): Promise<void> {

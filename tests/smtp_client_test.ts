@@ -579,9 +579,14 @@ const brokenTls = [
 ];
 for (const { after, why } of brokenTls) {
   Deno.test(`SmtpClient reports a TlsHandshakeError when the server ${after} after 220`, async () => {
+    // After the 220 nothing is answered: a ClientHello that happens to hold
+    // CRLF must not draw a "500" the client would take for a TLS record.
+    const handshaking = new WeakSet<net.Socket>();
     await using server = await scriptedServer("220 broken.test ESMTP\r\n", (line, socket) => {
+      if (handshaking.has(socket)) return null;
       if (line.startsWith("EHLO")) return "250-broken.test\r\n250 STARTTLS\r\n";
       if (line === "STARTTLS") {
+        handshaking.add(socket);
         socket.write("220 2.0.0 Go ahead\r\n");
         if (after === "sends garbage") socket.write("this is not a TLS record\r\n".repeat(20));
         if (after === "closes") socket.end();
