@@ -18,10 +18,22 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
 }
 
-/** A file written through a buffer of fixed size: memory does not grow with the file. */
+/** Buffers given back by writers, by size, for the next writers to take. */
+const spareBuffers = new Map<number, Uint8Array[]>();
+/** The most spare buffers kept of each size. */
+const MAX_SPARE = 32;
+
+/**
+ * A file written through a buffer of fixed size: memory does not grow with
+ * the file. The buffer is taken on the first small write, and given back by
+ * {@linkcode BufferedWriter.release} for the next writer: a busy server
+ * writes a file per message, and a fresh zeroed buffer for each one costs
+ * more than the copy it saves.
+ */
 export class BufferedWriter {
   readonly #file: Deno.FsFile;
-  readonly #buffer: Uint8Array;
+  readonly #size: number;
+  #buffer: Uint8Array | null = null;
   #used = 0;
 
   /**
@@ -33,7 +45,7 @@ export class BufferedWriter {
    */
   constructor(file: Deno.FsFile, size: number) {
     this.#file = file;
-    this.#buffer = new Uint8Array(size);
+    this.#size = size;
   }
 
   /**
@@ -42,19 +54,35 @@ export class BufferedWriter {
    * @param bytes The next octets.
    */
   async write(bytes: Uint8Array): Promise<void> {
-    if (this.#used + bytes.length > this.#buffer.length) await this.flush();
-    if (bytes.length >= this.#buffer.length) {
+    if (this.#used + bytes.length > this.#size) await this.flush();
+    if (bytes.length >= this.#size) {
       await writeAll(this.#file, bytes); // big enough on its own: no copy
-    } else {
-      this.#buffer.set(bytes, this.#used);
-      this.#used += bytes.length;
+      return;
     }
+    this.#buffer ??= spareBuffers.get(this.#size)?.pop() ?? new Uint8Array(this.#size);
+    this.#buffer.set(bytes, this.#used);
+    this.#used += bytes.length;
   }
 
   /** Writes what is buffered. */
   async flush(): Promise<void> {
-    if (this.#used === 0) return;
+    if (this.#used === 0 || this.#buffer === null) return;
     await writeAll(this.#file, this.#buffer.subarray(0, this.#used));
     this.#used = 0;
+  }
+
+  /**
+   * Gives the buffer back for other writers to use; what it still holds
+   * (nothing, after {@linkcode BufferedWriter.flush}) is dropped. A later
+   * write takes a buffer again.
+   */
+  release(): void {
+    const buffer = this.#buffer;
+    this.#buffer = null;
+    this.#used = 0;
+    if (buffer === null) return;
+    const spares = spareBuffers.get(this.#size) ?? [];
+    if (spares.length < MAX_SPARE) spares.push(buffer);
+    spareBuffers.set(this.#size, spares);
   }
 }

@@ -297,9 +297,13 @@ async function writeMessage(
     return;
   }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
-  await out.write(encoder.encode(header));
-  for await (const chunk of content) await out.write(chunk);
-  await out.flush();
+  try {
+    await out.write(encoder.encode(header));
+    for await (const chunk of content) await out.write(chunk);
+    await out.flush();
+  } finally {
+    out.release();
+  }
 }
 
 /**

@@ -149,6 +149,14 @@ export class DeliveryLoop {
   #loop: Promise<void> | null = null;
   /** Set by wake(); cleared when the loop looks for work. */
   #woken = false;
+  /**
+   * Whether the store may hold due messages the loop has not claimed: set by
+   * wake() (mail committed without a hand-off) and by a poll that came back
+   * full; cleared by a poll that did not. A finished delivery looks at the
+   * store only then, or when the poll interval is up: with every message
+   * handed off, a look per delivery would be a read per message for nothing.
+   */
+  #storeMayHaveMore = true;
   #wakeSleeper: (() => void) | null = null;
 
   /**
@@ -298,6 +306,12 @@ export class DeliveryLoop {
    * ```
    */
   wake(): void {
+    this.#storeMayHaveMore = true;
+    this.#nudge();
+  }
+
+  /** Wakes the loop to fill free slots, without a reason to read the store. */
+  #nudge(): void {
     this.#woken = true;
     this.#wakeSleeper?.();
   }
@@ -365,7 +379,9 @@ export class DeliveryLoop {
       // At each poll the store gets up to half the free slots (retries, mail
       // from other processes), so a steady stream of new mail cannot starve
       // it; handed-off claims take the rest, and whatever the store leaves.
-      const limit = this.waiting === 0 ? free : polling ? Math.ceil(free / 2) : 0;
+      const limit = this.waiting > 0
+        ? (polling ? Math.ceil(free / 2) : 0)
+        : (polling || this.#storeMayHaveMore ? free : 0);
       let claims: ClaimedMessage[] = [];
       let failed = false;
       if (limit > 0) {
@@ -395,6 +411,7 @@ export class DeliveryLoop {
       }
       // A full batch means more may be due: look again at once if there is room.
       const more = !failed && limit > 0 && claims.length === limit;
+      if (limit > 0) this.#storeMayHaveMore = more;
       if (more && this.#inFlight.size < this.#concurrency) continue;
       // With claims waiting, wake for the next poll; with a poll pending but
       // every slot busy, the next finished delivery wakes the loop.
@@ -427,7 +444,7 @@ export class DeliveryLoop {
         action: "deliver",
         reason: "claimed again while waiting",
       });
-      this.wake();
+      this.#nudge();
       return;
     }
     const delivery: Promise<void> = this.#deliverOne(claim, waitingSince).finally(() => {
@@ -436,7 +453,7 @@ export class DeliveryLoop {
       // due a look: then the loop shares the slots out.
       const next = this.#running && this.#now() < this.#nextPoll ? this.#takeWaiting() : null;
       if (next !== null) this.#start(next.claim, next.since);
-      else this.wake();
+      else this.#nudge();
     });
     this.#inFlight.set(id, delivery);
   }

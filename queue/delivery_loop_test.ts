@@ -831,3 +831,58 @@ Deno.test("a waiting hand-off held meanwhile is not delivered, stays held and go
     }
   });
 });
+
+/** Counts the calls of `queue.claimDue` (reads of the store's due index). */
+function spyClaimDue(queue: KvQueue): { count: number } {
+  const spy = { count: 0 };
+  const original = queue.claimDue.bind(queue);
+  queue.claimDue = (options) => {
+    spy.count++;
+    return original(options);
+  };
+  return spy;
+}
+
+Deno.test("finished hand-offs do not read the store; a wake() while every slot is busy is kept for the next free one", async () => {
+  await withQueue(async (queue) => {
+    const claimDue = spyClaimDue(queue);
+    const done: string[] = [];
+    let blocked = gate();
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 2,
+      pollMs: 60_000, // no poll by the clock in this test
+      logger: new MemoryLogger(),
+      deliver: async (claim) => {
+        if (new TextDecoder().decode(claim.content).includes("block")) await blocked.wait;
+        return sendAll(claim);
+      },
+      onDone: (final) => done.push(final.queueId),
+    });
+    loop.start();
+    await waitFor(() => claimDue.count === 1); // the first look, at start
+    await delay(20);
+    const claims = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => commitClaimed(queue, `Subject: ${i}\r\n\r\nHi\r\n`)),
+    );
+    for (const claim of claims) loop.handOff(claim);
+    await waitFor(() => done.length === 20);
+    await delay(20);
+    assert.equal(claimDue.count, 1, "twenty deliveries, no read of the store");
+
+    // Both slots busy; mail committed without a hand-off, and wake().
+    blocked = gate();
+    for (let i = 0; i < 2; i++) {
+      loop.handOff(await commitClaimed(queue, "Subject: block\r\n\r\nHi\r\n"));
+    }
+    assert.equal(loop.inFlight, 2);
+    const plain = await enqueue(queue);
+    loop.wake();
+    await delay(30);
+    assert.ok(!done.includes(plain), "no free slot yet");
+    blocked.open();
+    // A slot frees long before the next poll: the store is read, the message goes.
+    await waitFor(() => done.includes(plain), 2_000);
+    await loop.stop();
+    assert.equal(await queue.count(), 0);
+  });
+});

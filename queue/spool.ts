@@ -195,6 +195,7 @@ export class SpoolWriter {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#out.release();
     try {
       this.#file.close();
     } catch {
