@@ -199,7 +199,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "duration",
     description: "How long failed AUTH attempts are remembered.",
   },
-  { key: "log", type: "mapping", description: "Logging, one line per event on standard error." },
+  {
+    key: "log",
+    type: "mapping",
+    description:
+      "Logging, one line per event on standard error (the lines of one turn of the event loop in one write; warnings and errors at once).",
+  },
   {
     key: "log.level",
     type: "debug | info | warn | error",
