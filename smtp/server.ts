@@ -626,11 +626,6 @@ class Connection implements ConnectionInfo {
     if (sink) await sink.abort().catch(() => {});
   }
 
-  /**
-   * Writes and waits until the bytes are handed to the system. A client that
-   * does not read its replies fills its window and we would wait forever: it
-   * gets the command timeout, then the connection is cut.
-   */
   /** Writes the replies held back so far, as one write. */
   #flushOutput(): Promise<void> {
     const output = this.#output;
@@ -640,6 +635,11 @@ class Connection implements ConnectionInfo {
     return this.#write(output.length === 1 && output[0] ? output[0] : concatBytes(output));
   }
 
+  /**
+   * Writes and waits until the bytes are handed to the system. A client that
+   * does not read its replies fills its window and we would wait forever: it
+   * gets the command timeout, then the connection is cut.
+   */
   #write(bytes: Uint8Array): Promise<void> {
     const socket = this.#socket;
     if (socket.destroyed || !socket.writable) return RESOLVED;
