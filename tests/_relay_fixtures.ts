@@ -68,12 +68,25 @@ export async function startReceiver(
     host,
     port,
     async messages() {
+      // Read line by line: after a long run the log outgrows the longest
+      // string V8 can make (512 MiB). Only a missing log means "nothing yet".
+      let file: Deno.FsFile;
       try {
-        const text = await Deno.readTextFile(log);
-        return text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
-      } catch {
-        return [];
+        file = await Deno.open(log);
+      } catch (error: unknown) {
+        if (error instanceof Deno.errors.NotFound) return [];
+        throw error;
       }
+      const out: Received[] = [];
+      const decoder = new TextDecoder();
+      let rest = "";
+      for await (const chunk of file.readable) {
+        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+        rest = lines.pop() ?? "";
+        for (const line of lines) if (line.trim() !== "") out.push(JSON.parse(line));
+      }
+      // A last line without its newline is still being written: not counted.
+      return out;
     },
     async [Symbol.asyncDispose]() {
       await child.stdin.close();
