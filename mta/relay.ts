@@ -455,7 +455,10 @@ export class RelayTransport implements RemoteTransport {
             : {
               code: 0,
               enhancedStatus: "4.4.1",
-              text: `Cannot connect to ${lastHop}: ${describe(error)}`,
+              // The client's own "Cannot connect to ADDRESS:PORT: " would say it twice.
+              text: `Cannot connect to ${lastHop}: ${
+                describe(error).replace(/^Cannot connect to \S+: /, "")
+              }`,
             };
           continue;
         }

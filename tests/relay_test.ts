@@ -318,3 +318,23 @@ Deno.test("an MX that greets with 421 is passed over for the next one", async ()
     await serving.catch(() => {});
   }
 });
+
+Deno.test("a next hop that refuses connections defers with 4.4.1, naming the hop once", async () => {
+  const closedPort = await freePort();
+  await using t = await startRelayMta(
+    `relay: { routes: { example.net: "127.0.0.1:${closedPort}" } }\n`,
+  );
+  await sendTo(t.port, "alice@example.test", ["fwd@example.test"]);
+  const line = await waitFor(
+    () => t.logger.records.find((r) => r.event === "delivery.deferred"),
+    15_000,
+  );
+  assert.equal(line.fields.status, "4.4.1");
+  const reply = String(line.fields.reply);
+  assert.match(
+    reply,
+    new RegExp(`^Cannot connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${closedPort}: `),
+  );
+  assert.equal(reply.split("Cannot connect").length, 2, `said once: ${reply}`);
+  assert.match(reply, /ECONNREFUSED|refused/i);
+});
