@@ -41,6 +41,33 @@ Deno.test("a client that stalls in the data phase is closed after the data timeo
   }
 });
 
+Deno.test("after the data phase, the shorter command timeout applies again", async () => {
+  // The timer set for the data phase would fire after a minute; the idle
+  // client after the message must be closed after the command timeout.
+  const server = sinkServer({ commandTimeout: 300, dataTimeout: 60_000 });
+  const { port } = await server.listen();
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(
+      new TextEncoder().encode(
+        "EHLO c.test\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: x\r\n",
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 400)); // past the command timeout: in data, no harm
+    await conn.write(new TextEncoder().encode("\r\nbody\r\n.\r\n"));
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const out = await Promise.race([
+      readAll(conn),
+      new Promise<string>((resolve) => (guard = setTimeout(() => resolve("(still open)"), 20_000))),
+    ]);
+    clearTimeout(guard);
+    if (out === "(still open)") conn.close();
+    assert.match(out, /\r\n250 [^\r]*\r\n421 4\.4\.2 [^\r]*\r\n$/);
+  } finally {
+    await server.close(100);
+  }
+});
+
 Deno.test("connections over the per-address limit get 421 4.7.0 and are closed", async () => {
   const server = sinkServer({ maxConnectionsPerIp: 2 });
   const { port } = await server.listen();
