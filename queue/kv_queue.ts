@@ -238,6 +238,17 @@ const NO_COST: Cost = { mutations: 0, checks: 0, bytes: 0, keyBytes: 0 };
  */
 const BUDGET: Cost = { mutations: 1000, checks: 100, bytes: 780_000, keyBytes: 76_000 };
 
+/** A key as text, equal for equal keys: for sets of keys. */
+function keyText(key: Deno.KvKey): string {
+  let text = "";
+  for (const part of key) {
+    text += part instanceof Uint8Array
+      ? `u${Array.from(part).join(",")}\u0000`
+      : `${typeof part}${String(part)}\u0000`;
+  }
+  return text;
+}
+
 /** An upper bound of a key's encoded size. */
 function keySize(key: Deno.KvKey): number {
   let size = 0;
@@ -491,13 +502,22 @@ class GroupCommitter {
     const batch = [first];
     if (first.solo) return batch;
     let cost = first.cost;
+    // Every check of a shared operation is made against the store as it was
+    // before the operation. So an entry that checks a key an earlier entry of
+    // the batch writes must wait for the next operation: side by side, both
+    // checks would pass and the second write would silently replace the
+    // first (two uploads that drew the same queue id).
+    const written = new Set<string>();
+    for (const m of first.mutations) written.add(keyText(m.key));
     while (this.#pending.length > 0) {
       const next = this.#pending[0];
       if (next === undefined || next.solo) break;
       const total = addCost(cost, next.cost);
       if (!fitsBudget(total)) break;
+      if (next.checks.some((c) => written.has(keyText(c.key)))) break;
       this.#pending.shift();
       batch.push(next);
+      for (const m of next.mutations) written.add(keyText(m.key));
       cost = total;
     }
     return batch;
@@ -1081,6 +1101,9 @@ export class KvQueue {
   readonly #keepContentBudget: number;
   /** Content octets that uploads keep in memory now (`keepContent`). */
   #keptOctets = 0;
+  /** The millisecond of the last queue id given, and the ids given in it. */
+  #idTime = -1;
+  readonly #idsThisMs = new Set<string>();
   /**
    * What this process knows of the claims it holds: the stored meta and the
    * versionstamp of the commit that last wrote it and the lease. While the
@@ -1195,7 +1218,7 @@ export class KvQueue {
             del(KEY.incoming(id)),
           ]),
       };
-      return Promise.resolve(new Upload(newQueueId(init.now), init, context));
+      return Promise.resolve(new Upload(this.#newId(init.now), init, context));
     } catch (error: unknown) {
       return Promise.reject(error);
     }
@@ -2035,6 +2058,25 @@ export class KvQueue {
 
   #assertOpen(): void {
     if (this.#closed) throw new Error("Cannot use the queue: it is closed");
+  }
+
+  /**
+   * A queue id not given before by this queue in the same millisecond. Two
+   * ids can only collide within one millisecond (25 random bits, about one
+   * chance in 33 million for a pair); a collision with another process, or
+   * after a few unlucky draws, is caught when the second upload commits
+   * (its checks fail), and that upload is refused with a temporary error.
+   */
+  #newId(now: number): string {
+    const ms = Math.floor(now);
+    if (ms !== this.#idTime) {
+      this.#idTime = ms;
+      this.#idsThisMs.clear();
+    }
+    let id = newQueueId(now);
+    for (let tries = 1; this.#idsThisMs.has(id) && tries < 8; tries++) id = newQueueId(now);
+    this.#idsThisMs.add(id);
+    return id;
   }
 
   /**

@@ -1280,3 +1280,61 @@ Deno.test("many concurrent commitAndClaim calls each get their own claim and rec
     assert.deepEqual(await allKeys(path), []);
   });
 });
+
+/** Runs `fn` with crypto.getRandomValues filling with zeros for its first `times` calls. */
+async function withZeroRandom<T>(times: number, fn: () => Promise<T>): Promise<T> {
+  const original = crypto.getRandomValues;
+  let calls = 0;
+  const stub = (array: Uint8Array): Uint8Array => {
+    if (calls++ < times) return array.fill(0);
+    original.call(crypto, array);
+    return array;
+  };
+  crypto.getRandomValues = stub as unknown as typeof crypto.getRandomValues;
+  try {
+    return await fn();
+  } finally {
+    crypto.getRandomValues = original;
+  }
+}
+
+Deno.test("a queue id drawn twice in one millisecond is drawn again", async () => {
+  await withQueue(async ({ queue }) => {
+    const [a, b] = await withZeroRandom(2, async () => [
+      await receiveWritten(queue),
+      await receiveWritten(queue),
+    ]);
+    assert.ok(a && b);
+    assert.notEqual(a.queueId, b.queueId);
+    await Promise.all([a.commit(), b.commit()]);
+    assert.equal(await queue.count(), 2);
+  });
+});
+
+Deno.test("two uploads with one queue id committed together: the second fails, the first is whole", async () => {
+  for (const size of [20, 3 * CHUNK_SIZE]) {
+    await withQueue(async ({ queue }) => {
+      // Every draw gives the same id: the queue gives up redrawing and the
+      // commits must tell the two apart.
+      const first = randomBytes(size);
+      const second = randomBytes(size);
+      const [a, b] = await withZeroRandom(1_000, async () => [
+        await receiveWritten(queue, { content: first, piece: 50_000 }).catch((e) => e),
+        await receiveWritten(queue, { content: second, piece: 50_000 }).catch((e) => e),
+      ]);
+      // With spooled content the second upload already fails while writing.
+      if (!(b instanceof Error)) {
+        assert.equal(a.queueId, b.queueId);
+        const results = await Promise.allSettled([a.commit(), b.commit()]);
+        assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected"]);
+      } else {
+        await a.commit();
+        assert.match(b.message, /id is taken/);
+      }
+      assert.equal(await queue.count(), 1);
+      const [id] = await listIds(queue);
+      assert.ok(id);
+      assertSameBytes(await readAll(queue.openContent(id)), first, `the first, ${size} octets`);
+    });
+  }
+});
