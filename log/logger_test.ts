@@ -5,6 +5,11 @@ const LOGGER = new URL("./logger.ts", import.meta.url).href;
 
 /** Runs a script that logs to standard error, and returns the lines it wrote there. */
 async function stderrOf(body: string): Promise<string[]> {
+  return (await run(body)).lines;
+}
+
+/** Runs a script that logs to standard error: its log lines, its exit code, all it wrote there. */
+async function run(body: string): Promise<{ lines: string[]; code: number; stderr: string }> {
   const script = `import { createLogger } from "${LOGGER}";
 const log = createLogger({ now: () => 0 });
 ${body}`;
@@ -14,7 +19,9 @@ ${body}`;
     stderr: "piped",
     env: { NO_COLOR: "1" },
   }).output();
-  return new TextDecoder().decode(out.stderr).split("\n").filter((line) => line.startsWith("1970"));
+  const stderr = new TextDecoder().decode(out.stderr);
+  const lines = stderr.split("\n").filter((line) => line.startsWith("1970"));
+  return { lines, code: out.code, stderr };
 }
 
 Deno.test("standard error gets every line in order, however the process ends", async (t) => {
@@ -40,14 +47,14 @@ Deno.exit(2);`,
       lines(3),
     );
   });
-  await t.step("an uncaught error", async () => {
-    assert.deepEqual(
-      await stderrOf(
-        `for (let n = 0; n < 3; n++) log.log("info", "session.connect", undefined, { n });
+  await t.step("an uncaught error, which still ends the process as it would", async () => {
+    const r = await run(
+      `for (let n = 0; n < 3; n++) log.log("info", "session.connect", undefined, { n });
 throw new Error("boom");`,
-      ),
-      lines(3),
     );
+    assert.deepEqual(r.lines, lines(3));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Uncaught.*boom/);
   });
   await t.step("an unhandled rejection, after a timer", async () => {
     assert.deepEqual(
