@@ -27,6 +27,7 @@
 
 import { dirname } from "node:path";
 import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
+import { concatBytes } from "../smtp/_bytes.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
@@ -289,11 +290,7 @@ async function writeMessage(
   header: string,
 ): Promise<void> {
   if (content instanceof Uint8Array) {
-    const head = encoder.encode(header);
-    const whole = new Uint8Array(head.length + content.length);
-    whole.set(head);
-    whole.set(content, head.length);
-    await writeAll(file, whole);
+    await writeAll(file, concatBytes([encoder.encode(header), content]));
     return;
   }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);

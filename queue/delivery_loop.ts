@@ -358,14 +358,19 @@ export class DeliveryLoop {
     return null;
   }
 
+  /** Logs a store operation that threw: `queue.error` with what was being done. */
+  #failed(level: "warn" | "error", id: string | undefined, action: string, error: unknown): void {
+    this.#logger.log(level, "queue.error", id, {
+      action,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+
   /** Returns an unattempted claim to the store (a failure only delays it: the lease lapses). */
   #giveBack(claim: ClaimedMessage): void {
     const id = claim.message.queueId;
     const done = this.#queue.unclaim(claim).then(() => {}, (error: unknown) => {
-      this.#logger.log("warn", "queue.error", id, {
-        action: "give back claim",
-        error: error instanceof Error ? error.message : String(error),
-      });
+      this.#failed("warn", id, "give back claim", error);
     }).finally(() => this.#returning.delete(done));
     this.#returning.add(done);
   }
@@ -394,10 +399,7 @@ export class DeliveryLoop {
           });
         } catch (error: unknown) {
           failed = true;
-          this.#logger.log("error", "queue.error", undefined, {
-            action: "claim",
-            error: error instanceof Error ? error.message : String(error),
-          });
+          this.#failed("error", undefined, "claim", error);
         }
       }
       // Once claimed, a message is delivered even if stop() came meanwhile:
@@ -467,10 +469,7 @@ export class DeliveryLoop {
       try {
         current = await this.#queue.isClaimCurrent(claim);
       } catch (error: unknown) {
-        this.#logger.log("error", "queue.error", id, {
-          action: "check before delivery",
-          error: error instanceof Error ? error.message : String(error),
-        });
+        this.#failed("error", id, "check before delivery", error);
       }
       if (!current) {
         this.#logger.log("info", "queue.error", id, {
@@ -488,10 +487,7 @@ export class DeliveryLoop {
       try {
         renewed = await this.#queue.renewLease(claim, this.#now());
       } catch (error: unknown) {
-        this.#logger.log("error", "queue.error", id, {
-          action: "renew lease",
-          error: error instanceof Error ? error.message : String(error),
-        });
+        this.#failed("error", id, "renew lease", error);
       }
       if (!renewed) {
         this.#logger.log("warn", "queue.error", id, {
@@ -512,10 +508,7 @@ export class DeliveryLoop {
           });
         }
       }).catch((error: unknown) => {
-        this.#logger.log("error", "queue.error", id, {
-          action: "renew lease",
-          error: error instanceof Error ? error.message : String(error),
-        });
+        this.#failed("error", id, "renew lease", error);
       });
     }, Math.max(1, Math.floor(this.#queue.leaseMs / 3)));
     let outcomes: RecipientOutcome[];
@@ -547,10 +540,7 @@ export class DeliveryLoop {
       record = await this.#queue.recordAttempt(claim, outcomes, this.#now());
     } catch (error: unknown) {
       // The lease lapses and the message is claimed again, as `recovered`.
-      this.#logger.log("error", "queue.error", id, {
-        action: "record attempt",
-        error: error instanceof Error ? error.message : String(error),
-      });
+      this.#failed("error", id, "record attempt", error);
     }
     if (
       record !== null &&
@@ -559,10 +549,7 @@ export class DeliveryLoop {
       try {
         this.#onDone?.(record);
       } catch (error: unknown) {
-        this.#logger.log("error", "queue.error", id, {
-          action: "after delivery",
-          error: error instanceof Error ? error.message : String(error),
-        });
+        this.#failed("error", id, "after delivery", error);
       }
     }
   }

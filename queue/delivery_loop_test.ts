@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
-import { DeliveryLoop } from "./delivery_loop.ts";
+import { DeliveryLoop, type DeliveryLoopOptions } from "./delivery_loop.ts";
 import {
   CHUNK_SIZE,
   type ClaimedMessage,
@@ -315,6 +315,29 @@ function gate(): { wait: Promise<void>; open: () => void } {
   return { wait, open };
 }
 
+/**
+ * A loop with one slot and no poll by the clock (unless `options` say
+ * otherwise) whose deliverer notes each claim, then waits at a gate.
+ */
+function gatedLoop(queue: KvQueue, options: Partial<DeliveryLoopOptions> = {}) {
+  const blocked = gate();
+  const delivered: string[] = [];
+  const done: string[] = [];
+  const loop = new DeliveryLoop(queue, {
+    concurrency: 1,
+    pollMs: 60_000,
+    logger: new MemoryLogger(),
+    deliver: async (claim) => {
+      delivered.push(claim.message.queueId);
+      await blocked.wait;
+      return sendAll(claim);
+    },
+    onDone: (final) => done.push(final.queueId),
+    ...options,
+  });
+  return { loop, blocked, delivered, done };
+}
+
 /** Counts the calls of `queue.openContent` (reads of stored content). */
 function spyOpenContent(queue: KvQueue): { readonly calls: string[] } {
   const calls: string[] = [];
@@ -396,17 +419,7 @@ Deno.test("a hand-off larger than one chunk is delivered from the store", async 
 
 Deno.test("acceptsHandOff() says no before start(), after stop(), and when the waiting list is full", async () => {
   await withQueue(async (queue) => {
-    const blocked = gate();
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
-      pollMs: 60_000,
-      handOffLimit: 2,
-      logger: new MemoryLogger(),
-      deliver: async (claim) => {
-        await blocked.wait;
-        return sendAll(claim);
-      },
-    });
+    const { loop, blocked } = gatedLoop(queue, { handOffLimit: 2 });
     assert.equal(loop.acceptsHandOff(100), false, "not started");
     loop.start();
     assert.equal(loop.acceptsHandOff(100), true);
@@ -431,17 +444,7 @@ Deno.test("acceptsHandOff() says no before start(), after stop(), and when the w
 
 Deno.test("acceptsHandOff() counts the octets waiting in memory against handOffBytes", async () => {
   await withQueue(async (queue) => {
-    const blocked = gate();
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
-      pollMs: 60_000,
-      handOffBytes: 100,
-      logger: new MemoryLogger(),
-      deliver: async (claim) => {
-        await blocked.wait;
-        return sendAll(claim);
-      },
-    });
+    const { loop, blocked } = gatedLoop(queue, { handOffBytes: 100 });
     loop.start();
     loop.handOff(await commitClaimed(queue, "a".repeat(90))); // in flight: not counted
     assert.equal(loop.acceptsHandOff(90), true);
@@ -461,20 +464,7 @@ Deno.test("acceptsHandOff() counts the octets waiting in memory against handOffB
 
 Deno.test("stop() gives back the waiting hand-offs and records the one in flight", async () => {
   await withQueue(async (queue) => {
-    const blocked = gate();
-    const delivered: string[] = [];
-    const done: string[] = [];
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
-      pollMs: 60_000,
-      logger: new MemoryLogger(),
-      deliver: async (claim) => {
-        delivered.push(claim.message.queueId);
-        await blocked.wait;
-        return sendAll(claim);
-      },
-      onDone: (final) => done.push(final.queueId),
-    });
+    const { loop, blocked, delivered, done } = gatedLoop(queue);
     loop.start();
     const claims: ClaimedMessage[] = [];
     for (let i = 0; i < 4; i++) {
@@ -643,19 +633,10 @@ Deno.test("a waiting hand-off whose lease is half gone is renewed before its del
 Deno.test("a waiting hand-off that is no longer ours is skipped", async () => {
   await withQueue(async (queue) => {
     let skew = 0;
-    const blocked = gate();
-    const delivered: string[] = [];
     const logger = new MemoryLogger();
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
-      pollMs: 60_000,
+    const { loop, blocked, delivered } = gatedLoop(queue, {
       logger,
       now: () => Date.now() + skew,
-      deliver: async (claim) => {
-        delivered.push(claim.message.queueId);
-        await blocked.wait;
-        return sendAll(claim);
-      },
     });
     loop.start();
     const first = await commitClaimed(queue);
@@ -756,19 +737,12 @@ Deno.test("a waiting hand-off is left alone by the poll; taken by another proces
 
 Deno.test("with every slot busy and hand-offs waiting, the loop sleeps until the next poll instead of spinning", async () => {
   await withQueue(async (queue) => {
-    const blocked = gate();
     let clockReads = 0;
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
+    const { loop, blocked } = gatedLoop(queue, {
       pollMs: 50,
-      logger: new MemoryLogger(),
       now: () => {
         clockReads++;
         return Date.now();
-      },
-      deliver: async (claim) => {
-        await blocked.wait;
-        return sendAll(claim);
       },
     });
     try {
@@ -792,19 +766,9 @@ Deno.test("with every slot busy and hand-offs waiting, the loop sleeps until the
 Deno.test("a waiting hand-off held meanwhile is not delivered, stays held and goes once released", async () => {
   await withQueue(async (queue) => {
     let skew = 0;
-    const blocked = gate();
-    const delivered: string[] = [];
-    const logs = new MemoryLogger();
-    const loop = new DeliveryLoop(queue, {
-      concurrency: 1,
+    const { loop, blocked, delivered } = gatedLoop(queue, {
       pollMs: 20,
-      logger: logs,
       now: () => Date.now() + skew,
-      deliver: async (claim) => {
-        delivered.push(claim.message.queueId);
-        await blocked.wait;
-        return sendAll(claim);
-      },
     });
     loop.start();
     try {

@@ -507,17 +507,17 @@ class GroupCommitter {
     // the batch writes must wait for the next operation: side by side, both
     // checks would pass and the second write would silently replace the
     // first (two uploads that drew the same queue id).
-    const written = new Set<string>();
-    for (const m of first.mutations) written.add(keyText(m.key));
+    let written: Set<string> | null = null; // made once a second entry is in view
     while (this.#pending.length > 0) {
       const next = this.#pending[0];
       if (next === undefined || next.solo) break;
       const total = addCost(cost, next.cost);
       if (!fitsBudget(total)) break;
-      if (next.checks.some((c) => written.has(keyText(c.key)))) break;
+      const seen = written ??= new Set(first.mutations.map((m) => keyText(m.key)));
+      if (next.checks.some((c) => seen.has(keyText(c.key)))) break;
       this.#pending.shift();
       batch.push(next);
-      for (const m of next.mutations) written.add(keyText(m.key));
+      for (const m of next.mutations) seen.add(keyText(m.key));
       cost = total;
     }
     return batch;

@@ -26,6 +26,7 @@ import {
   formatReference,
   type RfcReference,
 } from "../../smtp/annotations.ts";
+import { concatBytes } from "../../smtp/_bytes.ts";
 import { queuedReply, REPLIES, type Reply } from "../../smtp/reply.ts";
 import { ServerSession, type SessionEvent, type SessionState } from "../../smtp/server_session.ts";
 
@@ -281,7 +282,7 @@ export class Lab {
             queueId,
             reversePath: event.envelope.reversePath,
             forwardPaths: [...event.envelope.forwardPaths],
-            content: decoder.decode(concat(this.#content)),
+            content: decoder.decode(concatBytes(this.#content)),
           });
           const accepted = queuedReply(queueId);
           this.#finalReply = accepted;
@@ -352,14 +353,4 @@ export class Lab {
       });
     }
   }
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }
