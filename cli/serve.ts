@@ -1,7 +1,8 @@
 /**
  * `tern serve [--config FILE]`: runs the MTA until SIGTERM or SIGINT, then
  * stops accepting, lets transactions in flight finish (bounded grace) and
- * exits 0. SIGHUP reloads the TLS certificate and key (so does a change to
+ * exits 0, within the grace period plus a few seconds whatever state its
+ * sockets are in. SIGHUP reloads the TLS certificate and key (so does a change to
  * the files); a certificate or key that cannot be used at start is a one-line
  * error and exit 1.
  *
@@ -14,6 +15,9 @@ import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log/logger.ts";
 import { ListenError, Mta } from "../mta/mta.ts";
 import { TlsContext, TlsError } from "../smtp/tls_context.ts";
+
+/** Past the grace period, how long stopping may take before the process exits anyway. */
+const STOP_SLACK_MS = 5000;
 
 /**
  * Runs `tern serve`.
@@ -82,8 +86,23 @@ export async function serveCommand(args: string[]): Promise<number> {
   for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
   const signal = await stopped;
   logger.log("info", "server.stopping", undefined, { signal });
-  await mta.stop(config.limits.shutdownGrace);
+  // The listeners cut every socket after the grace period; this is the
+  // backstop for anything else that hangs (a delivery, the store): what was
+  // acknowledged is already durable, so exiting loses nothing.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<true>((resolve) => {
+    timer = setTimeout(() => resolve(true), config.limits.shutdownGrace + STOP_SLACK_MS);
+  });
+  const late = await Promise.race([
+    mta.stop(config.limits.shutdownGrace).then(() => false),
+    timedOut,
+  ]);
+  clearTimeout(timer);
   for (const [s, handler] of handlers) Deno.removeSignalListener(s, handler);
-  logger.log("info", "server.stopped", undefined, {});
+  if (late) {
+    logger.log("warn", "server.stopped", undefined, { forced: true });
+  } else {
+    logger.log("info", "server.stopped", undefined, {});
+  }
   return 0;
 }

@@ -89,6 +89,7 @@ export function formatConfig(config: Config): string {
       max_connections_per_ip: config.limits.maxConnectionsPerIp,
       command_timeout: formatDuration(config.limits.commandTimeout),
       data_timeout: formatDuration(config.limits.dataTimeout),
+      tls_handshake_timeout: formatDuration(config.limits.tlsHandshakeTimeout),
       greeting_delay: formatDuration(config.limits.greetingDelay),
       shutdown_grace: formatDuration(config.limits.shutdownGrace),
       max_bad_commands: config.limits.maxBadCommands,

@@ -42,4 +42,12 @@ export { ConfigError, type ConfigProblem, formatProblem } from "./errors.ts";
 export { formatDuration, formatSize, parseDuration, parseSize } from "./duration.ts";
 export { DEFAULT_CONFIG_FILE, loadConfig, type LoadConfigOptions } from "./load.ts";
 export { formatConfig } from "./format.ts";
-export { hashPassword, isPasswordHash, verifyPassword } from "./password.ts";
+export {
+  HashingGate,
+  type HashingGateOptions,
+  hashPassword,
+  isPasswordHash,
+  PasswordCheckBusyError,
+  verifyPassword,
+  type VerifyPasswordOptions,
+} from "./password.ts";

@@ -9,6 +9,12 @@
  * OpaqueString profile does), so the same password typed on two systems that
  * compose accents differently still matches.
  *
+ * Each check takes about 32 MiB for a tenth of a second, so checks run
+ * through a {@linkcode HashingGate}: a few at once, the others wait their turn
+ * in order, and past a bounded number of waiters a check is refused with
+ * {@linkcode PasswordCheckBusyError} (AUTH answers `454 4.7.0`, try later).
+ * Memory stays flat however many clients try at once.
+ *
  * @module
  */
 
@@ -78,6 +84,111 @@ function deriveKey(
   });
 }
 
+/** The password checks are all busy and too many are waiting: try again later. */
+export class PasswordCheckBusyError extends Error {
+  /** Makes the error. */
+  constructor() {
+    super("Too many password checks at once, try again later");
+    this.name = "PasswordCheckBusyError";
+  }
+}
+
+/** Options of {@linkcode HashingGate}. */
+export interface HashingGateOptions {
+  /** Hashes computed at once (each takes about 32 MiB). @default {2} */
+  readonly concurrency?: number;
+  /** Checks that may wait for their turn; more are refused. @default {32} */
+  readonly maxWaiting?: number;
+}
+
+/**
+ * Bounds how many scrypt computations run at once: the rest wait in a FIFO
+ * queue, and a check that would make the queue longer than `maxWaiting` is
+ * refused at once with {@linkcode PasswordCheckBusyError}. One gate serves
+ * the whole process by default, so memory for hashing is bounded by
+ * `concurrency` × 32 MiB whatever the number of connections.
+ *
+ * @example Two at once, one waiting, the fourth refused
+ * ```ts
+ * import { HashingGate, PasswordCheckBusyError } from "./password.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const gate = new HashingGate({ concurrency: 2, maxWaiting: 1 });
+ * const { promise: hold, resolve: release } = Promise.withResolvers<void>();
+ * const three = [1, 2, 3].map(() => gate.run(() => hold));
+ * assert.equal(gate.running, 2);
+ * assert.equal(gate.waiting, 1);
+ * await assert.rejects(gate.run(() => hold), PasswordCheckBusyError);
+ * release();
+ * await Promise.all(three);
+ * assert.equal(gate.running, 0);
+ * ```
+ */
+export class HashingGate {
+  #concurrency: number;
+  #maxWaiting: number;
+  #running = 0;
+  #waiting: (() => void)[] = [];
+
+  /**
+   * Makes a gate.
+   *
+   * @param options How many at once, and how many may wait.
+   * @throws {RangeError} When `concurrency` is below 1 or `maxWaiting` below 0.
+   */
+  constructor(options: HashingGateOptions = {}) {
+    this.#concurrency = options.concurrency ?? 2;
+    this.#maxWaiting = options.maxWaiting ?? 32;
+    if (!(this.#concurrency >= 1) || !(this.#maxWaiting >= 0)) {
+      throw new RangeError("A hashing gate needs concurrency ≥ 1 and maxWaiting ≥ 0");
+    }
+  }
+
+  /** Computations running now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Computations waiting for their turn. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Runs a task when its turn comes (first come, first served).
+   *
+   * @param task The computation.
+   * @param options `mayRefuse: false` waits however long the queue is (for
+   *   `hashPassword`, which an operator runs, never a client). @default {{ mayRefuse: true }}
+   * @returns What the task returns.
+   * @throws {PasswordCheckBusyError} When the queue is full.
+   */
+  async run<T>(task: () => Promise<T>, options: { mayRefuse?: boolean } = {}): Promise<T> {
+    if (this.#running < this.#concurrency) {
+      this.#running++;
+    } else if ((options.mayRefuse ?? true) && this.#waiting.length >= this.#maxWaiting) {
+      throw new PasswordCheckBusyError();
+    } else {
+      // The slot is handed over by #release, so #running stays as it is.
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
+    try {
+      return await task();
+    } finally {
+      this.#release();
+    }
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next === undefined) this.#running--;
+    else next();
+  }
+}
+
+/** The gate of this process: every hash and check goes through it unless told otherwise. */
+const DEFAULT_GATE = new HashingGate();
+
 function toBase64(bytes: Buffer): string {
   return bytes.toString("base64").replace(/=+$/, "");
 }
@@ -108,20 +219,32 @@ export async function hashPassword(password: string): Promise<string> {
     parallelism: PARALLELISM,
     salt: randomBytes(SALT_BYTES),
   };
-  const key = await deriveKey(password, params, KEY_BYTES);
+  const key = await DEFAULT_GATE.run(() => deriveKey(password, params, KEY_BYTES), {
+    mayRefuse: false,
+  });
   return `$scrypt$ln=${LOG2_N},r=${BLOCK_SIZE},p=${PARALLELISM}$${toBase64(params.salt)}$${
     toBase64(key)
   }`;
+}
+
+/** Options of {@linkcode verifyPassword}. */
+export interface VerifyPasswordOptions {
+  /** Where the computation waits its turn. @default {the gate of this process} */
+  readonly gate?: HashingGate;
 }
 
 /**
  * Checks a password against a hash made by {@linkcode hashPassword}, in
  * constant time for a given hash. A malformed hash never matches (and never
  * throws), so a broken `accounts` entry locks the account rather than opening it.
+ * The computation waits its turn at a {@linkcode HashingGate}.
  *
  * @param password The password the client sent.
  * @param hash The stored hash.
+ * @param options The gate to wait at.
  * @returns Whether the password matches.
+ * @throws {PasswordCheckBusyError} When too many checks are waiting already:
+ *   nothing was checked, so the answer is "try again later".
  *
  * @example Check a password
  * ```ts
@@ -134,15 +257,18 @@ export async function hashPassword(password: string): Promise<string> {
  * assert.equal(await verifyPassword("s3cret", "not a hash"), false);
  * ```
  */
-export async function verifyPassword(password: string, hash: string): Promise<boolean> {
+export async function verifyPassword(
+  password: string,
+  hash: string,
+  options: VerifyPasswordOptions = {},
+): Promise<boolean> {
   const stored = decodeHash(hash);
   if (stored === null) return false;
-  try {
-    const key = await deriveKey(password, stored, stored.key.length);
-    return timingSafeEqual(key, stored.key);
-  } catch {
-    return false;
-  }
+  const gate = options.gate ?? DEFAULT_GATE;
+  const key = await gate.run(() =>
+    deriveKey(password, stored, stored.key.length).catch(() => null)
+  );
+  return key !== null && timingSafeEqual(key, stored.key);
 }
 
 /**

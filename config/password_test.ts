@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { hashPassword, isPasswordHash, verifyPassword } from "./password.ts";
+import {
+  HashingGate,
+  hashPassword,
+  isPasswordHash,
+  PasswordCheckBusyError,
+  verifyPassword,
+} from "./password.ts";
 
 Deno.test("hashPassword() writes scrypt parameters, a 16-byte salt and a 32-byte key", async () => {
   const hash = await hashPassword("s3cret");
@@ -67,4 +73,57 @@ for (const hash of malformed) {
 Deno.test("isPasswordHash() recognizes what hashPassword() makes", async () => {
   assert.equal(isPasswordHash(await hashPassword("x")), true);
   assert.equal(isPasswordHash(KNOWN), true);
+});
+
+// --- the hashing gate -----------------------------------------------------------
+
+Deno.test("HashingGate runs so many at once, the rest in order, and refuses past its queue", async () => {
+  const gate = new HashingGate({ concurrency: 2, maxWaiting: 3 });
+  const started: number[] = [];
+  const releases: (() => void)[] = [];
+  const task = (i: number) => () => {
+    started.push(i);
+    const { promise, resolve } = Promise.withResolvers<number>();
+    releases.push(() => resolve(i));
+    return promise;
+  };
+  const runs = [0, 1, 2, 3, 4].map((i) => gate.run(task(i)));
+  assert.deepEqual(started, [0, 1]);
+  assert.deepEqual([gate.running, gate.waiting], [2, 3]);
+  await assert.rejects(gate.run(task(5)), PasswordCheckBusyError);
+  const operator = gate.run(task(6), { mayRefuse: false }); // hashPassword waits however long
+  assert.equal(gate.waiting, 4);
+  for (let i = 0; i < 6; i++) {
+    releases[i]!(); // each end hands its slot to the first in the queue
+    await (i < 5 ? runs[i] : operator);
+  }
+  assert.deepEqual(started, [0, 1, 2, 3, 4, 6], "first come, first served");
+  assert.deepEqual(await Promise.all([...runs, operator]), [0, 1, 2, 3, 4, 6]);
+  assert.deepEqual([gate.running, gate.waiting], [0, 0]);
+});
+
+Deno.test("HashingGate frees the slot of a task that throws", async () => {
+  const gate = new HashingGate({ concurrency: 1, maxWaiting: 0 });
+  await assert.rejects(gate.run(() => Promise.reject(new Error("boom"))), /boom/);
+  assert.equal(await gate.run(() => Promise.resolve("next")), "next");
+  assert.throws(() => new HashingGate({ concurrency: 0 }), RangeError);
+});
+
+Deno.test("verifyPassword() waits at its gate, and is refused when the gate is full", async () => {
+  const gate = new HashingGate({ concurrency: 1, maxWaiting: 1 });
+  const { promise: hold, resolve: release } = Promise.withResolvers<void>();
+  const blocker = gate.run(() => hold);
+  const waiting = verifyPassword("s3cret", KNOWN, { gate });
+  assert.equal(gate.waiting, 1);
+  await assert.rejects(verifyPassword("s3cret", KNOWN, { gate }), PasswordCheckBusyError);
+  release();
+  await blocker;
+  assert.equal(await waiting, true);
+  assert.equal(await verifyPassword("wrong", KNOWN, { gate }), false);
+});
+
+Deno.test("verifyPassword() answers many checks at once right, through the default gate", async () => {
+  // They take turns (two at a time by default); none is refused, the queue holds 32.
+  const checks = Array.from({ length: 6 }, () => verifyPassword("s3cret", KNOWN));
+  assert.deepEqual(await Promise.all(checks), Array(6).fill(true));
 });

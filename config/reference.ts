@@ -169,6 +169,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     description: "How long to wait for more content during DATA or BDAT (RFC 5321 §4.5.3.2.6).",
   },
   {
+    key: "limits.tls_handshake_timeout",
+    type: "duration",
+    description:
+      "How long a client may take to complete its TLS handshake (implicit TLS, or after STARTTLS) before the connection is closed.",
+  },
+  {
     key: "limits.greeting_delay",
     type: "duration",
     description:

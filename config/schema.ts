@@ -99,6 +99,8 @@ export interface Config {
     readonly commandTimeout: number;
     /** Wait for the next data block, ms (RFC 5321 §4.5.3.2.6). */
     readonly dataTimeout: number;
+    /** Wait for a client's TLS handshake to complete (implicit TLS or STARTTLS), ms. */
+    readonly tlsHandshakeTimeout: number;
     /**
      * Wait before the banner on mx listeners, ms, for clients outside
      * `relay.trustedNetworks`; a client that talks first is refused. 0: no wait.
@@ -188,6 +190,8 @@ export const DEFAULT_LIMITS: Config["limits"] = Object.freeze({
   commandTimeout: 300_000,
   // RFC 5321 §4.5.3.2.6 asks for 3 minutes per data block; 10 is kinder to slow links.
   dataTimeout: 600_000,
+  // A real client shakes hands in well under a second; one that does not is holding a socket.
+  tlsHandshakeTimeout: 10_000,
   // Long enough to catch bots that do not wait for the banner; real MTAs wait minutes (§4.5.3.2.1).
   greetingDelay: 1000,
   maxBadCommands: 20,
@@ -368,6 +372,7 @@ const LIMITS_KEYS = [
   "max_connections_per_ip",
   "command_timeout",
   "data_timeout",
+  "tls_handshake_timeout",
   "greeting_delay",
   "max_bad_commands",
   "shutdown_grace",
@@ -1003,6 +1008,7 @@ function checkLimits(c: Checker, value: unknown): Config["limits"] {
     maxConnectionsPerIp: integer("max_connections_per_ip", d.maxConnectionsPerIp),
     commandTimeout: duration("command_timeout", d.commandTimeout),
     dataTimeout: duration("data_timeout", d.dataTimeout),
+    tlsHandshakeTimeout: duration("tls_handshake_timeout", d.tlsHandshakeTimeout),
     greetingDelay: limits.greeting_delay === undefined
       ? d.greetingDelay
       : c.durationOrZero(limits.greeting_delay, "limits.greeting_delay") ?? d.greetingDelay,

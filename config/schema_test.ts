@@ -53,6 +53,7 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       maxConnectionsPerIp: 50,
       commandTimeout: 300_000,
       dataTimeout: 600_000,
+      tlsHandshakeTimeout: 10_000,
       greetingDelay: 1000,
       shutdownGrace: 10_000,
       maxBadCommands: 20,
@@ -307,13 +308,19 @@ const normalized: { name: string; raw: Record<string, unknown>; check: (c: Confi
   {
     name: "reads sizes with 1024-based suffixes and durations with units",
     raw: {
-      limits: { max_message_size: "10M", command_timeout: "10m", data_timeout: "90s" },
+      limits: {
+        max_message_size: "10M",
+        command_timeout: "10m",
+        data_timeout: "90s",
+        tls_handshake_timeout: "5s",
+      },
       queue: { retry: ["30s", "2h"], max_age: "1d" },
     },
     check: (c) => {
       assert.equal(c.limits.maxMessageSize, 10_485_760);
       assert.equal(c.limits.commandTimeout, 600_000);
       assert.equal(c.limits.dataTimeout, 90_000);
+      assert.equal(c.limits.tlsHandshakeTimeout, 5_000);
       assert.deepEqual(c.queue.retry, [30_000, 7_200_000]);
       assert.equal(c.queue.maxAge, 86_400_000);
     },
@@ -429,8 +436,16 @@ const problems: { name: string; raw: unknown; lines: string[]; file?: string | n
   },
   {
     name: "refuses a negative or misspelt greeting delay, and zero AUTH failures",
-    raw: { limits: { greeting_delay: "-1s", max_auth_failures: 0, auth_lockout: "0s" } },
+    raw: {
+      limits: {
+        greeting_delay: "-1s",
+        max_auth_failures: 0,
+        auth_lockout: "0s",
+        tls_handshake_timeout: "0s",
+      },
+    },
     lines: [
+      'tern.yaml: limits.tls_handshake_timeout: must be longer than 0, found "0s"',
       'tern.yaml: limits.greeting_delay: not a duration: "-1s"',
       "tern.yaml: limits.max_auth_failures: expected a positive integer, found 0",
       'tern.yaml: limits.auth_lockout: must be longer than 0, found "0s"',

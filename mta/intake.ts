@@ -8,7 +8,7 @@
  * @module
  */
 
-import { verifyPassword } from "../config/password.ts";
+import { PasswordCheckBusyError, verifyPassword } from "../config/password.ts";
 import type { Config, ListenerMode } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
@@ -33,7 +33,9 @@ const KEEP_FOR_HAND_OFF = 2 * 1024 * 1024;
 /**
  * A hash of a random password nobody knows, checked when the account does
  * not exist or has no password, so an unknown user takes as long to refuse as
- * a wrong password (no user enumeration by timing).
+ * a wrong password (no user enumeration by timing). Same parameters as real
+ * hashes, and checked through the same queue (`verifyPassword`'s gate): it
+ * costs the same memory and time, and waits the same turn.
  */
 const UNKNOWN_USER_HASH =
   "$scrypt$ln=15,r=8,p=1$gBygmacXVQIYnZ46d9+epQ$G27WFQ6/TAZLsEesx29jqyFfSL1iVQ0+7M0RyKlS09g";
@@ -46,7 +48,8 @@ const UNKNOWN_USER_HASH =
  *
  * @param credentials What the client presented.
  * @param config The accounts.
- * @returns `235 2.7.0` or `535 5.7.8`.
+ * @returns `235 2.7.0` or `535 5.7.8`; `454 4.7.0` when too many checks are
+ *   waiting already (RFC 4954 §6: a temporary failure, nothing was checked).
  *
  * @example A wrong password
  * ```ts
@@ -69,7 +72,13 @@ export async function authenticate(
   const user = credentials.username.normalize("NFC").toLowerCase();
   const account = Object.hasOwn(config.accounts, user) ? config.accounts[user] : undefined;
   const hash = account?.password;
-  const isMatch = await verifyPassword(credentials.password, hash ?? UNKNOWN_USER_HASH);
+  let isMatch: boolean;
+  try {
+    isMatch = await verifyPassword(credentials.password, hash ?? UNKNOWN_USER_HASH);
+  } catch (error: unknown) {
+    if (error instanceof PasswordCheckBusyError) return REPLIES.authUnavailable;
+    throw error;
+  }
   const authorizationId = credentials.authorizationId.normalize("NFC").toLowerCase();
   const isSelf = authorizationId === "" || authorizationId === user;
   return hash !== undefined && isMatch && isSelf ? REPLIES.authSucceeded : REPLIES.authFailed;

@@ -21,6 +21,7 @@ import { StubResolver } from "../dns/resolver.ts";
 import { AuthLimiter } from "../smtp/auth_limiter.ts";
 import { SASL_MECHANISMS } from "../smtp/sasl.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
+import { FdBudget } from "../smtp/fd_budget.ts";
 import { clientBlock, isTrustedClient } from "./policy.ts";
 
 /** The file of the queue store inside `data_dir`. */
@@ -114,7 +115,10 @@ export class Mta {
    */
   static async start(config: Config, options: MtaOptions): Promise<Mta> {
     const { logger } = options;
-    await Deno.mkdir(config.dataDir, { recursive: true });
+    // The store holds whole messages: data_dir is owner-only whatever the
+    // umask, and one an older version made 0755 is tightened.
+    await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    if (Deno.build.os !== "windows") await Deno.chmod(config.dataDir, 0o700);
     const queue = await KvQueue.open(queuePath(config), {
       retry: config.queue.retry,
       maxAge: config.queue.maxAge,
@@ -157,6 +161,9 @@ export class Mta {
         windowMs: config.limits.authLockout,
         keyOf: clientBlock,
       });
+      // One budget of file descriptors for every listener, below the process's
+      // open-file limit: a listener that hits EMFILE may never accept again.
+      const fdBudget = new FdBudget();
       for (const listener of config.listeners) {
         const isSubmission = listener.mode !== "mx";
         const server = new SmtpServer({
@@ -167,6 +174,10 @@ export class Mta {
           maxRecipients: config.limits.maxRecipients,
           maxConnections: config.limits.maxConnections,
           maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+          // Counted like AUTH failures: an IPv6 client usually holds a whole /64.
+          keyOf: clientBlock,
+          fdBudget,
+          tlsHandshakeTimeout: config.limits.tlsHandshakeTimeout,
           commandTimeout: config.limits.commandTimeout,
           dataTimeout: config.limits.dataTimeout,
           maxErrors: config.limits.maxBadCommands,
@@ -303,6 +314,28 @@ function logServerEvent(logger: Logger, event: ServerLogEvent): void {
         session: event.connection.id,
         client: event.connection.remoteAddress,
         error: event.error instanceof Error ? event.error.message : String(event.error),
+      });
+      break;
+    case "overload":
+      // Once per burst, not once per connection.
+      if (event.state === "began") {
+        logger.log("warn", "server.overloaded", undefined, {
+          reason: event.reason,
+          open: event.open,
+        });
+      } else {
+        logger.log("info", "server.overload_ended", undefined, {
+          reason: event.reason,
+          refused: event.refused,
+          open: event.open,
+        });
+      }
+      break;
+    case "relisten":
+      logger.log(event.error === null ? "warn" : "error", "server.relisten", undefined, {
+        address: event.address,
+        port: event.port,
+        error: event.error ?? undefined,
       });
       break;
     case "tls":

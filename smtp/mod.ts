@@ -112,6 +112,14 @@ export {
   type TlsFiles,
   type TlsReloadEvent,
 } from "./tls_context.ts";
-export { type AuthFailure, AuthLimiter, type AuthLimiterOptions } from "./auth_limiter.ts";
+export {
+  type AuthAdmission,
+  type AuthAttempt,
+  type AuthFailure,
+  AuthLimiter,
+  type AuthLimiterOptions,
+  type AuthLock,
+} from "./auth_limiter.ts";
+export { countOpenFiles, FdBudget, type FdBudgetOptions, readOpenFileLimit } from "./fd_budget.ts";
 export * from "./annotations.ts";
 export { ServerTrace, traceLine, traceReply } from "./trace.ts";

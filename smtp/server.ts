@@ -24,7 +24,16 @@
  * - the greeting delay: an early talker, which sends before the banner, is
  *   refused (RFC 5321 §4.3.1);
  * - failed AUTH answered after a growing delay, and a disconnect after too
- *   many (an {@linkcode AuthLimiter}, shared by listeners).
+ *   many (an {@linkcode AuthLimiter}, shared by listeners);
+ * - the TLS handshake is timed on its own: a socket that never completes it
+ *   (or whose peer leaves before it) is closed within seconds, not after the
+ *   command timeout;
+ * - connections past a limit are closed at once, never kept waiting on a
+ *   handshake; client sockets stay within the process's open-file budget
+ *   (an {@linkcode FdBudget}, shared by listeners), because a `node:net`
+ *   listener under Deno that once fails to accept with EMFILE never accepts
+ *   again; a watchdog connects to the listener now and then and opens it
+ *   anew if it stopped accepting all the same.
  *
  * @module
  */
@@ -34,6 +43,7 @@ import tls from "node:tls";
 import { concatBytes } from "./_bytes.ts";
 import type { AuthLimiter } from "./auth_limiter.ts";
 import type { Envelope } from "./envelope.ts";
+import { countOpenFiles, type FdBudget, readOpenFileLimit } from "./fd_budget.ts";
 import type { Parameters } from "./command.ts";
 import { isPermanent, isPositive, REPLIES, type Reply } from "./reply.ts";
 import type { SaslCredentials, SaslMechanism } from "./sasl.ts";
@@ -148,8 +158,22 @@ export interface SmtpServerOptions extends ServerSessionOptions {
   dataTimeout?: number;
   /** Connections at once, in total. @default {1000} */
   maxConnections?: number;
-  /** Connections at once from one address. @default {50} */
+  /** Connections at once from one address (as grouped by `keyOf`). @default {50} */
   maxConnectionsPerIp?: number;
+  /**
+   * Which addresses count as one client for `maxConnectionsPerIp` (an IPv6
+   * client usually holds a whole /64). @default {the address itself}
+   */
+  keyOf?: (address: string) => string;
+  /** Wait for the TLS handshake to complete, ms (implicit TLS and STARTTLS). @default {10000} */
+  tlsHandshakeTimeout?: number;
+  /**
+   * The open-file budget for client sockets; share one between listeners.
+   * Without it, only `maxConnections` bounds them.
+   */
+  fdBudget?: FdBudget;
+  /** How often the watchdog checks that the listener still accepts, ms; 0: never. @default {10000} */
+  watchdogInterval?: number;
   /** Called for each connection event worth logging. */
   onEvent?: (event: ServerLogEvent) => void;
   /**
@@ -176,6 +200,27 @@ export type ServerLogEvent =
   | { readonly type: "connect"; readonly connection: ConnectionInfo }
   | { readonly type: "disconnect"; readonly connection: ConnectionInfo; readonly reason: string }
   | { readonly type: "refused"; readonly remoteAddress: string; readonly reason: string }
+  /**
+   * Connections are being refused for want of room (`began`: the first of a
+   * burst, with why; `ended`: no refusal for a few seconds, with how many).
+   * Reported once per burst, not once per connection.
+   */
+  | {
+    readonly type: "overload";
+    readonly state: "began" | "ended";
+    readonly reason: string;
+    /** Client sockets open now (all listeners, when a budget is shared). */
+    readonly open: number;
+    /** Connections refused in the burst so far. */
+    readonly refused: number;
+  }
+  /** The listener stopped accepting (found by the watchdog) and was opened again, or could not be. */
+  | {
+    readonly type: "relisten";
+    readonly address: string;
+    readonly port: number;
+    readonly error: string | null;
+  }
   | { readonly type: "command"; readonly connection: ConnectionInfo; readonly line: string }
   /** The content of a message ended: `octets` of it came (for traces, which never show content). */
   | { readonly type: "data"; readonly connection: ConnectionInfo; readonly octets: number }
@@ -211,6 +256,29 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Replies held back past this many octets are written without waiting for the batch to end. */
 const OUTPUT_FLUSH_OCTETS = 16 * 1024;
+
+/** A refusal that the client does not take within this time is cut. */
+const REFUSAL_WRITE_MS = 2000;
+
+/** The watchdog's clock: budget checks, the end of an overload burst. */
+const TICK_MS = 1000;
+
+/** An overload burst ends after this long without a refusal. */
+const BURST_QUIET_MS = 5000;
+
+/** A probe that the listener does not accept within this time means it stopped accepting. */
+const PROBE_MS = 5000;
+
+/** Descriptors that must be free before the watchdog probes. */
+const PROBE_ROOM = 16;
+
+/** After the grace period and the 421s, how long closing waits before cutting sockets. */
+const CUT_MS = 1000;
+
+/** Per-address refusals are reported once per address in this time. */
+const REFUSAL_REPORT_MS = 10_000;
+
+function ignore(): void {}
 
 /** Where a connection's socket came from, read before any TLS wrapping. */
 interface Endpoints {
@@ -250,6 +318,7 @@ class Connection implements ConnectionInfo {
   #waits = new Set<{ timer: ReturnType<typeof setTimeout>; resolve: () => void }>();
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
 
@@ -308,8 +377,15 @@ class Connection implements ConnectionInfo {
         return this.session.receive(data);
       }));
     // The client may half-close after its last command: answer what it sent, then close.
+    // Before the TLS handshake there is nothing to answer: close now, or the
+    // socket would wait (half-open, CLOSE-WAIT) for a banner that cannot go out.
     socket.on("end", () => {
       if (generation !== this.#generation) return;
+      if (socket instanceof tls.TLSSocket && this.tls === null) {
+        socket.destroy();
+        this.#finish("client left before the TLS handshake");
+        return;
+      }
       this.#chain = this.#chain.then(() => this.#finish("client closed the connection"));
     });
     socket.on("close", () => this.#finish("connection closed"));
@@ -318,7 +394,16 @@ class Connection implements ConnectionInfo {
       this.#finish(socket instanceof tls.TLSSocket ? "TLS error" : "socket error");
     });
     if (socket instanceof tls.TLSSocket) {
+      // RFC 8314 §3 / RFC 3207: the handshake comes first and nothing can be
+      // read or written before it, so it has its own, shorter clock.
+      clearTimeout(this.#handshakeTimer);
+      this.#handshakeTimer = setTimeout(() => {
+        if (this.tls !== null || this.#finishing) return;
+        socket.destroy();
+        this.#finish("TLS handshake timed out");
+      }, this.#server.tlsHandshakeTimeout);
       socket.once("secure", () => {
+        clearTimeout(this.#handshakeTimer);
         const protocol = socket.getProtocol() ?? "TLS";
         const cipher = socket.getCipher()?.name ?? "unknown";
         this.tls = { protocol, cipher };
@@ -335,6 +420,12 @@ class Connection implements ConnectionInfo {
   /** Ends the connection now, with a 421 if the socket can still take it. */
   abort(r: Reply): void {
     this.#enqueue(() => this.session.close(r));
+  }
+
+  /** Cuts the connection without a word: whatever it waits on, it ends now. */
+  kill(reason: string): void {
+    if (!this.#socket.destroyed) this.#socket.destroy();
+    this.#finish(reason);
   }
 
   /**
@@ -535,18 +626,28 @@ class Connection implements ConnectionInfo {
   }
 
   /**
-   * Checks credentials under the AUTH limiter: a locked-out address is
-   * refused unchecked; a failure is answered after the limiter's delay.
+   * Checks credentials under the AUTH limiter. The attempt is counted before
+   * the check (as a failure until it succeeds), so parallel connections get
+   * no more checks than the limit. A locked-out address is refused unchecked
+   * and disconnected; a locked account is refused unchecked like a wrong
+   * password; a failure is answered after the limiter's delay.
    */
   async #authenticate(
     credentials: SaslCredentials,
   ): Promise<{ reply: Reply; isLocked: boolean }> {
     const limiter = this.#server.authLimiter;
     const mechanism = credentials.mechanism;
-    if (limiter?.isLocked(this.remoteAddress)) {
+    const admission = limiter?.begin(this.remoteAddress, credentials.username);
+    if (admission !== undefined && admission.attempt === null) {
       this.#server.report({ type: "auth", connection: this, mechanism, outcome: "locked" });
-      return { reply: REPLIES.tooManyAuthFailures, isLocked: false }; // 421: the session closes
+      if (admission.locked === "address") {
+        return { reply: REPLIES.tooManyAuthFailures, isLocked: false }; // 421: the session closes
+      }
+      // The account: the same answer, after the same wait, as a wrong password.
+      await this.#wait(admission.delayMs);
+      return { reply: REPLIES.authFailed, isLocked: false };
     }
+    const attempt = admission?.attempt;
     const check = this.#server.handlers.authenticate;
     let r: Reply = REPLIES.authFailed;
     if (check) {
@@ -558,12 +659,16 @@ class Connection implements ConnectionInfo {
         r = REPLIES.authUnavailable;
       }
     }
-    if (isPositive(r)) return { reply: r, isLocked: false }; // reported once the session took it
-    if (!isPermanent(r) || limiter === undefined) {
+    if (isPositive(r)) {
+      attempt?.succeeded();
+      return { reply: r, isLocked: false }; // reported once the session took it
+    }
+    if (!isPermanent(r) || attempt === undefined) {
+      attempt?.abandoned(); // not checked (454): it does not count
       this.#server.report({ type: "auth", connection: this, mechanism, outcome: "failed" });
       return { reply: r, isLocked: false };
     }
-    const failure = limiter.recordFailure(this.remoteAddress);
+    const failure = attempt.failed();
     this.#server.report({
       type: "auth",
       connection: this,
@@ -673,6 +778,7 @@ class Connection implements ConnectionInfo {
     this.#finishing = true;
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#handshakeTimer);
     for (const wait of this.#waits) {
       clearTimeout(wait.timer);
       wait.resolve();
@@ -725,15 +831,30 @@ export class SmtpServer {
   readonly commandTimeout: number;
   /** Data timeout, ms. */
   readonly dataTimeout: number;
+  /** TLS handshake timeout, ms. */
+  readonly tlsHandshakeTimeout: number;
   /** The certificate, or `null` without TLS. */
   readonly tls: TlsSource | null;
   /** The AUTH limiter, if any. */
   readonly authLimiter: AuthLimiter | undefined;
   #options: SmtpServerOptions;
+  #keyOf: (address: string) => string;
+  #budget: FdBudget | null;
   #server: net.Server | null = null;
+  /** The port bound, once listening (the real one when 0 was asked). */
+  #port = 0;
   #connections = new Set<Connection>();
+  /** Every accepted socket not yet closed: sessions, refusals, handshakes in progress. */
+  #sockets = new Set<net.Socket>();
   #perIp = new Map<string, number>();
   #stopping = false;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #accepted = 0;
+  #openFileLimit: number | null = null;
+  #nextProbeAt = 0;
+  #probe: Probe | null = null;
+  #burst: { reason: string; refused: number; lastAt: number } | null = null;
+  #refusalReported = new Map<string, number>();
 
   /**
    * Makes a server; {@linkcode SmtpServer.listen} starts it.
@@ -746,8 +867,11 @@ export class SmtpServer {
     this.handlers = options.handlers;
     this.commandTimeout = options.commandTimeout ?? 300_000;
     this.dataTimeout = options.dataTimeout ?? 600_000;
+    this.tlsHandshakeTimeout = options.tlsHandshakeTimeout ?? 10_000;
     this.tls = options.tls ?? null;
     this.authLimiter = options.authLimiter;
+    this.#keyOf = options.keyOf ?? ((address) => address);
+    this.#budget = options.fdBudget ?? null;
     if (options.implicitTls && this.tls === null) {
       throw new TypeError("Cannot listen with implicit TLS: no certificate (tls) given");
     }
@@ -758,14 +882,20 @@ export class SmtpServer {
     return this.#connections.size;
   }
 
+  /** How many accepted sockets are open now: sessions, and refusals not yet closed. */
+  get socketCount(): number {
+    return this.#sockets.size;
+  }
+
   /** @internal Reports an event to `onEvent`. */
   report(event: ServerLogEvent): void {
     if (event.type === "disconnect") {
       const c = event.connection as Connection;
       if (this.#connections.delete(c)) {
-        const n = (this.#perIp.get(c.remoteAddress) ?? 1) - 1;
-        if (n <= 0) this.#perIp.delete(c.remoteAddress);
-        else this.#perIp.set(c.remoteAddress, n);
+        const key = this.#keyOf(c.remoteAddress);
+        const n = (this.#perIp.get(key) ?? 1) - 1;
+        if (n <= 0) this.#perIp.delete(key);
+        else this.#perIp.set(key, n);
       }
     }
     this.#options.onEvent?.(event);
@@ -776,16 +906,29 @@ export class SmtpServer {
    *
    * @returns The address and port bound (the port is the real one when 0 was asked).
    */
-  listen(): Promise<{ address: string; port: number }> {
+  async listen(): Promise<{ address: string; port: number }> {
+    const bound = await this.#bind(this.#options.port);
+    this.#port = bound.port;
+    this.#openFileLimit = readOpenFileLimit();
+    const watchdog = this.#options.watchdogInterval ?? 10_000;
+    this.#nextProbeAt = watchdog > 0 ? Date.now() + watchdog : Infinity;
+    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    Deno.unrefTimer(this.#ticker);
+    return bound;
+  }
+
+  #bind(port: number): Promise<{ address: string; port: number }> {
     const server = net.createServer(
       { pauseOnConnect: true, allowHalfOpen: true },
       (socket) => this.#accept(socket),
     );
-    this.#server = server;
     return new Promise((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ host: this.#options.address, port: this.#options.port }, () => {
+      server.listen({ host: this.#options.address, port }, () => {
         server.off("error", reject);
+        // A listener that fails later is noticed by the watchdog, not here.
+        server.on("error", ignore);
+        this.#server = server;
         const a = server.address() as net.AddressInfo;
         resolve({ address: a.address, port: a.port });
       });
@@ -799,26 +942,50 @@ export class SmtpServer {
   }
 
   #accept(socket: net.Socket): void {
+    // An error on a socket nobody listens to yet must not bring the process down.
+    socket.on("error", ignore);
+    this.#accepted++;
+    if (this.#probe?.claims(socket)) return;
+    this.#admit(socket);
+  }
+
+  /** Counts a socket until it closes, and gives its descriptor back to the budget then. */
+  #track(socket: net.Socket, counted: boolean): void {
+    this.#sockets.add(socket);
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      if (counted) this.#budget?.release();
+    });
+  }
+
+  #admit(socket: net.Socket): void {
     const ip = normalizeAddress(socket.remoteAddress ?? "");
+    const key = this.#keyOf(ip);
     const maxTotal = this.#options.maxConnections ?? 1000;
     const maxPerIp = this.#options.maxConnectionsPerIp ?? 50;
-    const perIp = this.#perIp.get(ip) ?? 0;
-    let refusal: string | null = null;
-    if (this.#stopping) refusal = "421 4.3.2 Service shutting down, try again later\r\n";
-    else if (this.#connections.size >= maxTotal || perIp >= maxPerIp) {
-      refusal = "421 4.7.0 Too many connections, try again later\r\n";
+    const perIp = this.#perIp.get(key) ?? 0;
+    if (this.#stopping) {
+      this.#track(socket, false);
+      this.#refuse(socket, ip, "421 4.3.2 Service shutting down, try again later");
+      return;
     }
-    if (refusal !== null) {
-      this.#options.onEvent?.({ type: "refused", remoteAddress: ip, reason: refusal.trim() });
-      socket.on("error", () => {});
-      const out = this.#secure(socket);
-      out.on("error", () => {});
-      // Write the refusal, then close at once (RFC 5321 §3.1: 421 and close).
-      // Under implicit TLS it goes through the handshake, or not at all.
-      out.write(refusal, () => out.destroy());
-      const cut = setTimeout(() => out.destroy(), this.commandTimeout);
-      out.once("close", () => clearTimeout(cut));
-      out.resume();
+    const budget = this.#budget;
+    if (budget !== null && !budget.tryAcquire()) {
+      // Out of room: refuse, but keep the descriptor no longer than a refusal takes.
+      const counted = budget.take();
+      if (counted) this.#track(socket, true);
+      this.#overloaded(budget.isShort ? "short of file descriptors" : "file descriptor budget");
+      this.#refuse(socket, null, counted ? TOO_MANY : null);
+      return;
+    }
+    this.#track(socket, budget !== null);
+    if (this.#connections.size >= maxTotal) {
+      this.#overloaded("max_connections");
+      this.#refuse(socket, null, TOO_MANY);
+      return;
+    }
+    if (perIp >= maxPerIp) {
+      this.#refuse(socket, this.#shouldReport(key) ? ip : null, TOO_MANY);
       return;
     }
     socket.setNoDelay(true);
@@ -836,7 +1003,7 @@ export class SmtpServer {
     };
     const connection = new Connection(this.#secure(socket), this, session, ends);
     this.#connections.add(connection);
-    this.#perIp.set(ip, perIp + 1);
+    this.#perIp.set(key, perIp + 1);
     this.#options.onEvent?.({ type: "connect", connection });
     const delay = this.#options.greetingDelay;
     connection.start(typeof delay === "function" ? delay(ip) : delay ?? 0);
@@ -844,28 +1011,263 @@ export class SmtpServer {
   }
 
   /**
+   * Refuses a connection without starting a session (RFC 5321 §3.1: a 421
+   * and close). Under implicit TLS it is closed without a word: a reply would
+   * have to wait for a handshake, and the client may never make one. A plain
+   * refusal that the client does not take at once is cut shortly after.
+   *
+   * @param reportAs The client's address to report the refusal for, or `null` not to.
+   * @param reply The reply line without CRLF, or `null` to close without one.
+   */
+  #refuse(socket: net.Socket, reportAs: string | null, reply: string | null): void {
+    if (reportAs !== null && reply !== null) {
+      this.#options.onEvent?.({ type: "refused", remoteAddress: reportAs, reason: reply });
+    }
+    if (reply === null || this.#options.implicitTls) {
+      socket.destroy();
+      return;
+    }
+    const cut = setTimeout(() => socket.destroy(), REFUSAL_WRITE_MS);
+    socket.once("close", () => clearTimeout(cut));
+    socket.write(`${reply}\r\n`, () => socket.destroy());
+    socket.resume();
+  }
+
+  /** Per-address refusals: report the first from an address, then at most one per interval. */
+  #shouldReport(key: string): boolean {
+    const now = Date.now();
+    const last = this.#refusalReported.get(key);
+    if (last !== undefined && now - last < REFUSAL_REPORT_MS) return false;
+    if (this.#refusalReported.size >= 10_000) this.#refusalReported.clear();
+    this.#refusalReported.set(key, now);
+    return true;
+  }
+
+  /** Counts a refusal for want of room; the first of a burst is reported. */
+  #overloaded(reason: string): void {
+    const now = Date.now();
+    if (this.#burst === null) {
+      this.#burst = { reason, refused: 1, lastAt: now };
+      this.#options.onEvent?.({
+        type: "overload",
+        state: "began",
+        reason,
+        open: this.#budget?.open ?? this.#sockets.size,
+        refused: 1,
+      });
+      return;
+    }
+    this.#burst.refused++;
+    this.#burst.lastAt = now;
+  }
+
+  /** The watchdog: checks the descriptors, ends a burst, probes the listener when due. */
+  #tick(): void {
+    if (this.#stopping) return;
+    this.#budget?.check();
+    const now = Date.now();
+    const burst = this.#burst;
+    if (burst !== null && now - burst.lastAt >= BURST_QUIET_MS) {
+      this.#burst = null;
+      this.#options.onEvent?.({
+        type: "overload",
+        state: "ended",
+        reason: burst.reason,
+        open: this.#budget?.open ?? this.#sockets.size,
+        refused: burst.refused,
+      });
+      // A burst is when a listener is most likely to have hit EMFILE: look now.
+      if (Number.isFinite(this.#nextProbeAt)) this.#nextProbeAt = now;
+    }
+    for (const [key, at] of this.#refusalReported) {
+      if (now - at >= REFUSAL_REPORT_MS) this.#refusalReported.delete(key);
+    }
+    if (this.#server === null) {
+      void this.#relisten(null); // a relisten that failed: try again
+      return;
+    }
+    if (this.#probe === null && now >= this.#nextProbeAt && this.#hasRoomToProbe()) {
+      this.#nextProbeAt = now + (this.#options.watchdogInterval ?? 10_000);
+      this.#startProbe();
+    }
+  }
+
+  /**
+   * Whether a probe can be made without running the process out of
+   * descriptors (Deno itself may fail badly at EMFILE): it waits until the
+   * sockets are reaped.
+   */
+  #hasRoomToProbe(): boolean {
+    if (this.#budget?.isShort === true) return false;
+    if (this.#openFileLimit === null) return true;
+    const open = countOpenFiles();
+    return open === null || open + PROBE_ROOM <= this.#openFileLimit;
+  }
+
+  /**
+   * Connects to the listener: if the connection is made but nothing at all
+   * is accepted meanwhile, the listener has stopped accepting.
+   */
+  #startProbe(): void {
+    const acceptedBefore = this.#accepted;
+    const probe = new Probe(probeHost(this.#options.address), this.#port, (outcome) => {
+      this.#probe = null;
+      for (const socket of probe.parked) this.#admit(socket);
+      const accepted = this.#accepted > acceptedBefore;
+      if (this.#stopping || accepted || outcome === "failed") return;
+      void this.#relisten(this.#server);
+    });
+    this.#probe = probe;
+  }
+
+  /** Closes a listener that stopped accepting and listens again on the same port. */
+  async #relisten(dead: net.Server | null): Promise<void> {
+    if (this.#stopping) return;
+    this.#server = null;
+    dead?.close(); // its sessions go on; only the listening socket is replaced
+    let error: string | null = null;
+    try {
+      await this.#bind(this.#port);
+    } catch (e: unknown) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    if (this.#stopping) {
+      (this.#server as net.Server | null)?.close();
+      return;
+    }
+    if (dead !== null || error === null) {
+      this.#options.onEvent?.({
+        type: "relisten",
+        address: this.#options.address,
+        port: this.#port,
+        error,
+      });
+    }
+  }
+
+  /**
    * Stops: no new connections; idle sessions get `421 4.3.2` at once, busy
-   * ones at their next command; after `graceMs` the rest are cut.
+   * ones at their next command; after `graceMs` the rest get a 421 and, a
+   * moment later, every socket still open is cut, whatever it waits on (a
+   * handshake, a client that reads nothing, a half-closed peer).
    *
    * @param graceMs How long transactions in flight may take to finish.
    */
   async close(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#ticker);
+    this.#probe?.cancel();
     const server = this.#server;
+    this.#server = null;
+    // Its callback waits for every accepted socket: wait for it only once they are cut.
     const closed = server
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
     for (const c of this.#connections) c.stop();
-    const all = Promise.all([...this.#connections].map((c) => c.done));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((
-      resolve,
-    ) => (timer = setTimeout(() => resolve("timeout"), graceMs)));
-    if (await Promise.race([all, timeout]) === "timeout") {
+    const all = () => Promise.all([...this.#connections].map((c) => c.done)).then(() => true);
+    if (!(await within(all(), graceMs))) {
       for (const c of this.#connections) c.abort(REPLIES.shuttingDown);
-      await all;
+      await within(all(), CUT_MS);
     }
+    for (const c of this.#connections) c.kill("cut at shutdown");
+    for (const socket of this.#sockets) socket.destroy();
+    await within(all(), CUT_MS);
+    await within(closed.then(() => true), CUT_MS);
+  }
+}
+
+const TOO_MANY = "421 4.7.0 Too many connections, try again later";
+
+/** Resolves `true` when `promise` settles within `ms`, else `false`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
     clearTimeout(timer);
-    await closed;
+  }
+}
+
+/** Where the watchdog connects to reach a listener bound to `address`. */
+function probeHost(address: string): string {
+  if (address === "0.0.0.0" || address === "") return "127.0.0.1";
+  if (address === "::") return "::1";
+  return address;
+}
+
+/**
+ * One connection the watchdog makes to its own listener. The listener must
+ * not take it for a client: an accepted socket from the probe's address is
+ * held back until the probe knows its own port, then dropped if it is the
+ * probe and admitted otherwise.
+ */
+class Probe {
+  readonly parked: net.Socket[] = [];
+  #host: string;
+  #socket: net.Socket | null = null;
+  #port: number | null = null;
+  #timer: ReturnType<typeof setTimeout>;
+  #done: (outcome: "connected" | "pending" | "failed") => void;
+  #connected = false;
+  #over = false;
+
+  constructor(
+    host: string,
+    port: number,
+    done: (outcome: "connected" | "pending" | "failed") => void,
+  ) {
+    this.#host = normalizeAddress(host);
+    this.#done = done;
+    this.#timer = setTimeout(() => this.#end(this.#connected ? "connected" : "pending"), PROBE_MS);
+    try {
+      const socket = net.connect({ host, port });
+      this.#socket = socket;
+      socket.on("error", () => this.#end("failed"));
+      socket.on("connect", () => {
+        this.#connected = true;
+        this.#port = socket.localPort ?? null;
+        const parked = this.parked.splice(0);
+        for (const s of parked) {
+          if (!this.#isProbe(s)) this.parked.push(s);
+        }
+      });
+    } catch {
+      // Out of descriptors, most likely: no verdict this time.
+      queueMicrotask(() => this.#end("failed"));
+    }
+  }
+
+  #isProbe(socket: net.Socket): boolean {
+    if (socket.remotePort !== this.#port) return false;
+    socket.destroy();
+    queueMicrotask(() => this.#end("connected"));
+    return true;
+  }
+
+  /** Whether an accepted socket is (or may be) the probe; if so the probe keeps it. */
+  claims(socket: net.Socket): boolean {
+    if (this.#over || normalizeAddress(socket.remoteAddress ?? "") !== this.#host) return false;
+    if (this.#port === null) {
+      this.parked.push(socket);
+      return true;
+    }
+    return this.#isProbe(socket);
+  }
+
+  /** Ends the probe with no verdict (the server is stopping). */
+  cancel(): void {
+    this.#over = true;
+    clearTimeout(this.#timer);
+    this.#socket?.destroy();
+    for (const s of this.parked.splice(0)) s.destroy();
+  }
+
+  #end(outcome: "connected" | "pending" | "failed"): void {
+    if (this.#over) return;
+    this.#over = true;
+    clearTimeout(this.#timer);
+    this.#socket?.destroy();
+    this.#done(outcome);
   }
 }
