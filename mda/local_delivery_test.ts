@@ -1,7 +1,7 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
 import type { QueuedMessage, RecipientState } from "../queue/types.ts";
-import { LocalDelivery } from "./local_delivery.ts";
+import { classifyLocalFailure, LocalDelivery } from "./local_delivery.ts";
 import { maildirPath, maildirUniqueName } from "./maildir.ts";
 
 const encoder = new TextEncoder();
@@ -191,7 +191,7 @@ Deno.test("LocalDelivery looks in cur/ on a retry (attempts > 0) too", async () 
   });
 });
 
-Deno.test("LocalDelivery defers with 4.2.0 when the mailbox's parent is a file, and carries on", async () => {
+Deno.test("LocalDelivery bounces with 5.2.0 when the mailbox's parent is a file, and carries on", async () => {
   await withMailRoot(async (mailRoot, delivery, logger) => {
     // Works as root too: no permission bit is involved, mkdir fails with ENOTDIR.
     await Deno.writeTextFile(`${mailRoot}/broken.test`, "a file where a directory should be");
@@ -205,18 +205,21 @@ Deno.test("LocalDelivery defers with 4.2.0 when the mailbox's parent is a file, 
       openContent,
     );
     equal(outcomes.length, 2);
+    // A structure no retry can cure: bounced at once, the mailbox named, no path.
     deepStrictEqual(outcomes[0], {
       index: 0,
-      status: "deferred",
+      status: "bounced",
       reply: {
         code: 0,
-        enhancedStatus: "4.2.0",
-        text: `cannot write to ${mailRoot}/broken.test/carol/: Not a directory`,
+        enhancedStatus: "5.2.0",
+        text: "cannot write to mailbox <carol@broken.test>: Not a directory",
       },
     });
     equal(outcomes[1]?.status, "sent");
-    equal(logger.records[0]?.event, "delivery.deferred");
-    equal(logger.records[0]?.fields.status, "4.2.0");
+    equal(logger.records[0]?.event, "delivery.bounced");
+    equal(logger.records[0]?.fields.status, "5.2.0");
+    // The path is in the server log.
+    equal(logger.records[0]?.fields.next_hop, `maildir:${mailRoot}/broken.test/carol/`);
   });
 });
 
@@ -250,7 +253,7 @@ Deno.test("LocalDelivery defers with 4.2.0 when the Maildir cannot be written", 
       equal(outcomes[0]?.reply.enhancedStatus, "4.2.0");
       match(
         outcomes[0]?.reply.text ?? "",
-        /^cannot write to .*\/example\.test\/alice\/: (Permission denied|Operation not permitted)$/,
+        /^cannot write to mailbox <alice@example\.test>: (Permission denied|Operation not permitted)$/,
       );
     } finally {
       await undo();
@@ -364,5 +367,180 @@ Deno.test("LocalDelivery defers with 4.3.0 when the content cannot even be opene
       outcomes[0]?.reply.text,
       "cannot read the queued content: Message 4F2A9C is not in the store",
     );
+  });
+});
+
+Deno.test("LocalDelivery bounces a mailbox name too long for the file system at once, naming no path", async () => {
+  await withMailRoot(async (mailRoot, delivery, logger) => {
+    // 200 slashes escape to 600 octets: ENAMETOOLONG on every attempt.
+    const mailbox = `${"/".repeat(200)}@localhost`;
+    const msg = message([recipient(mailbox, mailbox)], "victim@evil.test");
+    const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+    equal(outcomes[0]?.status, "bounced");
+    equal(outcomes[0]?.reply.enhancedStatus, "5.1.3");
+    ok(!(outcomes[0]?.reply.text ?? "").includes(mailRoot), outcomes[0]?.reply.text);
+    equal(logger.records[0]?.event, "delivery.bounced");
+    deepStrictEqual([...Deno.readDirSync(mailRoot)], []);
+  });
+});
+
+const failures: [string, string, string][] = [
+  ["ENAMETOOLONG", "bounced", "5.1.3"],
+  ["ENOTDIR", "bounced", "5.2.0"],
+  ["EISDIR", "bounced", "5.2.0"],
+  ["ELOOP", "bounced", "5.2.0"],
+  ["ENOSPC", "deferred", "4.3.1"],
+  ["EDQUOT", "deferred", "4.2.2"],
+  ["EACCES", "deferred", "4.2.0"],
+  ["EPERM", "deferred", "4.2.0"],
+  ["EIO", "deferred", "4.3.0"],
+  ["EMFILE", "deferred", "4.3.0"],
+  ["", "deferred", "4.3.0"],
+];
+for (const [code, status, enhancedStatus] of failures) {
+  Deno.test(`classifyLocalFailure(): ${code || "no code"} is ${status} ${enhancedStatus}, without the path`, () => {
+    const error = Object.assign(
+      new Error("Some reason (os error 99): open '/srv/tern/mail/example.test/alice/tmp/x'"),
+      code === "" ? {} : { code },
+    );
+    deepStrictEqual(classifyLocalFailure(error), { status, enhancedStatus, reason: "Some reason" });
+  });
+}
+
+/** A directory outside the mail root, removed after `fn`. */
+async function withOutside(fn: (outside: string) => Promise<void>): Promise<void> {
+  const outside = await Deno.makeTempDir({ prefix: "tern_outside_" });
+  try {
+    await fn(outside);
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+  }
+}
+
+function entries(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+Deno.test("LocalDelivery does not write through a mailbox that is a link out of the mail root", async () => {
+  await withMailRoot(async (mailRoot, delivery, logger) => {
+    await withOutside(async (outside) => {
+      await Deno.mkdir(`${mailRoot}/example.test`);
+      await Deno.symlink(outside, `${mailRoot}/example.test/alice`);
+      const msg = message([recipient("alice@example.test", "alice@example.test")]);
+      const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+      equal(outcomes[0]?.status, "bounced");
+      equal(outcomes[0]?.reply.enhancedStatus, "5.2.0");
+      ok(!(outcomes[0]?.reply.text ?? "").includes(outside));
+      match(outcomes[0]?.reply.text ?? "", /<alice@example\.test>/);
+      deepStrictEqual(entries(outside), []);
+      // Where the link leads is in the server log, at warn level.
+      equal(logger.records[0]?.level, "warn");
+      equal(logger.records[0]?.fields.target, await Deno.realPath(outside));
+    });
+  });
+});
+
+Deno.test("LocalDelivery does not write through a domain directory that is a link out of the mail root", async () => {
+  await withMailRoot(async (mailRoot, delivery) => {
+    await withOutside(async (outside) => {
+      await Deno.symlink(outside, `${mailRoot}/example.test`);
+      const msg = message([recipient("alice@example.test", "alice@example.test")]);
+      const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+      equal(outcomes[0]?.status, "bounced");
+      equal(outcomes[0]?.reply.enhancedStatus, "5.2.0");
+      deepStrictEqual(entries(outside), []);
+    });
+  });
+});
+
+Deno.test("LocalDelivery does not write through a new/ that is a link out of the mail root", async () => {
+  await withMailRoot(async (mailRoot, delivery) => {
+    await withOutside(async (outside) => {
+      const dir = maildirPath(mailRoot, "alice@example.test");
+      await Deno.mkdir(`${dir}tmp`, { recursive: true });
+      await Deno.mkdir(`${dir}cur`);
+      await Deno.symlink(outside, `${dir}new`);
+      const msg = message([recipient("alice@example.test", "alice@example.test")]);
+      const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+      equal(outcomes[0]?.status, "bounced");
+      deepStrictEqual(entries(outside), []);
+      deepStrictEqual(entries(`${dir}tmp`), []);
+    });
+  });
+});
+
+Deno.test("LocalDelivery follows a link that stays inside the mail root", async () => {
+  await withMailRoot(async (mailRoot, delivery) => {
+    await Deno.mkdir(`${mailRoot}/example.test/alice`, { recursive: true });
+    await Deno.symlink("alice", `${mailRoot}/example.test/alicia`);
+    const msg = message([recipient("alicia@example.test", "alicia@example.test")]);
+    const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+    equal(outcomes[0]?.status, "sent");
+    equal(entries(`${mailRoot}/example.test/alice/new`).length, 1);
+  });
+});
+
+Deno.test("LocalDelivery defers a mailbox that is a link to nothing, and writes nowhere", async () => {
+  await withMailRoot(async (mailRoot, delivery) => {
+    await withOutside(async (outside) => {
+      await Deno.mkdir(`${mailRoot}/example.test`);
+      await Deno.symlink(`${outside}/later`, `${mailRoot}/example.test/alice`);
+      const msg = message([recipient("alice@example.test", "alice@example.test")]);
+      const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+      equal(outcomes[0]?.status, "deferred");
+      equal(outcomes[0]?.reply.enhancedStatus, "4.2.0");
+      deepStrictEqual(entries(outside), []);
+    });
+  });
+});
+
+Deno.test("LocalDelivery checks a mailbox directory again once its check is a minute old", async () => {
+  const mailRoot = await Deno.makeTempDir({ prefix: "tern_local_delivery_test_" });
+  let now = ARRIVAL;
+  const delivery = new LocalDelivery({
+    mailRoot,
+    hostname: "mx.example.test",
+    logger: new MemoryLogger(),
+    now: () => now,
+  });
+  try {
+    await withOutside(async (outside) => {
+      const first = message([recipient("alice@example.test", "alice@example.test")]);
+      equal(
+        (await delivery.deliver({ message: first, recovered: false }, [0], openContent))[0]
+          ?.status,
+        "sent",
+      );
+      // The mailbox is swapped for a link out of the mail root.
+      await Deno.rename(`${mailRoot}/example.test/alice`, `${mailRoot}/example.test/old`);
+      await Deno.symlink(outside, `${mailRoot}/example.test/alice`);
+      now += 61_000;
+      const second = { ...first, queueId: "4F2A9D" };
+      equal(
+        (await delivery.deliver({ message: second, recovered: false }, [0], openContent))[0]
+          ?.status,
+        "bounced",
+      );
+      deepStrictEqual(entries(outside), []);
+    });
+  } finally {
+    await Deno.remove(mailRoot, { recursive: true });
+  }
+});
+
+Deno.test("LocalDelivery defers with 4.3.5 when the mail root itself cannot be reached", async () => {
+  await withMailRoot(async (mailRoot) => {
+    // The mail root's parent is a file: every mailbox is concerned, the operator fixes it.
+    await Deno.writeTextFile(`${mailRoot}/blocked`, "not a directory");
+    const delivery = new LocalDelivery({
+      mailRoot: `${mailRoot}/blocked/mail`,
+      hostname: "mx.example.test",
+      logger: new MemoryLogger(),
+    });
+    const msg = message([recipient("alice@example.test", "alice@example.test")]);
+    const outcomes = await delivery.deliver({ message: msg, recovered: false }, [0], openContent);
+    equal(outcomes[0]?.status, "deferred");
+    equal(outcomes[0]?.reply.enhancedStatus, "4.3.5");
+    ok(!(outcomes[0]?.reply.text ?? "").includes(mailRoot), outcomes[0]?.reply.text);
   });
 });

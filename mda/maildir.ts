@@ -45,6 +45,43 @@ export type MaildirContent =
 const WRITE_BUFFER_SIZE = 64 * 1024;
 
 /**
+ * The longest name of one directory entry, in octets (NAME_MAX on Linux and
+ * the BSDs): a longer name fails with ENAMETOOLONG on every attempt.
+ */
+export const MAX_NAME_OCTETS = 255;
+
+/**
+ * The longest Maildir directory {@linkcode maildirPath} returns, in octets:
+ * PATH_MAX (4096, with its terminating NUL) less room for `tmp/`, `new/` or
+ * `cur/` and a file name of {@linkcode MAX_NAME_OCTETS}, so every file the
+ * delivery and a mail reader make inside it has a path the kernel takes.
+ */
+export const MAX_MAILDIR_OCTETS = 4095 - "cur/".length - MAX_NAME_OCTETS;
+
+/**
+ * The longest unique name {@linkcode maildirUniqueName} makes, in octets:
+ * a reader appends an info suffix (`:2,FRS`, and Maildir++ readers
+ * `,S=<size>,W=<size>`), and the whole must stay within NAME_MAX.
+ */
+const MAX_UNIQUE_NAME_OCTETS = 200;
+
+/** The length of a string in UTF-8 octets, which is what the kernel counts. */
+function octets(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/**
+ * Whether a string is over `limit` UTF-8 octets. A UTF-16 code unit is one to
+ * three octets, so most names are settled without encoding them: this runs
+ * for every delivery and every RCPT.
+ */
+function isOver(text: string, limit: number): boolean {
+  if (text.length > limit) return true;
+  if (text.length * 3 <= limit) return false;
+  return octets(text) > limit;
+}
+
+/**
  * Percent-escapes what cannot stand in one path segment: `/` (a separator),
  * NUL (ends a path in the kernel), `%` itself (so the escape is reversible and
  * two addresses never share a directory), a leading `.` (no `.`, `..` or
@@ -67,7 +104,7 @@ function escapeSegment(text: string): string {
 
 /**
  * The directory of a mailbox's Maildir: `<mailRoot>/<domain>/<local-part>/`
- * (CONTRACT.md, `mail_root`).
+ * (the `mail_root` setting).
  *
  * The domain is put in lower case (domains are case-insensitive, RFC 5321
  * §2.4); the local part keeps its spelling (RFC 5321 §2.4: it is
@@ -76,10 +113,17 @@ function escapeSegment(text: string): string {
  * other control characters, `%`, and a leading `.` are percent-escaped, so an
  * address such as `../../etc@example.test` stays inside `mailRoot`.
  *
+ * A mailbox whose directory could never be made is refused here, so that the
+ * SMTP server can refuse it at RCPT (`550 5.1.3`) instead of accepting mail
+ * that fails on every attempt: an escaped domain or local part over
+ * {@linkcode MAX_NAME_OCTETS}, or a directory over
+ * {@linkcode MAX_MAILDIR_OCTETS}. The error names the mailbox, not the path.
+ *
  * @param mailRoot The mail root, an absolute directory.
  * @param mailbox The canonical mailbox, `local@domain`.
  * @returns The Maildir directory, ending in `/`.
- * @throws {TypeError} When the mailbox has no `@`, or an empty local part or domain.
+ * @throws {TypeError} When the mailbox has no `@`, an empty local part or
+ *   domain, or a name too long for the file system.
  *
  * @example Where alice's mail goes
  * ```ts
@@ -104,7 +148,49 @@ export function maildirPath(mailRoot: string, mailbox: string): string {
   let root = mailRoot;
   while (root.length > 1 && root.endsWith("/")) root = root.slice(0, -1);
   const base = root === "/" ? "" : root;
-  return `${base}/${escapeSegment(domain)}/${escapeSegment(localPart)}/`;
+  const domainName = escapeSegment(domain);
+  const localName = escapeSegment(localPart);
+  const isLocalOver = isOver(localName, MAX_NAME_OCTETS);
+  if (isLocalOver || isOver(domainName, MAX_NAME_OCTETS)) {
+    throw new TypeError(
+      `Cannot map mailbox "${mailbox}" to a Maildir: its ${
+        isLocalOver ? "local part" : "domain"
+      } is too long for a directory name (at most ${MAX_NAME_OCTETS} octets once escaped)`,
+    );
+  }
+  const dir = `${base}/${domainName}/${localName}/`;
+  if (isOver(dir, MAX_MAILDIR_OCTETS)) {
+    throw new TypeError(
+      `Cannot map mailbox "${mailbox}" to a Maildir: the path would be too long for the file system`,
+    );
+  }
+  return dir;
+}
+
+/**
+ * Whether a mailbox can have a Maildir under `mailRoot` at all
+ * ({@linkcode maildirPath} would not throw): asked at RCPT, so that a
+ * recipient that could never be delivered is refused there, not bounced to a
+ * sender who may be forged.
+ *
+ * @param mailRoot The mail root.
+ * @param mailbox The canonical mailbox, `local@domain`.
+ * @returns Whether its Maildir path can exist.
+ *
+ * @example A local part of 200 slashes escapes to 600 octets
+ * ```ts
+ * import { isMaildirName } from "./maildir.ts";
+ * console.log(isMaildirName("/var/mail", "alice@example.test")); // true
+ * console.log(isMaildirName("/var/mail", `${"/".repeat(200)}@example.test`)); // false
+ * ```
+ */
+export function isMaildirName(mailRoot: string, mailbox: string): boolean {
+  try {
+    maildirPath(mailRoot, mailbox);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -132,7 +218,9 @@ function escapeOctal(text: string, chars: string): string {
  *   ever) and, unlike the spec's pid and random number, the same on every
  *   attempt: that is what lets a retry see an earlier delivery;
  * - the host name has `/` written as `\057` and `:` as `\072`, as the spec
- *   says, so the name holds no path separator and no info separator.
+ *   says, so the name holds no path separator and no info separator; it is
+ *   cut so that the whole name stays within 200 octets (NAME_MAX is 255, and
+ *   a reader appends an info suffix), however long the host name.
  *
  * @param arrivalMs When the message was accepted, epoch milliseconds.
  * @param queueId The message's queue id.
@@ -157,8 +245,28 @@ export function maildirUniqueName(
   const seconds = Math.floor(micros / 1_000_000);
   const fraction = micros % 1_000_000;
   const id = escapeOctal(queueId, "\\/:.");
+  const head = `${seconds}.M${fraction}Q${id}R${recipientIndex}.`;
   const host = escapeOctal(hostname, "/:");
-  return `${seconds}.M${fraction}Q${id}R${recipientIndex}.${host}`;
+  // The common case, settled without encoding: the whole name fits.
+  if (!isOver(head + host, MAX_UNIQUE_NAME_OCTETS)) return head + host;
+  return head + cutToOctets(host, MAX_UNIQUE_NAME_OCTETS - octets(head));
+}
+
+/**
+ * The longest prefix of `text` within `limit` UTF-8 octets, cut between code
+ * points so that no character is split.
+ */
+function cutToOctets(text: string, limit: number): string {
+  if (!isOver(text, limit)) return text;
+  let out = "";
+  let used = 0;
+  for (const ch of text) {
+    const size = octets(ch);
+    if (used + size > limit) break;
+    out += ch;
+    used += size;
+  }
+  return out;
 }
 
 /** Options of {@linkcode deliverToMaildir}. */

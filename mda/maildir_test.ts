@@ -1,6 +1,13 @@
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { normalize } from "node:path";
-import { deliverToMaildir, maildirPath, maildirUniqueName } from "./maildir.ts";
+import {
+  deliverToMaildir,
+  isMaildirName,
+  maildirPath,
+  maildirUniqueName,
+  MAX_MAILDIR_OCTETS,
+  MAX_NAME_OCTETS,
+} from "./maildir.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -90,8 +97,60 @@ Deno.test("maildirPath() refuses a mailbox with no @, no local part or no domain
   throws(() => maildirPath("/mail", "alice@"), TypeError);
 });
 
+Deno.test("maildirPath() takes an escaped local part of 255 octets and refuses 256", () => {
+  // 85 slashes escape to 255 octets ("%2F" each).
+  const fits = `${"/".repeat(85)}@example.test`;
+  equal(maildirPath("/mail", fits), `/mail/example.test/${"%2F".repeat(85)}/`);
+  ok(isMaildirName("/mail", fits));
+  const over = `${"/".repeat(85)}a@example.test`;
+  throws(() => maildirPath("/mail", over), TypeError);
+  equal(isMaildirName("/mail", over), false);
+  // Octets, not characters: 128 two-octet letters are 256 octets.
+  equal(isMaildirName("/mail", `${"é".repeat(127)}@example.test`), true);
+  equal(isMaildirName("/mail", `${"é".repeat(128)}@example.test`), false);
+});
+
+Deno.test("maildirPath() refuses a 200-slash local part, naming the mailbox but not the root", () => {
+  const mailbox = `${"/".repeat(200)}@localhost`;
+  throws(() => maildirPath("/srv/secret/mail", mailbox), (error: unknown) => {
+    ok(error instanceof TypeError);
+    ok(!error.message.includes("/srv/secret"), error.message);
+    ok(error.message.includes("local part is too long"), error.message);
+    return true;
+  });
+});
+
+Deno.test("maildirPath() refuses a domain over 255 octets once escaped", () => {
+  equal(isMaildirName("/mail", `alice@${"%".repeat(86)}`), false);
+});
+
+Deno.test("maildirPath() refuses a Maildir path over what PATH_MAX leaves room for", () => {
+  const local = "a".repeat(200);
+  const rootFor = (total: number) => {
+    // "<root>/example.test/<local>/" is `total` octets.
+    const rest = `/example.test/${local}/`.length;
+    return "/" + "r".repeat(total - rest - 1);
+  };
+  equal(
+    maildirPath(rootFor(MAX_MAILDIR_OCTETS), `${local}@example.test`).length,
+    MAX_MAILDIR_OCTETS,
+  );
+  equal(isMaildirName(rootFor(MAX_MAILDIR_OCTETS + 1), `${local}@example.test`), false);
+  ok(MAX_MAILDIR_OCTETS + "cur/".length + MAX_NAME_OCTETS < 4096);
+});
+
 // ---------------------------------------------------------------------------
 // maildirUniqueName
+
+Deno.test("maildirUniqueName() stays within 200 octets however long the host name", () => {
+  const host = `${"h".repeat(63)}.${"é".repeat(60)}.${"x".repeat(63)}.${"y".repeat(63)}`;
+  const name = maildirUniqueName(1700000000123, "4F2A9CQ0000000", 99999, host);
+  ok(encoder.encode(name).length <= 200, String(encoder.encode(name).length));
+  ok(name.startsWith("1700000000.M123000Q4F2A9CQ0000000R99999.hhh"), name);
+  equal(maildirUniqueName(1700000000123, "4F2A9CQ0000000", 99999, host), name);
+  // The cut falls between characters: the name is valid UTF-8.
+  equal(decoder.decode(encoder.encode(name)), name);
+});
 
 Deno.test("maildirUniqueName() has the three dot-separated parts of the Maildir spec", () => {
   const name = maildirUniqueName(1700000000123, "4F2A9C", 3, "mx.example.test");

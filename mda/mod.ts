@@ -39,11 +39,14 @@
 
 export {
   deliverToMaildir,
+  isMaildirName,
   type MaildirContent,
   type MaildirDeliveryOptions,
   type MaildirDeliveryResult,
   maildirPath,
   maildirUniqueName,
+  MAX_MAILDIR_OCTETS,
+  MAX_NAME_OCTETS,
 } from "./maildir.ts";
 export {
   type RecipientDirectory,
@@ -51,7 +54,13 @@ export {
   resolveRecipient,
   validateAliases,
 } from "./recipient.ts";
-export { type DeliveryClaim, LocalDelivery, type LocalDeliveryOptions } from "./local_delivery.ts";
+export {
+  classifyLocalFailure,
+  type DeliveryClaim,
+  LocalDelivery,
+  type LocalDeliveryOptions,
+  type LocalFailure,
+} from "./local_delivery.ts";
 // The shared types in this folder's signatures, so `deno doc --lint mda/mod.ts`
 // sees them documented. They are the same bindings queue/, smtp/ and log/
 // export, so `export *` of several folders from the root mod.ts stays

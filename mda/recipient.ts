@@ -1,7 +1,7 @@
 /**
  * Recipient resolution: which forward-paths are ours, and where each one's
  * copies go. Asked once per `RCPT TO` (to answer `550 5.1.1` for an unknown
- * local user, CONTRACT.md) and again when the message is queued, to expand
+ * local user) and again when the message is queued, to expand
  * aliases into the queue's recipients.
  *
  * The rules, and where they come from:

@@ -13,7 +13,10 @@
  *   null sender `<>`, which is for bounces (RFC 5321 §4.5.5). Else
  *   `553 5.7.1`. `submission.sender_must_match: false` turns this off.
  * - A local recipient is taken from anyone (that is what an MX is for); an
- *   unknown one gets `550 5.1.1`.
+ *   unknown one gets `550 5.1.1`, and one whose mailbox could never be a
+ *   Maildir (a name too long for the file system) `550 5.1.3` (RFC 3463
+ *   X.1.3): refused now, while the client is there to be told, instead of
+ *   bounced later to a sender who may be forged (backscatter).
  * - A recipient in another domain is relayed only for an authenticated user
  *   or a client inside `relay.trusted_networks` (CIDR, IPv4 and IPv6, an
  *   IPv4-mapped IPv6 address counting as its IPv4 address). Everyone else
@@ -25,14 +28,18 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 import type { Config, ListenerMode } from "../config/schema.ts";
+import { isMaildirName } from "../mda/maildir.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
+import type { QueueRecipient } from "../queue/types.ts";
 import { REPLIES, type Reply, reply } from "../smtp/reply.ts";
 
-/** The parts of the configuration the policy reads (a whole `Config` fits). */
-export type PolicyConfig = Pick<
-  Config,
-  "localDomains" | "accounts" | "aliases" | "relay" | "submission"
->;
+/**
+ * The parts of the configuration the policy reads (a whole `Config` fits).
+ * Without `mailRoot`, mailbox names are checked as if the mail root were `/`.
+ */
+export type PolicyConfig =
+  & Pick<Config, "localDomains" | "accounts" | "aliases" | "relay" | "submission">
+  & Partial<Pick<Config, "mailRoot">>;
 
 /** Who asks: the listener, the client's address, and who it authenticated as. */
 export interface PolicyClient {
@@ -338,13 +345,23 @@ export function checkSender(request: SenderRequest, config: PolicyConfig): Reply
 }
 
 /**
+ * Whether every local mailbox an address leads to can be a Maildir: in the
+ * zero-config catch-all, any local part a client types becomes a directory
+ * name, and one too long for the file system could never be delivered.
+ */
+function hasMaildirNames(targets: readonly QueueRecipient[], mailRoot: string): boolean {
+  return targets.every((t) => t.mailbox === null || isMaildirName(mailRoot, t.mailbox));
+}
+
+/**
  * Judges a RCPT TO.
  *
  * @param request The client and the forward-path.
  * @param config The configuration.
  * @returns `250 2.1.5` (local, or relayed for those allowed), `550 5.1.1`
- *   (no such local user), `554 5.7.1` (relay denied), `530 5.7.0`
- *   (submission without AUTH), or `451 4.3.0` (an alias loop).
+ *   (no such local user), `550 5.1.3` (a local mailbox whose name cannot be
+ *   a Maildir), `554 5.7.1` (relay denied), `530 5.7.0` (submission without
+ *   AUTH), or `451 4.3.0` (an alias loop).
  *
  * @example Relaying only for trusted clients
  * ```ts
@@ -364,7 +381,10 @@ export function checkRecipient(request: RecipientRequest, config: PolicyConfig):
   const resolution = resolveRecipient(request.forwardPath, config);
   switch (resolution.kind) {
     case "local":
-      return resolution.targets.length > 0 ? REPLIES.recipientOk : REPLIES.noSuchUser;
+      if (resolution.targets.length === 0) return REPLIES.noSuchUser;
+      return hasMaildirNames(resolution.targets, config.mailRoot ?? "/")
+        ? REPLIES.recipientOk
+        : REPLIES.mailboxNameUnusable;
     case "unknown":
       return REPLIES.noSuchUser;
     case "loop":

@@ -75,6 +75,7 @@
  */
 
 import { dirname } from "node:path";
+import { createPrivateFile, makePrivate, PRIVATE_DIRECTORY_MODE } from "../fs/private.ts";
 import type { Envelope } from "../smtp/envelope.ts";
 import { concatBytes } from "../smtp/_bytes.ts";
 import { utf8Length } from "../smtp/_utf8.ts";
@@ -1131,6 +1132,9 @@ export class KvQueue {
 
   /**
    * Opens (or creates) the queue store at `path`, creating its directory.
+   * The store's files (`path`, its `-wal`, `-shm` and `-spool`) are made
+   * owner-only (0600, the spool 0700) whatever the umask; the directory is
+   * created 0700 but an existing one is left as it is (the caller owns it).
    *
    * @param path The KV file, e.g. `data/queue.sqlite3`. Always a path: without
    *   one Deno may open a throwaway store.
@@ -1149,7 +1153,13 @@ export class KvQueue {
    * ```
    */
   static async open(path: string, options: KvQueueOptions): Promise<KvQueue> {
-    await Deno.mkdir(dirname(path), { recursive: true });
+    await Deno.mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIRECTORY_MODE });
+    // The store holds whole messages (recent ones in its -wal file): owner
+    // only, whatever the umask. SQLite gives the -wal and -shm files it makes
+    // the mode of the database file; files an older version left readable are
+    // tightened before anything more is written to them.
+    await createPrivateFile(path);
+    await makePrivate([`${path}-wal`, `${path}-shm`, `${path}-journal`, `${path}-spool`]);
     const kv = await retryLocked(() => Deno.openKv(path));
     try {
       return new KvQueue(kv, path, options);

@@ -15,6 +15,7 @@
  */
 
 import { BufferedWriter } from "../fs/buffered_writer.ts";
+import { errorReason } from "../fs/error_text.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 /** Octets collected before one write(2). */
@@ -86,8 +87,10 @@ export class Spool {
         try {
           file = await Deno.open(path, { read: true });
         } catch (error: unknown) {
-          const why = error instanceof Error ? error.message : String(error);
-          throw new Error(`Cannot read message ${queueId}: its spool file is gone (${why})`);
+          // The reason without the path: this text can reach a DSN.
+          throw new Error(
+            `Cannot read message ${queueId}: its spool file is gone (${errorReason(error)})`,
+          );
         }
       },
       async pull(controller) {

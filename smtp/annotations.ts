@@ -539,6 +539,14 @@ export const ANNOTATIONS: AnnotationTable = {
       meaning: "A permanent failure for this recipient; the others are not affected.",
       reference: ref(3463, "3.2"),
     },
+    "550 5.1.3": {
+      title: "Bad destination mailbox address syntax",
+      rule: "this address cannot name a mailbox here",
+      meaning: "The local part could never be a mailbox on this server (too long for a " +
+        "directory name, say). Refused at RCPT, while the client is there to be told, " +
+        "rather than bounced later to a sender who may be forged.",
+      reference: ref(3463, "3.2"),
+    },
     "550 5.6.11": {
       title: "Bare CR or LF in the content",
       rule: "lines must end with CRLF: bare CR or LF refused (SMTP smuggling)",

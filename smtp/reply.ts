@@ -164,6 +164,11 @@ export interface Replies {
   readonly messageTooBig: Reply;
   /** 550 5.1.1: no such local mailbox (RFC 3463 X.1.1). */
   readonly noSuchUser: Reply;
+  /**
+   * 550 5.1.3: a local address that can never name a mailbox here, such as a
+   * local part too long for a directory name (RFC 3463 X.1.3).
+   */
+  readonly mailboxNameUnusable: Reply;
   /** 554 5.7.1: we do not relay for this client (RFC 3463 X.7.1). */
   readonly relayDenied: Reply;
   /** 554 5.5.1: DATA or BDAT with no accepted recipient (RFC 5321 §3.3). */
@@ -256,6 +261,11 @@ export const REPLIES: Replies = {
   ),
   messageTooBig: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"),
   noSuchUser: reply(550, "5.1.1", "No such user here"),
+  mailboxNameUnusable: reply(
+    550,
+    "5.1.3",
+    "Bad destination mailbox address: too long to be a mailbox name here",
+  ),
   relayDenied: reply(554, "5.7.1", "Relay access denied"),
   noValidRecipients: reply(554, "5.5.1", "No valid recipients"),
   needsSmtputf8: reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"),
