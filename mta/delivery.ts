@@ -15,6 +15,7 @@ import { formatDuration } from "../config/duration.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LocalDelivery } from "../mda/local_delivery.ts";
 import type { ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
+import type { DeliveryContext } from "../queue/delivery_loop.ts";
 import type { QueuedMessage, RecipientOutcome, RecipientState } from "../queue/types.ts";
 import type { DsnAction, DsnRecipient } from "../queue/dsn.ts";
 import { queueDsn } from "./bounce.ts";
@@ -27,12 +28,15 @@ export interface RemoteTransport {
    * @param claim The claimed message.
    * @param indices The recipients to deliver (all have `mailbox === null`).
    * @param content Opens the message content.
-   * @returns One outcome per index.
+   * @param signal Aborted when the delivery loop stops: give up waits for
+   *   a connection or a greeting, and leave those recipients out.
+   * @returns One outcome per index (fewer only once `signal` is aborted).
    */
   deliver(
     claim: ClaimedMessage,
     indices: readonly number[],
     content: () => ReadableStream<Uint8Array>,
+    signal?: AbortSignal,
   ): Promise<RecipientOutcome[]>;
 }
 
@@ -54,6 +58,10 @@ export interface DeliverOptions {
 
 /**
  * Makes the function the delivery loop calls for each claimed message.
+ * Local recipients are delivered first, in the loop's slot; the remote part
+ * then leaves the slot ({@linkcode DeliveryContext.leaveSlot}), so waiting
+ * on a slow or dead next hop never keeps local mail or other destinations
+ * from their turn.
  *
  * @param options The transports, the queue and the logger.
  * @returns The deliver function.
@@ -63,10 +71,11 @@ export function createDeliver(
 ): (
   claim: ClaimedMessage,
   content: () => ReadableStream<Uint8Array>,
+  context?: DeliveryContext,
 ) => Promise<RecipientOutcome[]> {
   const { config, logger } = options;
   const now = options.now ?? Date.now;
-  return async (claim, content) => {
+  return async (claim, content, context) => {
     const { message } = claim;
     const local: number[] = [];
     const remote: number[] = [];
@@ -79,7 +88,9 @@ export function createDeliver(
     if (local.length > 0) outcomes.push(...await options.local.deliver(claim, local, content));
     if (remote.length > 0) {
       if (options.remote) {
-        outcomes.push(...await options.remote.deliver(claim, remote, content));
+        // What follows waits on other hosts: out of the loop's slot.
+        context?.leaveSlot();
+        outcomes.push(...await options.remote.deliver(claim, remote, content, context?.signal));
       } else {
         for (const index of remote) {
           const o: RecipientOutcome = {

@@ -11,6 +11,11 @@
  * log line. Each recipient gets its own outcome: 2yz sent, 5yz bounced, 4yz
  * or no answer deferred. Connections are kept a few seconds for the next
  * message to the same host, within limits per destination and in total.
+ * A message waiting for room to a busy host waits out of the delivery
+ * loop's slots; a host that gave no answer is put on an unreachable list for
+ * a while (RFC 5321 §4.5.4.1), and one whose connections all wait for their
+ * greeting takes no more waiters, so one dead or tarpitting host cannot hold
+ * up local mail or other destinations.
  *
  * Loops bounce (RFC 5321 §6.3): a message that has been through more than 50
  * MTAs, or whose best MX is this host.
@@ -55,6 +60,19 @@ export interface RelayOptions {
   readonly maxConnectionsPerDestination?: number;
   /** How long an idle connection is kept for the next message, ms. @default {5000} */
   readonly idleMs?: number;
+  /**
+   * How long a host:port whose connection got no answer (refused, reset, no
+   * greeting in time) is left alone: deliveries to it meanwhile are deferred
+   * at once without connecting (RFC 5321 §4.5.4.1 suggests keeping such a
+   * list of unreachable hosts), ms. @default {60000}
+   */
+  readonly unreachableMs?: number;
+  /**
+   * When every connection to a host:port has waited this long for its
+   * greeting, further messages to it are deferred at once instead of
+   * waiting for one of those connections, ms. @default {30000}
+   */
+  readonly stallMs?: number;
   /** Client options (timeouts) for every connection. */
   readonly client?: Partial<SmtpClientOptions>;
   /** Whether an address and port are one of our own listeners (loop detection). @default {never} */
@@ -89,28 +107,90 @@ function endpointName(e: Endpoint): string {
   return `${e.host}[${e.address}]:${e.port}`;
 }
 
-/** Connections to reuse, and the limits on how many are open. */
+/**
+ * Why a destination was not tried: it is on the unreachable list, or its
+ * connections are all stuck waiting for a greeting. Becomes a deferral of
+ * the recipients (try the next MX first), never a wait in a delivery slot.
+ */
+class DestinationUnavailable extends Error {
+  /**
+   * @param message What the deferred recipients' reply says.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "DestinationUnavailable";
+  }
+}
+
+/** The waiting was given up because the delivery loop is stopping. */
+class WaitAbandoned extends Error {
+  constructor() {
+    super("Stopped waiting for a connection: shutting down");
+    this.name = "WaitAbandoned";
+  }
+}
+
+/** The most destinations kept on the unreachable list (a bound on its memory). */
+const MAX_UNREACHABLE = 10_000;
+
+/** Limits of a {@linkcode ConnectionPool}. */
+interface PoolLimits {
+  readonly maxTotal: number;
+  readonly maxPer: number;
+  readonly idleMs: number;
+  /** How long a destination that did not answer stays on the unreachable list, ms. */
+  readonly unreachableMs: number;
+  /** How long every connection to a destination may wait for its greeting before new messages stop queueing behind them, ms. */
+  readonly stallMs: number;
+  readonly now: () => number;
+}
+
+/** A delivery waiting for room: its destination, and how to wake it. */
+interface Waiter {
+  readonly key: string;
+  readonly wake: () => void;
+}
+
+/**
+ * Connections to reuse, and the limits on how many are open. It also keeps
+ * RFC 5321 §4.5.4.1's list of hosts it cannot reach: a destination whose
+ * connection failed with no reply (refused, reset, or no greeting before the
+ * timeout) is not tried again for `unreachableMs`, so messages queued to a
+ * dead or tarpitting host do not each sit out the timeout in turn.
+ */
 class ConnectionPool {
-  readonly #maxTotal: number;
-  readonly #maxPer: number;
-  readonly #idleMs: number;
+  readonly #limits: PoolLimits;
   readonly #idle = new Map<
     string,
     { client: SmtpClient; timer: ReturnType<typeof setTimeout> }[]
   >();
-  readonly #open = new Map<string, number>(); // per key: active + idle
+  readonly #open = new Map<string, number>(); // per key: connecting + active + idle
+  /** Per key, when each connection still waiting for its greeting began. */
+  readonly #connecting = new Map<string, number[]>();
+  /** The unreachable list: per key, until when, and why. */
+  readonly #down = new Map<string, { until: number; since: number; reason: string }>();
   #total = 0;
-  #waiters: (() => void)[] = [];
+  #waiters: Waiter[] = [];
 
-  constructor(maxTotal: number, maxPer: number, idleMs: number) {
-    this.#maxTotal = maxTotal;
-    this.#maxPer = maxPer;
-    this.#idleMs = idleMs;
+  constructor(limits: PoolLimits) {
+    this.#limits = limits;
   }
 
-  /** Borrows an idle connection to `key`, or opens one within the limits, waiting for room. */
-  async acquire(key: string, connect: () => Promise<SmtpClient>): Promise<SmtpClient> {
+  /**
+   * Borrows an idle connection to `key`, or opens one within the limits.
+   * When the destination is at its limit it waits (the caller runs outside
+   * the delivery loop's slots), unless the destination is unreachable or its
+   * connections are all stuck before the greeting: then it throws
+   * {@linkcode DestinationUnavailable} at once.
+   */
+  async acquire(
+    key: string,
+    connect: () => Promise<SmtpClient>,
+    signal?: AbortSignal,
+  ): Promise<SmtpClient> {
     while (true) {
+      if (signal?.aborted) throw new WaitAbandoned();
+      this.#throwIfDown(key);
       const idle = this.#idle.get(key);
       while (idle && idle.length > 0) {
         const entry = idle.pop()!;
@@ -120,24 +200,118 @@ class ConnectionPool {
         void entry.client.close().catch(() => {});
       }
       const open = this.#open.get(key) ?? 0;
-      if (open < this.#maxPer && this.#total >= this.#maxTotal) this.#closeOneIdle();
-      if (open < this.#maxPer && this.#total < this.#maxTotal) {
-        this.#open.set(key, open + 1);
-        this.#total++;
-        try {
-          return await connect();
-        } catch (error: unknown) {
-          this.#forget(key);
-          throw error;
-        }
+      if (open < this.#limits.maxPer && this.#total >= this.#limits.maxTotal) this.#closeOneIdle();
+      if (open < this.#limits.maxPer && this.#total < this.#limits.maxTotal) {
+        return await this.#openNew(key, connect, signal);
       }
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      const stalledFor = this.#stalledFor(key);
+      if (stalledFor >= this.#limits.stallMs) {
+        throw new DestinationUnavailable(
+          `not tried: ${open} connection(s) have waited ${
+            Math.round(stalledFor / 1000)
+          }s for its greeting`,
+        );
+      }
+      await this.#wait(key, stalledFor >= 0 ? this.#limits.stallMs - stalledFor : null, signal);
     }
+  }
+
+  /** Opens a connection to `key`, counting it while it waits for the greeting. */
+  async #openNew(
+    key: string,
+    connect: () => Promise<SmtpClient>,
+    signal?: AbortSignal,
+  ): Promise<SmtpClient> {
+    this.#open.set(key, (this.#open.get(key) ?? 0) + 1);
+    this.#total++;
+    const started = this.#limits.now();
+    const connecting = this.#connecting.get(key) ?? [];
+    connecting.push(started);
+    this.#connecting.set(key, connecting);
+    try {
+      const client = await connect();
+      this.#down.delete(key);
+      return client;
+    } catch (error: unknown) {
+      // No reply at all (refused, reset, timed out): the unreachable list.
+      // A reply (a 421 or 554 greeting) means the host is there.
+      const noAnswer = error instanceof SmtpConnectionError && error.reply === null &&
+        !(error instanceof TlsHandshakeError);
+      if (noAnswer && !signal?.aborted) {
+        const now = this.#limits.now();
+        if (this.#down.size >= MAX_UNREACHABLE) this.#sweepDown(now);
+        this.#down.set(key, {
+          until: now + this.#limits.unreachableMs,
+          since: now,
+          reason: describe(error),
+        });
+      }
+      this.#forget(key);
+      throw error;
+    } finally {
+      const i = connecting.indexOf(started);
+      if (i >= 0) connecting.splice(i, 1);
+      if (connecting.length === 0) this.#connecting.delete(key);
+      // Waiters of a destination just put on the list leave at once.
+      if (this.#down.has(key)) this.#wakeAll(key);
+    }
+  }
+
+  /** Forgets expired entries of the unreachable list, or the oldest when none has expired. */
+  #sweepDown(now: number): void {
+    for (const [key, down] of this.#down) if (now >= down.until) this.#down.delete(key);
+    if (this.#down.size >= MAX_UNREACHABLE) {
+      const oldest = this.#down.keys().next();
+      if (!oldest.done) this.#down.delete(oldest.value);
+    }
+  }
+
+  #throwIfDown(key: string): void {
+    const down = this.#down.get(key);
+    if (down === undefined) return;
+    const now = this.#limits.now();
+    if (now >= down.until) {
+      this.#down.delete(key);
+      return;
+    }
+    throw new DestinationUnavailable(
+      `not tried: it did not answer ${Math.round((now - down.since) / 1000)}s ago (${down.reason})`,
+    );
+  }
+
+  /**
+   * How long every open connection to `key` has been waiting for its
+   * greeting (the youngest's wait), or -1 when one of them got through.
+   */
+  #stalledFor(key: string): number {
+    const connecting = this.#connecting.get(key);
+    if (connecting === undefined || connecting.length < (this.#open.get(key) ?? 0)) return -1;
+    return this.#limits.now() - Math.max(...connecting);
+  }
+
+  /** Waits for room, at most `ms` (then the caller looks again), or until `signal`. */
+  #wait(key: string, ms: number | null, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const waiter: Waiter = {
+        key,
+        wake: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          const i = this.#waiters.indexOf(waiter);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          resolve();
+        },
+      };
+      const onAbort = (): void => waiter.wake();
+      const timer = ms === null ? undefined : setTimeout(waiter.wake, Math.max(1, ms));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
   }
 
   /** Gives a connection back: kept for reuse if it can take more, else closed. */
   release(key: string, client: SmtpClient): void {
-    if (client.isUsable && this.#idleMs > 0) {
+    if (client.isUsable && this.#limits.idleMs > 0) {
       const list = this.#idle.get(key) ?? [];
       const entry = {
         client,
@@ -146,11 +320,11 @@ class ConnectionPool {
           if (i >= 0) list.splice(i, 1);
           this.#forget(key);
           void client.close().catch(() => {});
-        }, this.#idleMs),
+        }, this.#limits.idleMs),
       };
       list.push(entry);
       this.#idle.set(key, list);
-      this.#wakeOne();
+      this.#wakeOne(key);
       return;
     }
     this.#forget(key);
@@ -187,11 +361,22 @@ class ConnectionPool {
     if (n <= 0) this.#open.delete(key);
     else this.#open.set(key, n);
     this.#total--;
-    this.#wakeOne();
+    this.#wakeOne(key);
   }
 
-  #wakeOne(): void {
-    this.#waiters.shift()?.();
+  /**
+   * Wakes the first waiter for `key`, else the first waiter for a
+   * destination with room; a wake given to a waiter that cannot use it would
+   * leave one that can asleep.
+   */
+  #wakeOne(key: string): void {
+    const waiter = this.#waiters.find((w) => w.key === key) ??
+      this.#waiters.find((w) => (this.#open.get(w.key) ?? 0) < this.#limits.maxPer);
+    waiter?.wake();
+  }
+
+  #wakeAll(key: string): void {
+    for (const waiter of this.#waiters.filter((w) => w.key === key)) waiter.wake();
   }
 }
 
@@ -221,12 +406,15 @@ export class RelayTransport implements RemoteTransport {
    */
   constructor(options: RelayOptions) {
     this.#options = options;
-    this.#pool = new ConnectionPool(
-      options.maxConnections ?? 20,
-      options.maxConnectionsPerDestination ?? 4,
-      options.idleMs ?? 5000,
-    );
     this.#now = options.now ?? Date.now;
+    this.#pool = new ConnectionPool({
+      maxTotal: options.maxConnections ?? 20,
+      maxPer: options.maxConnectionsPerDestination ?? 4,
+      idleMs: options.idleMs ?? 5000,
+      unreachableMs: options.unreachableMs ?? 60_000,
+      stallMs: options.stallMs ?? 30_000,
+      now: this.#now,
+    });
   }
 
   /**
@@ -235,12 +423,16 @@ export class RelayTransport implements RemoteTransport {
    * @param claim The claimed message.
    * @param indices Recipients to deliver (all remote).
    * @param content Opens the content.
-   * @returns One outcome per index.
+   * @param signal When aborted (the delivery loop is stopping), waits for a
+   *   connection or a greeting are given up and their recipients left out of
+   *   the outcomes: they were not attempted.
+   * @returns One outcome per index, except recipients left out on `signal`.
    */
   async deliver(
     claim: ClaimedMessage,
     indices: readonly number[],
     content: () => ReadableStream<Uint8Array>,
+    signal?: AbortSignal,
   ): Promise<RecipientOutcome[]> {
     const { message } = claim;
     const outcomes: RecipientOutcome[] = [];
@@ -259,7 +451,8 @@ export class RelayTransport implements RemoteTransport {
       byDomain.set(domain, [...(byDomain.get(domain) ?? []), index]);
     }
     for (const [domain, group] of byDomain) {
-      outcomes.push(...await this.#deliverDomain(message, domain, group, content));
+      if (signal?.aborted) break;
+      outcomes.push(...await this.#deliverDomain(message, domain, group, content, signal));
     }
     return outcomes;
   }
@@ -365,7 +558,7 @@ export class RelayTransport implements RemoteTransport {
   }
 
   /** Connects (opportunistic TLS, plaintext again if the handshake fails). */
-  async #connect(endpoint: Endpoint): Promise<SmtpClient> {
+  async #connect(endpoint: Endpoint, signal?: AbortSignal): Promise<SmtpClient> {
     const { config, logger } = this.#options;
     const base: SmtpClientOptions = {
       ...this.#options.client,
@@ -373,6 +566,7 @@ export class RelayTransport implements RemoteTransport {
       port: endpoint.port,
       helo: config.hostname,
       tls: "opportunistic",
+      ...(signal === undefined ? {} : { signal }),
       // SNI carries a host name, never an address (RFC 6066 §3).
       ...(endpoint.host.startsWith("[") || isIpv4(endpoint.host) || isIpv6(endpoint.host)
         ? {}
@@ -397,6 +591,7 @@ export class RelayTransport implements RemoteTransport {
     domain: string,
     indices: readonly number[],
     content: () => ReadableStream<Uint8Array>,
+    signal?: AbortSignal,
   ): Promise<RecipientOutcome[]> {
     const found = await this.#hosts(domain);
     if ("status" in found) {
@@ -439,8 +634,19 @@ export class RelayTransport implements RemoteTransport {
         const key = `${address}:${host.port}`;
         let client: SmtpClient;
         try {
-          client = await this.#pool.acquire(key, () => this.#connect(endpoint));
+          client = await this.#pool.acquire(key, () => this.#connect(endpoint, signal), signal);
         } catch (error: unknown) {
+          // Stopping: nothing was attempted, so there is nothing to record.
+          if (signal?.aborted) return outcomes;
+          if (error instanceof DestinationUnavailable) {
+            // RFC 5321 §5.1: the next address, the next MX may answer.
+            lastFailure = {
+              code: 0,
+              enhancedStatus: "4.4.1",
+              text: `${lastHop} ${error.message}`,
+            };
+            continue;
+          }
           // A refused connection or a 4xx/5xx greeting: the next address, the next MX.
           const reply = error instanceof SmtpConnectionError && error.reply
             ? summary(error.reply)

@@ -19,13 +19,39 @@ import { CHUNK_SIZE } from "./kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome } from "./types.ts";
 
 /**
+ * What the loop offers one delivery besides its message: a way out of its
+ * slot for the part that only waits on other hosts, and the loop's stop.
+ */
+export interface DeliveryContext {
+  /**
+   * Aborted when the loop stops: a delivery should give up what it is only
+   * waiting for (a connection, a greeting) and leave out the recipients it
+   * did not attempt; a delivery that returns no outcome at all after the
+   * abort is given back to the store unattempted.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Gives up this delivery's slot for the rest of it, which waits on other
+   * hosts: the slot goes to the next message while this one keeps its claim
+   * (its lease is still renewed). Call it once the local work is done.
+   * Deliveries out of their slot are bounded (`offSlotLimit`); past the
+   * bound it returns `false` and the delivery keeps its slot.
+   *
+   * @returns Whether the slot was given up.
+   */
+  leaveSlot(): boolean;
+}
+
+/**
  * Delivers one claimed message and says what happened to each recipient
  * tried. `content` opens the stored content (it may be called once per
- * next hop).
+ * next hop); `context` lets the delivery leave its slot while it waits on
+ * the network, and tells it when the loop stops.
  */
 export type Deliver = (
   claim: ClaimedMessage,
   content: () => ReadableStream<Uint8Array>,
+  context: DeliveryContext,
 ) => Promise<RecipientOutcome[]>;
 
 /** Options of {@linkcode DeliveryLoop}. */
@@ -54,6 +80,13 @@ export interface DeliveryLoopOptions {
   readonly handOffLimit?: number;
   /** The most content octets the waiting claims may hold in memory. @default {32 MiB} */
   readonly handOffBytes?: number;
+  /**
+   * The most deliveries that may wait on other hosts out of a slot
+   * ({@linkcode DeliveryContext.leaveSlot}), so a slow or dead next hop never
+   * holds the slots local mail needs; each still holds its claim and lease.
+   * @default {256}
+   */
+  readonly offSlotLimit?: number;
 }
 
 const DEFAULT_POLL_MS = 1000;
@@ -65,6 +98,7 @@ const DEFAULT_HAND_OFF_LIMIT = 4096;
  */
 const RECHECK_AFTER_MS = 1000;
 const DEFAULT_HAND_OFF_BYTES = 32 * 1024 * 1024;
+const DEFAULT_OFF_SLOT_LIMIT = 256;
 
 /** The content of a claim taken at commit, as a stream. */
 function memoryStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
@@ -127,7 +161,13 @@ export class DeliveryLoop {
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #onDone: ((final: QueuedMessage) => void) | undefined;
+  /** Every claim being delivered, in a slot or out of one. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** The deliveries in flight that left their slot to wait on other hosts. */
+  readonly #offSlot = new Set<string>();
+  readonly #offSlotLimit: number;
+  /** Aborted by stop(); renewed by start(). */
+  #stopping = new AbortController();
   /**
    * Handed-off claims waiting for a slot, by queue id, oldest first (a Map
    * keeps insertion order), with when each was handed off (the loop's clock).
@@ -178,11 +218,22 @@ export class DeliveryLoop {
     this.#onDone = options.onDone;
     this.#handOffLimit = options.handOffLimit ?? DEFAULT_HAND_OFF_LIMIT;
     this.#handOffBytes = options.handOffBytes ?? DEFAULT_HAND_OFF_BYTES;
+    this.#offSlotLimit = Math.max(0, Math.floor(options.offSlotLimit ?? DEFAULT_OFF_SLOT_LIMIT));
   }
 
-  /** How many messages are being delivered right now. */
+  /** How many messages are being delivered right now (in a slot or out of one). */
   get inFlight(): number {
     return this.#inFlight.size;
+  }
+
+  /** How many deliveries in flight left their slot to wait on other hosts. */
+  get offSlot(): number {
+    return this.#offSlot.size;
+  }
+
+  /** Slots taken: deliveries in flight that have not left theirs. */
+  get #busySlots(): number {
+    return this.#inFlight.size - this.#offSlot.size;
   }
 
   /** How many handed-off claims wait for a slot. */
@@ -255,7 +306,7 @@ export class DeliveryLoop {
       this.#giveBack(claim);
       return;
     }
-    if (this.waiting === 0 && this.#inFlight.size < this.#concurrency) {
+    if (this.waiting === 0 && this.#busySlots < this.#concurrency) {
       this.#start(claim);
       return;
     }
@@ -283,6 +334,7 @@ export class DeliveryLoop {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    if (this.#stopping.signal.aborted) this.#stopping = new AbortController();
     this.#loop = this.#run();
   }
 
@@ -336,6 +388,8 @@ export class DeliveryLoop {
    */
   async stop(): Promise<void> {
     this.#running = false;
+    // Deliveries waiting on other hosts give up the wait (their claims go back).
+    this.#stopping.abort(new Error("shutting down"));
     this.wake();
     await this.#loop;
     this.#loop = null;
@@ -380,7 +434,7 @@ export class DeliveryLoop {
       this.#woken = false;
       const now = this.#now();
       const polling = now >= this.#nextPoll;
-      const free = this.#concurrency - this.#inFlight.size;
+      const free = this.#concurrency - this.#busySlots;
       // At each poll the store gets up to half the free slots (retries, mail
       // from other processes), so a steady stream of new mail cannot starve
       // it; handed-off claims take the rest, and whatever the store leaves.
@@ -406,7 +460,7 @@ export class DeliveryLoop {
       // stop() waits for it, and its lease is released by recordAttempt.
       for (const claim of claims) this.#start(claim);
       if (!this.#running) break;
-      while (this.#inFlight.size < this.#concurrency) {
+      while (this.#busySlots < this.#concurrency) {
         const next = this.#takeWaiting();
         if (next === null) break;
         this.#start(next.claim, next.since);
@@ -414,7 +468,7 @@ export class DeliveryLoop {
       // A full batch means more may be due: look again at once if there is room.
       const more = !failed && limit > 0 && claims.length === limit;
       if (limit > 0) this.#storeMayHaveMore = more;
-      if (more && this.#inFlight.size < this.#concurrency) continue;
+      if (more && this.#busySlots < this.#concurrency) continue;
       // With claims waiting, wake for the next poll; with a poll pending but
       // every slot busy, the next finished delivery wakes the loop.
       const untilPoll = this.#nextPoll - this.#now();
@@ -449,18 +503,48 @@ export class DeliveryLoop {
       this.#nudge();
       return;
     }
-    const delivery: Promise<void> = this.#deliverOne(claim, waitingSince).finally(() => {
-      if (this.#inFlight.get(id) === delivery) this.#inFlight.delete(id);
-      // The slot goes to the next waiting claim at once, unless the store is
-      // due a look: then the loop shares the slots out.
-      const next = this.#running && this.#now() < this.#nextPoll ? this.#takeWaiting() : null;
-      if (next !== null) this.#start(next.claim, next.since);
-      else this.#nudge();
+    let left = false;
+    let done = false;
+    const context: DeliveryContext = {
+      signal: this.#stopping.signal,
+      leaveSlot: () => {
+        if (left) return true;
+        if (done || this.#offSlot.size >= this.#offSlotLimit) return false;
+        left = true;
+        this.#offSlot.add(id);
+        this.#slotFreed();
+        return true;
+      },
+    };
+    const delivery: Promise<void> = this.#deliverOne(claim, context, waitingSince).finally(() => {
+      done = true;
+      if (this.#inFlight.get(id) === delivery) {
+        this.#inFlight.delete(id);
+        this.#offSlot.delete(id);
+      }
+      // A delivery out of its slot freed it already; it only makes room
+      // under offSlotLimit, which needs nothing more than a look.
+      if (left) this.#nudge();
+      else this.#slotFreed();
     });
     this.#inFlight.set(id, delivery);
   }
 
-  async #deliverOne(claim: ClaimedMessage, waitingSince?: number): Promise<void> {
+  /**
+   * A slot came free: it goes to the next waiting claim at once, unless the
+   * store is due a look; then the loop shares the slots out.
+   */
+  #slotFreed(): void {
+    const next = this.#running && this.#now() < this.#nextPoll ? this.#takeWaiting() : null;
+    if (next !== null) this.#start(next.claim, next.since);
+    else this.#nudge();
+  }
+
+  async #deliverOne(
+    claim: ClaimedMessage,
+    context: DeliveryContext,
+    waitingSince?: number,
+  ): Promise<void> {
     const id = claim.message.queueId;
     if (waitingSince !== undefined && this.#now() - waitingSince > RECHECK_AFTER_MS) {
       // Held or deleted while it waited: the operator's word wins. Give the
@@ -517,6 +601,7 @@ export class DeliveryLoop {
       outcomes = await this.#deliver(
         claim,
         inMemory === undefined ? () => this.#queue.openContent(id) : () => memoryStream(inMemory),
+        context,
       );
     } catch (error: unknown) {
       // Never a lost message: an unexpected failure is a temporary one.
@@ -534,6 +619,13 @@ export class DeliveryLoop {
       });
     } finally {
       clearInterval(renewal);
+    }
+    if (outcomes.length === 0 && context.signal.aborted) {
+      // Stopped before anything was tried: no attempt to count, due as before.
+      await this.#queue.unclaim(claim).catch((error: unknown) => {
+        this.#failed("warn", id, "give back claim", error);
+      });
+      return;
     }
     let record: QueuedMessage | null = null;
     try {

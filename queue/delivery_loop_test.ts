@@ -850,3 +850,105 @@ Deno.test("finished hand-offs do not read the store; a wake() while every slot i
     assert.equal(await queue.count(), 0);
   });
 });
+
+Deno.test("a delivery that leaves its slot lets the next message through while it waits", async () => {
+  await withQueue(async (queue) => {
+    const slow = await enqueue(queue, "Subject: slow\r\n\r\nx\r\n");
+    const done: string[] = [];
+    let release = (): void => {};
+    const waited = new Promise<void>((resolve) => release = resolve);
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 10,
+      logger: new MemoryLogger(),
+      deliver: async (claim, _content, context) => {
+        if (claim.message.queueId === slow) {
+          assert.equal(context.leaveSlot(), true);
+          assert.equal(context.leaveSlot(), true, "a second call changes nothing");
+          await waited; // a next hop that does not answer
+        }
+        return sendAll(claim);
+      },
+      onDone: (final) => done.push(final.queueId),
+    });
+    loop.start();
+    await waitFor(() => loop.offSlot === 1);
+    const quick = await enqueue(queue, "Subject: quick\r\n\r\nx\r\n");
+    loop.wake();
+    await waitFor(() => done.includes(quick));
+    assert.deepEqual(done, [quick], "the slow one still waits, holding its claim");
+    assert.equal(loop.inFlight, 1);
+    release();
+    await waitFor(() => done.includes(slow));
+    assert.equal(loop.offSlot, 0);
+    await loop.stop();
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("leaveSlot() says no past offSlotLimit, and the delivery keeps its slot", async () => {
+  await withQueue(async (queue) => {
+    await Promise.all([enqueue(queue), enqueue(queue), enqueue(queue)]);
+    const answers: boolean[] = [];
+    let release = (): void => {};
+    const waited = new Promise<void>((resolve) => release = resolve);
+    let busy = 0;
+    let most = 0;
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      offSlotLimit: 1,
+      pollMs: 10,
+      logger: new MemoryLogger(),
+      deliver: async (claim, _content, context) => {
+        const left = context.leaveSlot();
+        answers.push(left);
+        if (!left) busy++;
+        most = Math.max(most, busy);
+        await waited;
+        if (!left) busy--;
+        return sendAll(claim);
+      },
+    });
+    loop.start();
+    // One out of its slot, one in the only slot; the third waits in the store.
+    await waitFor(() => answers.length === 2);
+    await delay(50);
+    assert.deepEqual(answers, [true, false]);
+    assert.equal(loop.inFlight, 2);
+    release();
+    await waitFor(() => answers.length === 3);
+    await loop.stop();
+    assert.equal(most, 1);
+    assert.equal(await queue.count(), 0);
+  });
+});
+
+Deno.test("stop() aborts the deliveries' signal; one that tried nothing goes back to the store unattempted", async () => {
+  await withQueue(async (queue) => {
+    const id = await enqueue(queue);
+    let aborted = false;
+    const loop = new DeliveryLoop(queue, {
+      concurrency: 1,
+      pollMs: 10,
+      logger: new MemoryLogger(),
+      deliver: async (_claim, _content, context) => {
+        context.leaveSlot();
+        await new Promise<void>((resolve) =>
+          context.signal.addEventListener("abort", () => resolve(), { once: true })
+        );
+        aborted = true;
+        return []; // waited for a greeting that never came: nothing attempted
+      },
+    });
+    loop.start();
+    await waitFor(() => loop.offSlot === 1);
+    await loop.stop();
+    assert.equal(aborted, true);
+    const message = await queue.get(id);
+    assert.equal(message?.recipients[0]?.attempts, 0);
+    assert.equal(message?.recipients[0]?.status, "queued");
+    // Due as before: a restarted loop takes it at once.
+    const [claim] = await queue.claimDue({ now: Date.now(), limit: 1 });
+    assert.equal(claim?.message.queueId, id);
+  });
+});

@@ -44,7 +44,12 @@ export {
   type ReceiveInit,
   type RecoverResult,
 } from "./kv_queue.ts";
-export { type Deliver, DeliveryLoop, type DeliveryLoopOptions } from "./delivery_loop.ts";
+export {
+  type Deliver,
+  type DeliveryContext,
+  DeliveryLoop,
+  type DeliveryLoopOptions,
+} from "./delivery_loop.ts";
 export { isQueueId, newQueueId, QUEUE_ID_LENGTH } from "./queue_id.ts";
 export { isExpired, retryDelay } from "./retry.ts";
 export {

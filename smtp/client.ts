@@ -155,6 +155,13 @@ export interface SmtpClientOptions {
   usePipelining?: boolean;
   /** Receives the wire trace: `C: ` commands, `S: ` replies, `* ` notes; never content. */
   onTrace?: (line: string) => void;
+  /**
+   * Abandons {@linkcode SmtpClient.connect} (TCP, greeting, EHLO, STARTTLS)
+   * when aborted, so a caller that is stopping does not sit out the 5-minute
+   * greeting wait of a server that never speaks. Has no effect once
+   * `connect` has returned. @default {none}
+   */
+  signal?: AbortSignal;
 }
 
 /** The TLS state of a connection. */
@@ -377,15 +384,32 @@ export class SmtpClient {
    * ```
    */
   static async connect(options: SmtpClientOptions): Promise<SmtpClient> {
-    const socket = await openSocket(options.host, options.port, options.connectTimeoutMs ?? 30_000);
+    const { signal } = options;
+    const socket = await openSocket(
+      options.host,
+      options.port,
+      options.connectTimeoutMs ?? 30_000,
+      signal,
+    );
     socket.setNoDelay(true);
     const client = new SmtpClient(options, socket);
+    // Closing the socket ends whatever wait is under way (greeting, EHLO, handshake).
+    const onAbort = (): void => {
+      client.#wire.socket.destroy();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      if (signal?.aborted) throw abandoned(options.host, options.port, signal);
       await client.#open();
       return client;
     } catch (error: unknown) {
       await client.#destroy();
+      if (signal?.aborted && !(error instanceof TlsHandshakeError)) {
+        throw abandoned(options.host, options.port, signal, error);
+      }
       throw error;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -739,11 +763,38 @@ function closeSocket(socket: net.Socket): Promise<void> {
   return closed;
 }
 
-/** Opens the TCP connection, bounded by `ms`. */
-function openSocket(host: string, port: number, ms: number): Promise<net.Socket> {
+/** The error of a connect abandoned through its signal. */
+function abandoned(
+  host: string,
+  port: number,
+  signal: AbortSignal,
+  cause: unknown = signal.reason,
+): SmtpConnectionError {
+  const why = signal.reason instanceof Error ? signal.reason.message : "abandoned";
+  return new SmtpConnectionError(`Gave up connecting to ${host}:${port}: ${why}`, { cause });
+}
+
+/** Opens the TCP connection, bounded by `ms` and by `signal`. */
+function openSocket(
+  host: string,
+  port: number,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<net.Socket> {
+  if (signal?.aborted) return Promise.reject(abandoned(host, port, signal));
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      socket.off("connect", onConnect);
+      socket.off("error", onError);
+      socket.on("error", () => {});
+      socket.destroy();
+      reject(abandoned(host, port, signal!));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     const fail = (why: string, cause?: unknown): void => {
+      signal?.removeEventListener("abort", onAbort);
       clearTimeout(timer);
       socket.off("connect", onConnect);
       socket.off("error", onError);
@@ -752,6 +803,7 @@ function openSocket(host: string, port: number, ms: number): Promise<net.Socket>
       reject(new SmtpConnectionError(`Cannot connect to ${host}:${port}: ${why}`, { cause }));
     };
     const onConnect = (): void => {
+      signal?.removeEventListener("abort", onAbort);
       clearTimeout(timer);
       socket.off("error", onError);
       resolve(socket);
