@@ -23,13 +23,57 @@ function write(text: string): void {
   Deno.stdout.writeSync(encoder.encode(text));
 }
 
+/** C0 controls but TAB, DEL, the C1 controls, and lone surrogates. */
+// deno-lint-ignore no-control-regex
+const UNPRINTABLE = /[\x00-\x08\x0a-\x1f\x7f-\x9f]|[\ud800-\udfff]/gu;
+
+/**
+ * Shows control characters as visible escapes (`\x1b`): queue records hold
+ * text from other hosts (replies, addresses), and an ESC or a bare CR sent
+ * to the terminal as it is would rewrite what the operator sees.
+ */
+function visible(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u${code.toString(16)}` : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+}
+
+/** JSON with the C1 controls escaped too (JSON.stringify escapes only C0). */
+function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\x7f-\x9f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function isoDate(ms: number | null): string {
   return ms === null ? "-" : new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
+/**
+ * Message content for a terminal: C0 controls but TAB, CR and LF, and DEL,
+ * shown as `\xHH`. C1 controls in UTF-8 (`C2 80`..`C2 9F`) are shown too.
+ */
+function visibleBytes(chunk: Uint8Array): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < chunk.length; i++) {
+    const b = chunk[i]!;
+    const c1 = b === 0xc2 && i + 1 < chunk.length && chunk[i + 1]! >= 0x80 &&
+      chunk[i + 1]! <= 0x9f;
+    if ((b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) || b === 0x7f || c1) {
+      const code = c1 ? chunk[++i]! : b;
+      out.push(...encoder.encode(`\\x${code.toString(16).padStart(2, "0")}`));
+    } else {
+      out.push(b);
+    }
+  }
+  return Uint8Array.from(out);
+}
+
 /** One message as `tern queue list --json` prints it: one JSON object per line. */
 function toJson(m: QueuedMessage): string {
-  return JSON.stringify({
+  return jsonLine({
     id: m.queueId,
     size: m.size,
     arrival: new Date(m.arrival).toISOString(),
@@ -52,17 +96,19 @@ function toJson(m: QueuedMessage): string {
   });
 }
 
-/** One message as a block of text rows. */
+/** One message as a block of text rows, every field from the record made {@linkcode visible}. */
 function toText(m: QueuedMessage): string {
   const flag = m.held ? " (held)" : "";
-  let out = `${m.queueId}${flag}  ${m.size}  ${isoDate(m.arrival)}  <${m.envelope.reversePath}>\n`;
+  let out = `${m.queueId}${flag}  ${m.size}  ${isoDate(m.arrival)}  <${
+    visible(m.envelope.reversePath)
+  }>\n`;
   for (const r of m.recipients) {
     const last = r.lastReply && r.status !== "sent"
-      ? `  (${
-        r.lastReply.code ? r.lastReply.code + " " : ""
-      }${r.lastReply.enhancedStatus} ${r.lastReply.text})`
+      ? `  (${r.lastReply.code ? r.lastReply.code + " " : ""}${
+        visible(`${r.lastReply.enhancedStatus} ${r.lastReply.text}`)
+      })`
       : "";
-    out += `    ${r.status.padEnd(8)} <${r.address}>  attempts=${r.attempts}${last}\n`;
+    out += `    ${r.status.padEnd(8)} <${visible(r.address)}>  attempts=${r.attempts}${last}\n`;
   }
   return out;
 }
@@ -132,11 +178,16 @@ export function queueCommand(args: string[]): Promise<number> {
           if (m === null) throw new CliError(`no message with queue ID "${id}"`);
           write(toText(m));
           write(
-            `next attempt: ${
-              isoDate(m.nextAttempt)
-            }  client: ${m.clientAddress}  body: ${m.envelope.body}\n\n`,
+            `next attempt: ${isoDate(m.nextAttempt)}  client: ${
+              visible(m.clientAddress)
+            }  body: ${m.envelope.body}\n\n`,
           );
-          for await (const chunk of queue.openContent(id)) Deno.stdout.writeSync(chunk);
+          // The content as stored, byte for byte, when it goes to a file or
+          // a pipe; on a terminal, its control characters are shown escaped.
+          const terminal = Deno.stdout.isTerminal();
+          for await (const chunk of queue.openContent(id)) {
+            Deno.stdout.writeSync(terminal ? visibleBytes(chunk) : chunk);
+          }
           return 0;
         }
         case "flush": {

@@ -133,29 +133,201 @@ export async function readHeaderSection(
   return out.slice(0, length);
 }
 
-/** RFC 3464 §2.3.6: the reply as a Diagnostic-Code, on one line. */
-function diagnostic(state: RecipientState): string | null {
-  const r = state.lastReply;
-  if (r === null) return null;
-  const text = r.text.replace(/[\r\n]+/g, " ");
-  if (r.code === 0) return `X-Tern; ${text}`;
-  return `smtp; ${r.code} ${r.enhancedStatus} ${text}`;
+/**
+ * RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; fields are folded
+ * there (RFC 3464 §2.1.2: the delivery-status fields follow RFC 822 syntax).
+ */
+const FOLD_AT = 78;
+/**
+ * A run of characters without a space is cut into pieces of at most this many
+ * octets, so that no line can pass the 998 octets RFC 5322 §2.1.1 (and
+ * RFC 5321 §4.5.3.1.6) allow: a next hop refuses such a bounce, and as it
+ * comes from `<>`, nobody hears of it.
+ */
+const MAX_WORD = 500;
+/** Octets kept of a reply's text in a report; the rest is dropped, marked. */
+const MAX_TEXT = 1000;
+/** Marks a text cut at {@linkcode MAX_TEXT}. */
+const CUT = "...";
+/** C0 controls, DEL and the C1 controls (U+0080–U+009F). */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/g;
+/** Line breaks and tabs: each run becomes one space. */
+const BREAKS = /[\r\n\t]+/g;
+
+function octets(text: string): number {
+  return encoder.encode(text).length;
 }
 
-/** RFC 3464 §2.3.4: Status is a bare x.y.z code. */
-function statusOf(state: RecipientState, action: DsnAction): string {
-  const s = state.lastReply?.enhancedStatus;
-  if (s && /^[245]\.\d{1,3}\.\d{1,3}$/.test(s)) return s;
-  return action === "failed" ? "5.0.0" : action === "delayed" ? "4.0.0" : "2.0.0";
+/**
+ * Text from elsewhere (a next hop's reply, an error message), made safe for
+ * a header field or a line of the report: no CR, LF or other control
+ * character is left (a CR LF would start a forged field, an ESC would reach
+ * the reader's terminal), and at most {@linkcode MAX_TEXT} octets remain.
+ * Outside an SMTPUTF8 report, non-ASCII becomes `?` too (RFC 3464 §2.1.2:
+ * `message/delivery-status` is US-ASCII; RFC 6533 allows UTF-8 only in
+ * `message/global-delivery-status`).
+ */
+function cleanText(text: string, utf8: boolean): string {
+  let out = text.replace(BREAKS, " ").replace(CONTROL, "?").toWellFormed();
+  if (!utf8) out = out.replace(/[^\x20-\x7e]/gu, "?");
+  return truncate(out.trim(), MAX_TEXT);
+}
+
+/** Cuts `text` to at most `limit` octets, at a character boundary, marking the cut. */
+function truncate(text: string, limit: number): string {
+  if (octets(text) <= limit) return text;
+  let out = "";
+  let size = octets(CUT);
+  for (const char of text) {
+    size += octets(char);
+    if (size > limit) break;
+    out += char;
+  }
+  return out + CUT;
+}
+
+/** Cuts a word longer than {@linkcode MAX_WORD} octets into pieces, at character boundaries. */
+function splitLongWord(word: string): string[] {
+  if (octets(word) <= MAX_WORD) return [word];
+  const pieces: string[] = [];
+  let piece = "";
+  let size = 0;
+  for (const char of word) {
+    const n = octets(char);
+    if (size + n > MAX_WORD) {
+      pieces.push(piece);
+      piece = "";
+      size = 0;
+    }
+    piece += char;
+    size += n;
+  }
+  pieces.push(piece);
+  return pieces;
+}
+
+/**
+ * Breaks a line of clean text (no CR or LF) at spaces into lines of about
+ * `width` characters, each after the first starting with `indent`. A word
+ * longer than {@linkcode MAX_WORD} octets is cut, so every line stays well
+ * under 998 octets.
+ */
+function wrap(text: string, width: number, indent: string): string[] {
+  const [head = "", ...words] = text.split(" ").flatMap(splitLongWord);
+  const lines: string[] = [];
+  let line = head;
+  // The first line keeps its second word (a field's name stays with its
+  // value); a continuation line keeps at least one.
+  let room = 1;
+  for (const word of words) {
+    if (room <= 0 && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent + word;
+      room = 0;
+    } else {
+      line = `${line} ${word}`;
+      room--;
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
+/**
+ * One header field, folded (RFC 5322 §2.2.3): CRLF and a space before the
+ * word that would pass {@linkcode FOLD_AT}, so unfolding gives the value back.
+ */
+function field(name: string, value: string): string {
+  const [first, ...rest] = wrap(`${name}: ${value}`, FOLD_AT, "");
+  return [first, ...rest.map((l) => " " + l)].join("\r\n");
+}
+
+/**
+ * An address or id for a field: kept when it is printable (UTF-8 allowed in
+ * an SMTPUTF8 report), else xtext-encoded (RFC 3461 §4) so that no octet
+ * of it can break the field. Intake refuses such values; this guards what
+ * was stored earlier or made elsewhere.
+ */
+function safeValue(value: string, utf8: boolean): string {
+  // deno-lint-ignore no-control-regex
+  const unsafe = utf8 ? /[\x00-\x1f\x7f-\x9f]/ : /[^\x20-\x7e]/;
+  if (!unsafe.test(value) && value.toWellFormed() === value) return value;
+  let out = "";
+  for (const b of encoder.encode(value.toWellFormed())) {
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d
+      ? String.fromCharCode(b)
+      : "+" + b.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/** A host name from elsewhere (a next hop's): printable ASCII, no spaces. */
+function safeHost(host: string): string {
+  return host.replace(/[^\x21-\x7e]/g, "?").slice(0, 255);
+}
+
+/** RFC 3464 §2.3.6: the reply as a Diagnostic-Code (folded by {@linkcode field}). */
+function diagnostic(state: RecipientState, utf8: boolean): string | null {
+  const r = state.lastReply;
+  if (r === null) return null;
+  const text = cleanText(r.text, utf8);
+  if (r.code === 0) return `X-Tern; ${text}`;
+  const status = /^[245]\.\d{1,3}\.\d{1,3}$/.test(r.enhancedStatus) ? `${r.enhancedStatus} ` : "";
+  return `smtp; ${r.code} ${status}${text}`;
+}
+
+/** The class of Status each Action must have (RFC 3464 §2.3.3, §2.3.4; RFC 3463 §3.1). */
+const CLASS_OF: Record<DsnAction, "2" | "4" | "5"> = {
+  failed: "5",
+  delayed: "4",
+  delivered: "2",
+  relayed: "2",
+  expanded: "2",
+};
+
+/**
+ * RFC 3464 §2.3.4: Status is a bare x.y.z code whose class agrees with the
+ * Action: "failed" is 5.x.x, "delayed" 4.x.x, the others 2.x.x. A transient
+ * 4.y.z that reached `queue.max_age` is now a permanent failure, so it
+ * becomes 5.y.z with the same subject and detail (RFC 3463 §3.1).
+ *
+ * @param state The recipient, with its last reply.
+ * @param action What is reported.
+ * @returns The Status.
+ *
+ * @example
+ * ```ts
+ * import { dsnStatus } from "./dsn.ts";
+ * const state = {
+ *   address: "b@example.net", originalRecipient: "b@example.net", mailbox: null, status: "bounced" as const,
+ *   attempts: 9, lastAttempt: 0, lastReply: { code: 451, enhancedStatus: "4.3.0", text: "Try later" },
+ * };
+ * console.log(dsnStatus(state, "failed")); // "5.3.0"
+ * ```
+ */
+export function dsnStatus(state: RecipientState, action: DsnAction): string {
+  const wanted = CLASS_OF[action];
+  const m = /^([245])\.(\d{1,3})\.(\d{1,3})$/.exec(state.lastReply?.enhancedStatus ?? "");
+  if (m === null) return `${wanted}.0.0`;
+  if (m[1] === wanted) return m[0];
+  // A success reported with a failure's detail would say nothing true.
+  if (wanted === "2") return "2.0.0";
+  return `${wanted}.${m[2]}.${m[3]}`;
 }
 
 /** RFC 3461 §4.2 / RFC 3464 §2.3.1: `Original-Recipient: rfc822;addr`. */
-function originalRecipient(state: RecipientState): string | null {
-  if (state.orcpt) return state.orcpt.replace(/^([^;]+);\s*/, "$1; ");
+function originalRecipient(state: RecipientState, utf8: boolean): string | null {
+  if (state.orcpt) {
+    const semi = state.orcpt.indexOf(";");
+    const type = state.orcpt.slice(0, Math.max(semi, 0));
+    const address = state.orcpt.slice(semi + 1).replace(/^\s+/, "");
+    return `${/^[A-Za-z0-9-]+$/.test(type) ? type : "unknown"}; ${safeValue(address, utf8)}`;
+  }
   // Without ORCPT, the RCPT TO address may stand in (RFC 3464 §2.3.1), and
   // it tells the sender which alias led here.
   if (state.originalRecipient !== state.address) {
-    return `${addressType(state.originalRecipient)}; ${state.originalRecipient}`;
+    return `${addressType(state.originalRecipient)}; ${safeValue(state.originalRecipient, utf8)}`;
   }
   return null;
 }
@@ -191,12 +363,12 @@ function humanText(options: DsnOptions): string {
   }
   for (const r of recipients) {
     const reply = r.state.lastReply;
-    const via = r.remoteMta ? `host ${r.remoteMta} said: ` : "";
-    lines.push(
-      `<${r.state.address}>: ${via}${
-        reply ? (reply.code ? `${reply.code} ` : "") + reply.text : r.action
-      }`,
-    );
+    const via = r.remoteMta ? `host ${safeHost(r.remoteMta)} said: ` : "";
+    // The part is UTF-8 (its Content-Type says so), so only controls go.
+    const said = reply
+      ? (reply.code ? `${reply.code} ` : "") + cleanText(reply.text, true)
+      : r.action;
+    lines.push(...wrap(`<${safeValue(r.state.address, true)}>: ${via}${said}`, 76, "    "));
   }
   lines.push("", `Queue id: ${message.queueId}`);
   return lines.join("\r\n") + "\r\n";
@@ -204,23 +376,27 @@ function humanText(options: DsnOptions): string {
 
 function deliveryStatus(options: DsnOptions): string {
   const { message, recipients, reportingMta, now } = options;
+  const utf8 = message.envelope.smtputf8;
   const fields = [`Reporting-MTA: dns; ${reportingMta}`, `X-Tern-Queue-ID: ${message.queueId}`];
   if (message.envelope.envid !== undefined) {
-    fields.push(`Original-Envelope-Id: ${message.envelope.envid}`);
+    // RFC 3464 §2.2.1: the ENVID as given, decoded; printable by intake.
+    fields.push(field("Original-Envelope-Id", safeValue(message.envelope.envid, false)));
   }
   fields.push(`Arrival-Date: ${formatDate(new Date(message.arrival))}`);
   let text = fields.join("\r\n") + "\r\n";
   for (const r of recipients) {
     const s = r.state;
     const block = [];
-    const orcpt = originalRecipient(s);
-    if (orcpt !== null) block.push(`Original-Recipient: ${orcpt}`);
-    block.push(`Final-Recipient: ${addressType(s.address)}; ${s.address}`);
+    const orcpt = originalRecipient(s, utf8);
+    if (orcpt !== null) block.push(field("Original-Recipient", orcpt));
+    block.push(
+      field("Final-Recipient", `${addressType(s.address)}; ${safeValue(s.address, utf8)}`),
+    );
     block.push(`Action: ${r.action}`);
-    block.push(`Status: ${statusOf(s, r.action)}`);
-    if (r.remoteMta) block.push(`Remote-MTA: dns; ${r.remoteMta}`);
-    const d = diagnostic(s);
-    if (d !== null) block.push(`Diagnostic-Code: ${d}`);
+    block.push(`Status: ${dsnStatus(s, r.action)}`);
+    if (r.remoteMta) block.push(`Remote-MTA: dns; ${safeHost(r.remoteMta)}`);
+    const d = diagnostic(s, utf8);
+    if (d !== null) block.push(field("Diagnostic-Code", d));
     block.push(
       `Last-Attempt-Date: ${formatDate(s.lastAttempt === null ? now : new Date(s.lastAttempt))}`,
     );
@@ -277,7 +453,7 @@ export function dsnStream(options: DsnOptions): ReadableStream<Uint8Array> {
     : (utf8 ? "message/global-headers" : "text/rfc822-headers");
   const head = [
     `From: Mail Delivery System <MAILER-DAEMON@${reportingMta}>`,
-    `To: <${message.envelope.reversePath}>`,
+    `To: <${safeValue(message.envelope.reversePath, utf8)}>`,
     `Subject: ${subject(options.recipients)}`,
     `Date: ${formatDate(now)}`,
     `Message-ID: <${message.queueId}.${now.getTime()}@${reportingMta}>`,

@@ -9,7 +9,8 @@
  *
  * A reply is one or more lines; every line but the last has a hyphen after
  * the code, and every line carries the same code. The text is optional, so a
- * bare `250` is a whole reply (SMTP-TRAPS 7). When the text starts with an
+ * bare `250` is a whole reply. Control characters in the text (ESC, a bare
+ * CR, C1 controls) are replaced with `?`. When the text starts with an
  * enhanced status code (RFC 2034, `2.1.5`) whose class matches the reply
  * code, it is taken out of every line into {@linkcode Reply.enhancedStatus},
  * so that `formatReply(parsed, true)` gives the wire text back.
@@ -53,6 +54,19 @@ const EMPTY = new Uint8Array(0);
 const text = new TextDecoder(); // RFC 6531 §3.7.4: replies may carry UTF-8; bad octets become U+FFFD
 const LINE = /^([2-5][0-9][0-9])(?:([ -])(.*))?$/s;
 const ENHANCED = /^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)/;
+/** C0 controls but TAB, DEL, and the C1 controls (U+0080–U+009F, e.g. CSI). */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
+
+/**
+ * Replaces control characters in a reply line with `?`. A reply's text goes
+ * on to logs, `tern queue list` and the bounces we send; a next hop must not
+ * be able to put a terminal escape there, nor a bare CR (RFC 5321 §2.3.8),
+ * which a bounce carrying it would be refused for.
+ */
+function printable(line: string): string {
+  return line.replace(CONTROL, "?");
+}
 
 /**
  * Cuts a server's byte stream into replies, whatever the chunking.
@@ -128,7 +142,7 @@ export class ReplyParser {
         line = this.#buffer.subarray(0, Math.min(end, MAX_REPLY_LINE));
       }
       this.#buffer = lf + 1 === this.#buffer.length ? EMPTY : this.#buffer.subarray(lf + 1);
-      const reply = this.#line(text.decode(line));
+      const reply = this.#line(printable(text.decode(line)));
       if (reply !== null) return reply;
     }
   }

@@ -68,6 +68,22 @@ Deno.test("ReplyParser tolerates a line far over 512 octets, keeping a bounded s
   assert.deepEqual(parseAll(`550 ${fair}\r\n`), [{ code: 550, lines: [fair] }]);
 });
 
+Deno.test("ReplyParser replaces control characters in the text, keeping TAB and UTF-8", () => {
+  const wire = "550-5.1.1 \x1b[31mred\x1b[0m bare\rCR\x00\x7f\r\n" +
+    "550 5.1.1 tab\there \u009b2J d\u00e9j\u00e0 \xff\r\n";
+  const replies = parseAll(wire);
+  assert.deepEqual(replies, [{
+    code: 550,
+    enhancedStatus: "5.1.1",
+    lines: ["?[31mred?[0m bare?CR??", "tab\there ?2J d\u00e9j\u00e0 \u00ff"],
+  }]);
+  // Octets that are not UTF-8 become U+FFFD, never a C1 control.
+  const p = new ReplyParser();
+  p.push(Uint8Array.from([...encoder.encode("550 a"), 0x9b, 0xc2, 0x9b, 0x0d, 0x0a]));
+  assert.deepEqual(p.next()?.lines, ["a\ufffd?"]);
+  assert.throws(() => parseAll("25\x1b0 x\r\n"), (e: Error) => !e.message.includes("\x1b"));
+});
+
 const bad = ["hello\r\n", "25\r\n", "250x\r\n", "650 no\r\n", "250-a\r\n251 b\r\n"];
 for (const wire of bad) {
   Deno.test(`ReplyParser refuses ${JSON.stringify(wire)}`, () => {

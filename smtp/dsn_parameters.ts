@@ -15,40 +15,73 @@
 import type { DsnNotify } from "./envelope.ts";
 
 /**
- * Decodes xtext (RFC 3461 §4).
+ * Decodes xtext (RFC 3461 §4) into printable text.
+ *
+ * RFC 3461 §4: ENVID and ORCPT values "must consist of printable US-ASCII
+ * characters", so a `+XX` that stands for anything else (a CR, a LF, an ESC,
+ * an 8-bit octet) is refused rather than decoded: the value goes into the
+ * header of every delivery report, where a CR LF would start a forged field.
  *
  * @param text The xtext.
- * @returns The decoded text, or `null` when it is not valid xtext.
+ * @param utf8 Whether UTF-8 written as it is may appear, as in a `utf-8`
+ *   ORCPT with SMTPUTF8 (RFC 6533 §3); C1 controls never may.
+ * @returns The decoded text, or `null` when it is not valid xtext or does not
+ *   decode to printable characters.
  *
  * @example
  * ```ts
  * import { decodeXtext } from "./dsn_parameters.ts";
  * console.log(decodeXtext("rfc822;bob+2Btag@example.test")); // "rfc822;bob+tag@example.test"
+ * console.log(decodeXtext("x+0D+0AAction:+20delivered")); // null
+ * console.log(decodeXtext("d\u00e9j\u00e0", true)); // "d\u00e9j\u00e0"
  * ```
  */
-export function decodeXtext(text: string): string | null {
-  const bytes: number[] = [];
+export function decodeXtext(text: string, utf8 = false): string | null {
+  let out = "";
   for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
+    const c = text.codePointAt(i)!;
     if (c === 0x2b) {
       const hex = text.slice(i + 1, i + 3);
       if (!/^[0-9A-F]{2}$/.test(hex)) return null;
-      bytes.push(parseInt(hex, 16));
+      const octet = parseInt(hex, 16);
+      if (!isPrintableAscii(octet)) return null;
+      out += String.fromCharCode(octet);
       i += 2;
     } else if (c >= 0x21 && c <= 0x7e && c !== 0x3d) {
-      bytes.push(c);
-    } else if (c >= 0x80) {
-      // RFC 6533 §3: with SMTPUTF8, UTF-8 may appear as it is.
-      bytes.push(...new TextEncoder().encode(text[i]!));
+      out += String.fromCharCode(c);
+    } else if (utf8 && c > 0x9f && !(c >= 0xd800 && c <= 0xdfff)) {
+      const char = String.fromCodePoint(c);
+      out += char;
+      i += char.length - 1;
     } else {
-      return null;
+      return null; // a control character, a space, "=", 8-bit, a lone surrogate
     }
   }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(bytes));
-  } catch {
-    return null;
-  }
+  return out;
+}
+
+/**
+ * Parses ENVID (RFC 3461 §4.4): xtext of at most 100 characters, printable
+ * US-ASCII once decoded.
+ *
+ * @param value The parameter value.
+ * @returns The decoded envelope id, or `null` when it is not valid.
+ *
+ * @example
+ * ```ts
+ * import { parseEnvid } from "./dsn_parameters.ts";
+ * console.log(parseEnvid("order+2B42")); // "order+42"
+ * console.log(parseEnvid("x+0D+0AAction:+20delivered")); // null
+ * ```
+ */
+export function parseEnvid(value: string): string | null {
+  if (value.length > 100) return null;
+  return decodeXtext(value);
+}
+
+/** RFC 3461 §4: printable US-ASCII, SP included (it is written `+20`). */
+function isPrintableAscii(octet: number): boolean {
+  return octet >= 0x20 && octet <= 0x7e;
 }
 
 /**
@@ -93,7 +126,8 @@ export function parseOrcpt(value: string): string | null {
   if (semi <= 0) return null;
   const type = value.slice(0, semi);
   if (!/^[A-Za-z0-9-]+$/.test(type)) return null;
-  const address = decodeXtext(value.slice(semi + 1));
+  // RFC 6533 §3: only the "utf-8" address type may carry UTF-8 as it is.
+  const address = decodeXtext(value.slice(semi + 1), type.toLowerCase() === "utf-8");
   if (address === null || address === "" || address.length > 500) return null;
   return `${type.toLowerCase()};${address}`;
 }

@@ -14,14 +14,15 @@ queue: { retry: [1s], max_age: 2s }
 `;
 
 const PARSE_DSN = `
-import email, sys, json
+import email, sys, json, re
 msg = email.message_from_binary_file(open(sys.argv[1], "rb"))
 out = {"type": msg.get_content_type(), "report": msg.get_param("report-type"), "from": msg["From"],
        "to": msg["To"], "return_path": msg["Return-Path"], "parts": [p.get_content_type() for p in msg.get_payload()]}
 status = msg.get_payload()[1]
 blocks = status.get_payload()
-out["per_message"] = dict(blocks[0].items())
-out["per_recipient"] = [dict(b.items()) for b in blocks[1:]]
+unfold = lambda b: {k: re.sub(r"\\r?\\n(?=[ \\t])", "", v) for k, v in b.items()}  # RFC 5322 §2.2.3
+out["per_message"] = unfold(blocks[0])
+out["per_recipient"] = [unfold(b) for b in blocks[1:]]
 out["returned"] = msg.get_payload()[2].as_string()
 print(json.dumps(out))
 `;
@@ -30,7 +31,8 @@ Deno.test("a recipient that keeps failing until max_age is bounced with a DSN to
   await using t = await startMta(CONFIG);
   const mail = join(t.dir, "data", "mail", "example.test");
   await Deno.mkdir(mail, { recursive: true });
-  await Deno.writeTextFile(join(mail, "bob"), "a file where bob's Maildir should be");
+  // A link to nothing where bob's Maildir should be: deferred (4.2.0) on every try.
+  await Deno.symlink("bob.missing", join(mail, "bob"));
   await python(
     `
 import smtplib, sys
@@ -53,7 +55,9 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
   assert.equal(dsn.per_recipient.length, 1);
   assert.equal(dsn.per_recipient[0]["Final-Recipient"], "rfc822; bob@example.test");
   assert.equal(dsn.per_recipient[0]["Action"], "failed");
-  assert.equal(dsn.per_recipient[0]["Status"], "4.2.0");
+  // RFC 3464 §2.3.4: "failed" takes a 5.x.x Status; the 4.2.0 deferral that
+  // reached max_age is now permanent, same subject and detail.
+  assert.equal(dsn.per_recipient[0]["Status"], "5.2.0");
   assert.match(dsn.per_recipient[0]["Diagnostic-Code"], /gave up after/);
   assert.match(dsn.returned, /Message-ID: <m1@example\.test>/);
   assert.doesNotMatch(dsn.returned, /hello/);

@@ -3,6 +3,7 @@
 // store, never through the server's memory.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { openQueue } from "../cli/_common.ts";
 import { maildirFiles, python, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
 
 const CONFIG = `
@@ -18,7 +19,8 @@ Deno.test("queue list shows a deferred message with its last error, and flush ma
   const { dir, file } = await tempConfig(CONFIG);
   const mail = join(dir, "data", "mail", "example.test");
   await Deno.mkdir(mail, { recursive: true });
-  await Deno.writeTextFile(join(mail, "bob"), "not a directory yet");
+  // A link to nothing where bob's Maildir should be: deferred (4.2.0) until it is removed.
+  await Deno.symlink("bob.missing", join(mail, "bob"));
   const serve = await spawnServe(file);
   try {
     const out = await python(
@@ -181,6 +183,55 @@ Deno.test("tern send --trace submits over SMTP and prints the annotated dialogue
     child.kill("SIGTERM");
     await child.status;
     await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("queue list and show escape the control characters a next hop put in its reply", async () => {
+  const { dir, file, config } = await tempConfig(CONFIG);
+  try {
+    // A record as an older tern, or another writer, may have stored it.
+    const queue = await openQueue(config);
+    const now = Date.now();
+    const incoming = await queue.receive({
+      envelope: {
+        reversePath: "a\u009b2J@example.test",
+        forwardPaths: ["x@example.net"],
+        body: "8BITMIME",
+        smtputf8: true,
+      },
+      recipients: [{ address: "x@example.net", originalRecipient: "x@example.net", mailbox: null }],
+      clientAddress: "127.0.0.1",
+      now,
+    });
+    await incoming.write(new TextEncoder().encode("Subject: \x1b]0;t\x07hi\r\n\r\nx\r\n"));
+    const claim = await incoming.commitAndClaim(now);
+    await queue.recordAttempt(claim, [{
+      index: 0,
+      status: "deferred",
+      reply: { code: 451, enhancedStatus: "4.3.0", text: "\x1b[2J\x1b[31mwiped\rfake\x00" },
+    }], now);
+    await queue.close();
+
+    const text = await tern(["queue", "list", "--config", file]);
+    assert.equal(text.code, 0, text.stderr);
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(text.stdout, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+    assert.match(text.stdout, /\(451 4\.3\.0 \\x1b\[2J\\x1b\[31mwiped\\x0dfake\\x00\)/);
+    assert.match(text.stdout, /<a\\x9b2J@example\.test>/);
+    const json = await tern(["queue", "list", "--config", file, "--json"]);
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(json.stdout.trim(), /[\x00-\x1f\x7f-\x9f]/);
+    const row = JSON.parse(json.stdout);
+    assert.equal(row.sender, "a\u009b2J@example.test");
+    assert.equal(row.recipients[0].last_error, "451 4.3.0 \x1b[2J\x1b[31mwiped\rfake\x00");
+    const shown = await tern(["queue", "show", "--config", file, claim.message.queueId]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /wiped\\x0dfake/);
+    // Not a terminal: the content itself comes out byte for byte.
+    // deno-lint-ignore no-control-regex
+    assert.match(shown.stdout, /Subject: \x1b\]0;t\x07hi\r\n/);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
