@@ -8,6 +8,8 @@ import { DataDecoder } from "./data_decoder.ts";
 import { parsePath, PathSyntaxError } from "./path.ts";
 import { REPLIES, reply } from "./reply.ts";
 import { ServerSession } from "./server_session.ts";
+import { heloNameProblem } from "./helo.ts";
+import { formatReceived } from "./received.ts";
 
 /** Bytes rich in what matters to SMTP framing: CR, LF, dots, spaces, NUL, high bytes. */
 const smtpBytes = fc.array(
@@ -272,5 +274,72 @@ Deno.test("no byte sequence makes the server session throw, and it never answers
       },
     ),
     { numRuns: 2000 },
+  );
+});
+
+/** Greeting names rich in what a Domain or address literal is made of, and what breaks them. */
+const heloNames = fc.oneof(
+  fc.array(
+    fc.constantFrom("a", "Z", "0", "9", "-", "_", ".", "[", "]", ":", "IPv6:", "1.2.3.4", "xn--"),
+    { maxLength: 20 },
+  ).map((a) => a.join("")),
+  fc.string({ unit: "binary", maxLength: 80 }),
+);
+
+Deno.test("an accepted greeting name is made only of domain and literal characters", () => {
+  fc.assert(
+    fc.property(heloNames, (name) => {
+      if (heloNameProblem(name) === null) assert.match(name, /^[A-Za-z0-9._:\[\]-]{1,255}$/);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+Deno.test("EHLO with any argument: accepted and named, or 501 and the state unchanged", () => {
+  fc.assert(
+    fc.property(heloNames, fc.boolean(), (name, inTransaction) => {
+      if (/[\r\n]/.test(name)) return; // a line end makes it two commands
+      const session = new ServerSession({ hostname: "mx.test" });
+      const talk = (line: string) => {
+        for (const e of session.receive(new TextEncoder().encode(line + "\r\n"))) {
+          if (e.type === "sender") session.answer(REPLIES.senderOk);
+        }
+      };
+      session.start();
+      talk("EHLO before.test");
+      if (inTransaction) talk("MAIL FROM:<a@b.test>");
+      const before = session.state;
+      talk(`EHLO ${name}`);
+      if (session.state === "ready" && session.clientName !== "before.test") {
+        assert.equal(heloNameProblem(session.clientName), null);
+      } else {
+        assert.equal(session.state, before);
+        assert.equal(session.clientName, "before.test");
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("the Received field stays one well-formed header whatever the greeting name", () => {
+  fc.assert(
+    fc.property(heloNames, (clientName) => {
+      const field = formatReceived({
+        clientName,
+        clientAddress: "192.0.2.1",
+        hostname: "mx.test",
+        queueId: "Q1",
+        isExtended: true,
+        smtputf8: false,
+        tls: null,
+        authenticated: false,
+        recipient: "b@example.test",
+        date: new Date(0),
+      });
+      assert.match(field, /^Received: from \S+ \(\[192\.0\.2\.1\]\)/);
+      assert.match(field, /^[\x20-\x7e]*(\r\n\t[\x20-\x7e]*)*\r\n$/);
+      assert.equal(field.split(";").length, 2);
+    }),
+    { numRuns: 3000 },
   );
 });

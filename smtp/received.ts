@@ -14,11 +14,13 @@
  * @module
  */
 
+import { isIpv4, isIpv6 } from "./path.ts";
+
 /** What the Received field records. */
 export interface ReceivedInfo {
-  /** The name the client gave in EHLO/HELO. */
+  /** The name the client gave in EHLO/HELO; any text is recorded safely. */
   readonly clientName: string;
-  /** The client's IP address. */
+  /** The client's IP address (IPv4 or IPv6, without brackets). */
   readonly clientAddress: string;
   /** Our host name. */
   readonly hostname: string;
@@ -83,6 +85,52 @@ function clean(text: string): string {
 }
 
 /**
+ * Characters a greeting name may hold and still be written bare: those of a
+ * domain (with the underscores real hosts send) and of an address literal.
+ * None of them can end the `from` clause (`;`), open or close a comment, or
+ * fold the line.
+ */
+const BARE_NAME = /^[A-Za-z0-9._:\[\]-]{1,255}$/;
+
+/** The longest odd greeting name recorded, in characters. */
+const MAX_ODD_NAME = 100;
+
+/**
+ * The client's address as an RFC 5321 §4.1.3 address literal, always
+ * present: `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
+ */
+function addressLiteral(address: string): string {
+  if (isIpv4(address)) return `[${address}]`;
+  if (isIpv6(address)) return `[IPv6:${address}]`;
+  return `[${address.replace(/[^A-Za-z0-9.:]/g, "") || "unknown"}]`;
+}
+
+/**
+ * Writes a greeting name as RFC 5322 §3.2.2 comment text: backslash before
+ * `(`, `)` and `\`, `?` for controls, non-ASCII and `;` (which simple readers
+ * take for the start of the date), cut to {@linkcode MAX_ODD_NAME}.
+ */
+function commentText(text: string): string {
+  const cut = text.length > MAX_ODD_NAME ? `${text.slice(0, MAX_ODD_NAME)}...` : text;
+  return cut.replace(/[^\x20-\x7e]|;/g, "?").replace(/[()\\]/g, "\\$&");
+}
+
+/**
+ * RFC 5321 §4.4 `From-domain`: `from <name> (<[address]>)`. The address
+ * literal is always there, so the field says who connected whatever the
+ * client claimed. A name that is not a plain domain or literal (the server
+ * refuses those at EHLO, but this function trusts nobody) is recorded as
+ * `from unknown ([address]) (HELO <name>)`, escaped inside a comment, where
+ * it cannot change the field's structure.
+ */
+function fromClause(clientName: string, clientAddress: string): string {
+  const address = addressLiteral(clientAddress);
+  if (clientName === "") return `from unknown (${address})`;
+  if (BARE_NAME.test(clientName)) return `from ${clientName} (${address})`;
+  return `from unknown (${address}) (HELO ${commentText(clientName)})`;
+}
+
+/**
  * Builds the Received field, folded, ending with CRLF.
  *
  * @param info What to record.
@@ -101,7 +149,7 @@ function clean(text: string): string {
  */
 export function formatReceived(info: ReceivedInfo): string {
   const lines = [
-    `Received: from ${clean(info.clientName) || "unknown"} ([${info.clientAddress}])`,
+    `Received: ${fromClause(info.clientName, info.clientAddress)}`,
     `\tby ${info.hostname} (tern) with ${protocolName(info)} id ${info.queueId}`,
   ];
   if (info.tls) {

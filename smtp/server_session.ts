@@ -65,9 +65,10 @@
 import { type Command, type Parameters, parseCommand } from "./command.ts";
 import { DataDecoder } from "./data_decoder.ts";
 import type { BodyType, DsnNotify, Envelope, RecipientDsn } from "./envelope.ts";
-import { decodeXtext, parseNotify, parseOrcpt } from "./dsn_parameters.ts";
+import { parseEnvid, parseNotify, parseOrcpt } from "./dsn_parameters.ts";
 import { formatMailbox, isNonAscii } from "./path.ts";
 import { formatReply, isPositive, REPLIES, type Reply, reply } from "./reply.ts";
+import { heloNameProblem } from "./helo.ts";
 import {
   parseSaslMechanism,
   type SaslCredentials,
@@ -803,6 +804,14 @@ export class ServerSession {
 
   /** RFC 5321 §4.1.1.1 (EHLO/HELO); a repeated greeting resets the transaction (§4.1.4). */
   #hello(verb: "EHLO" | "HELO", domain: string): void {
+    const problem = heloNameProblem(domain);
+    if (problem !== null) {
+      // §4.1.4: after a refused EHLO the server stays in the state it was in,
+      // so a transaction and an earlier greeting survive. The name is not
+      // echoed: it is what was wrong.
+      this.#error(REPLIES.syntax(`${verb} ${problem}`));
+      return;
+    }
     this.#endTransaction();
     this.#clientName = domain;
     this.#extended = verb === "EHLO";
@@ -920,11 +929,17 @@ export class ServerSession {
           break;
         }
         case "ENVID": {
-          // RFC 3461 §4.4: xtext, at most 100 characters
-          const decoded = value === null || value.length > 100 ? null : decodeXtext(value);
+          // RFC 3461 §4.4: xtext, at most 100 characters. It goes into the
+          // header of every delivery report, so it must decode to printable
+          // US-ASCII (§4): a +0D+0A would start a forged field there.
+          const decoded = value === null ? null : parseEnvid(value);
           if (decoded === null) {
             return this.#error(
-              reply(501, "5.5.4", "ENVID must be xtext of at most 100 characters (RFC 3461 §4.4)"),
+              reply(
+                501,
+                "5.5.4",
+                "ENVID must be xtext of at most 100 characters that decodes to printable US-ASCII (RFC 3461 §4, §4.4)",
+              ),
             );
           }
           envid = decoded;
@@ -994,11 +1009,15 @@ export class ServerSession {
           break;
         }
         case "ORCPT": {
-          // RFC 3461 §4.2
+          // RFC 3461 §4.2; like ENVID, it must decode to printable text (§4)
           const orcpt = value === null ? null : parseOrcpt(value);
           if (orcpt === null) {
             return this.#error(
-              reply(501, "5.5.4", "ORCPT must be addr-type;xtext (RFC 3461 §4.2)"),
+              reply(
+                501,
+                "5.5.4",
+                "ORCPT must be addr-type;xtext that decodes to a printable address (RFC 3461 §4, §4.2)",
+              ),
             );
           }
           dsn.orcpt = orcpt;

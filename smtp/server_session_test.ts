@@ -275,3 +275,90 @@ Deno.test("answering a question with 421 closes the session", () => {
   assert.equal(after.at(-1)?.type, "close");
   assert.equal(session.state, "closed");
 });
+
+// --- the EHLO/HELO argument (RFC 5321 §4.1.1.1, §4.1.4) -----------------------
+
+/** A session fed `lines` with every question answered yes; its replies, one per line. */
+function greet(lines: string[]): { session: ServerSession; replies: string[] } {
+  const session = new ServerSession({ hostname: "mx.example.test", maxErrors: 100 });
+  const replies: string[] = [];
+  const handle = (events: SessionEvent[]): void => {
+    for (const e of events) {
+      if (e.type === "send") replies.push(...decoder.decode(e.bytes).split("\r\n").slice(0, -1));
+      else if (e.type === "sender") handle(session.answer(REPLIES.senderOk));
+      else if (e.type === "recipient") handle(session.answer(REPLIES.recipientOk));
+    }
+  };
+  handle(session.start());
+  for (const line of lines) handle(session.receive(new TextEncoder().encode(line + "\r\n")));
+  return { session, replies };
+}
+
+const BAD_GREETINGS: readonly string[] = [
+  "<script>",
+  "a(b)",
+  "bad;name",
+  '"quoted"',
+  "a\x01b",
+  "a\x7fb",
+  "a\x00b",
+  "[tag:content]",
+  "[999.1.1.1]",
+  "bücher.example",
+  "a..b",
+];
+
+Deno.test("a refused EHLO or HELO gets 501 and leaves the session as it was, before a greeting", () => {
+  for (const verb of ["EHLO", "HELO"]) {
+    for (const name of BAD_GREETINGS) {
+      const { session, replies } = greet([`${verb} ${name}`]);
+      const what = `${verb} ${JSON.stringify(name)}`;
+      assert.match(replies.at(-1) ?? "", new RegExp(`^501 ${verb} needs `), what);
+      assert.equal(session.state, "connected", what);
+      assert.equal(session.clientName, "", what);
+    }
+  }
+});
+
+Deno.test("a refused EHLO inside a transaction keeps the transaction and the earlier name (§4.1.4)", () => {
+  for (const name of BAD_GREETINGS) {
+    const { session, replies } = greet([
+      "EHLO client.test",
+      "MAIL FROM:<a@client.test>",
+      "RCPT TO:<b@example.test>",
+      `EHLO ${name}`,
+    ]);
+    const what = JSON.stringify(name);
+    assert.match(replies.at(-1) ?? "", /^501 5\.5\.4 EHLO needs /, what);
+    assert.equal(session.state, "rcpt", what);
+    assert.equal(session.clientName, "client.test", what);
+    assert.equal(session.isExtended, true, what);
+  }
+});
+
+Deno.test("EHLO takes names real clients send, whatever the client's address (§4.1.4)", () => {
+  for (
+    const name of [
+      "client.test",
+      "localhost",
+      "DESKTOP_4F2K",
+      "mx.example.test.",
+      "192.0.2.1",
+      "[192.0.2.99]",
+      "[IPv6:2001:db8::1]",
+    ]
+  ) {
+    const { session, replies } = greet([`EHLO ${name}`]);
+    assert.equal(replies[1], `250-mx.example.test greets ${name}`);
+    assert.equal(session.state, "ready");
+    assert.equal(session.clientName, name);
+  }
+});
+
+Deno.test("refused greetings count as errors: a client cannot guess forever", () => {
+  const session = new ServerSession({ hostname: "mx.example.test", maxErrors: 3 });
+  session.start();
+  const events = session.receive(new TextEncoder().encode("EHLO <a>\r\nEHLO <b>\r\nEHLO <c>\r\n"));
+  assert.equal(events.at(-1)?.type, "close");
+  assert.equal(session.state, "closed");
+});
