@@ -34,7 +34,37 @@ export interface Received {
 export interface Receiver extends AsyncDisposable {
   host: string;
   port: number;
+  /** Every message recorded so far, in order. */
   messages(): Promise<Received[]>;
+  /**
+   * The same records one at a time, read from the log as they are yielded, so
+   * a long run (hundreds of thousands of messages) is never held in memory.
+   */
+  records(): AsyncGenerator<Received>;
+}
+
+/**
+ * Yields a receiver's JSON-lines log one record at a time. Read line by line:
+ * after a long run the log outgrows the longest string V8 can make (512 MiB).
+ * Only a missing log means "nothing yet"; a last line without its newline is
+ * still being written and is not yielded.
+ */
+async function* readLog(log: string): AsyncGenerator<Received> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(log);
+  } catch (error: unknown) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  const decoder = new TextDecoder();
+  let rest = "";
+  // file.readable closes the file when it ends or when the loop is left early.
+  for await (const chunk of file.readable) {
+    const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) if (line.trim() !== "") yield JSON.parse(line) as Received;
+  }
 }
 
 /** Starts a recording receiver; `mode` adds STARTTLS (good or broken). */
@@ -68,26 +98,11 @@ export async function startReceiver(
     host,
     port,
     async messages() {
-      // Read line by line: after a long run the log outgrows the longest
-      // string V8 can make (512 MiB). Only a missing log means "nothing yet".
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(log);
-      } catch (error: unknown) {
-        if (error instanceof Deno.errors.NotFound) return [];
-        throw error;
-      }
       const out: Received[] = [];
-      const decoder = new TextDecoder();
-      let rest = "";
-      for await (const chunk of file.readable) {
-        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) if (line.trim() !== "") out.push(JSON.parse(line));
-      }
-      // A last line without its newline is still being written: not counted.
+      for await (const record of readLog(log)) out.push(record);
       return out;
     },
+    records: () => readLog(log),
     async [Symbol.asyncDispose]() {
       await child.stdin.close();
       const timer = setTimeout(() => child.kill("SIGKILL"), 3000);

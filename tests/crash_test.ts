@@ -8,6 +8,11 @@
 //
 // TERN_CRASH_ROUNDS sets the number of kills (default 4); a release check
 // runs hundreds: TERN_CRASH_ROUNDS=300 deno task test tests/crash_test.ts
+//
+// The bookkeeping stays flat with the number of rounds: a message is a few
+// bytes in a per-client ledger (not its token as a string), and what was
+// delivered is read back one Maildir file and one relay log line at a time,
+// never as a whole. The summary line prints the process's peak memory.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
@@ -44,11 +49,121 @@ function recipientsFor(n: number): string[] {
   }
 }
 
-/** Sends messages until the connection breaks; returns the tokens acknowledged with 250. */
+/**
+ * One sending client's messages, a byte per message and per fact: whether it
+ * was acknowledged with 250, and how often it reached the Maildir and the
+ * relay (saturating at 255). Message n goes to {@linkcode recipientsFor}(n).
+ */
+class ClientLedger {
+  acknowledged = new Uint8Array(64);
+  local = new Uint8Array(64);
+  relayed = new Uint8Array(64);
+
+  /** Makes room for message n (doubling, so growth costs O(1) amortised). */
+  grow(n: number): void {
+    if (n < this.acknowledged.length) return;
+    let size = this.acknowledged.length;
+    while (size <= n) size *= 2;
+    const widen = (from: Uint8Array) => {
+      const to = new Uint8Array(size);
+      to.set(from);
+      return to;
+    };
+    this.acknowledged = widen(this.acknowledged);
+    this.local = widen(this.local);
+    this.relayed = widen(this.relayed);
+  }
+}
+
+/** What a run sent and what arrived, keyed by client (`r<round>c<client>`). */
+class Ledger {
+  readonly #clients = new Map<string, ClientLedger>();
+  acknowledgedCount = 0;
+
+  /** The ledger of one client, made on first use. */
+  client(id: string): ClientLedger {
+    let entry = this.#clients.get(id);
+    if (!entry) {
+      entry = new ClientLedger();
+      this.#clients.set(id, entry);
+    }
+    return entry;
+  }
+
+  /** Records a 250 for message n of client id. */
+  acknowledge(id: string, n: number): void {
+    const entry = this.client(id);
+    entry.grow(n);
+    entry.acknowledged[n] = 1;
+    this.acknowledgedCount++;
+  }
+
+  /** Counts one arrival of a token (`<client>-<n>`) in the Maildir or at the relay. */
+  arrived(token: string, where: "local" | "relayed"): void {
+    const m = /^(r\d+c\d+)-(\d+)$/.exec(token);
+    assert.ok(m?.[1] && m[2], `a delivered message with a token the test never sent: ${token}`);
+    const n = Number(m[2]);
+    const entry = this.client(m[1]);
+    entry.grow(n);
+    entry[where][n] = Math.min(255, (entry[where][n] ?? 0) + 1);
+  }
+
+  /** Acknowledged messages missing somewhere they were sent, and duplicates. */
+  tally(): { lost: number; localDuplicates: number; relayDuplicates: number } {
+    let lost = 0;
+    let localDuplicates = 0;
+    let relayDuplicates = 0;
+    for (const entry of this.#clients.values()) {
+      for (let n = 0; n < entry.acknowledged.length; n++) {
+        if (entry.acknowledged[n] === 0) continue;
+        const to = recipientsFor(n);
+        const local = entry.local[n] ?? 0;
+        const relayed = entry.relayed[n] ?? 0;
+        if (to.includes("alice@example.test")) {
+          if (local === 0) lost++;
+          if (local > 1) localDuplicates++;
+        }
+        if (to.includes("someone@example.net")) {
+          if (relayed === 0) lost++;
+          if (relayed > 1) relayDuplicates++;
+        }
+      }
+    }
+    return { lost, localDuplicates, relayDuplicates };
+  }
+}
+
+/** The highest memory seen: sampled after each round, and the kernel's peak RSS. */
+class MemoryPeak {
+  heap = 0;
+  rss = 0;
+
+  sample(): void {
+    const usage = Deno.memoryUsage();
+    this.heap = Math.max(this.heap, usage.heapUsed);
+    this.rss = Math.max(this.rss, usage.rss);
+  }
+
+  /** VmHWM (Linux): the resident set's high-water mark, between samples too. */
+  async highWaterMark(): Promise<number> {
+    try {
+      const status = await Deno.readTextFile("/proc/self/status");
+      const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
+      if (kib) return Math.max(this.rss, Number(kib) * 1024);
+    } catch {
+      // not Linux: the samples are all there is
+    }
+    return this.rss;
+  }
+}
+
+const mib = (bytes: number) => `${Math.round(bytes / 1048576)}MiB`;
+
+/** Sends messages until the connection breaks; records each one acknowledged with 250. */
 async function client(
   port: number,
   id: string,
-  acknowledged: Map<string, string[]>,
+  ledger: Ledger,
 ): Promise<void> {
   let conn: Deno.Conn;
   try {
@@ -93,7 +208,7 @@ async function client(
           `Subject: ${token}\r\nX-Token: ${token}\r\n\r\n${filler}end of ${token}\r\n.\r\n`,
         ),
       );
-      if (await reply() === 250) acknowledged.set(token, to);
+      if (await reply() === 250) ledger.acknowledge(id, n);
     }
   } catch {
     // The server was killed: this client is done.
@@ -118,17 +233,19 @@ accounts:
 relay: { routes: { example.net: "127.0.0.1:${relayPort}" } }
 queue: { retry: [1s] }
 `);
-  const acknowledged = new Map<string, string[]>();
+  const ledger = new Ledger();
+  const memory = new MemoryPeak();
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const serve = await spawnServe(file);
       const clients = Array.from(
         { length: CLIENTS },
-        (_, c) => client(serve.port, `r${round}c${c}`, acknowledged),
+        (_, c) => client(serve.port, `r${round}c${c}`, ledger),
       );
       await new Promise((r) => setTimeout(r, 150 + random() * 900));
       await serve.kill();
       await Promise.all(clients);
+      memory.sample();
     }
     // The last restart: everything acknowledged must arrive.
     const serve = await spawnServe(file);
@@ -139,7 +256,7 @@ queue: { retry: [1s] }
         const r = await tern(["queue", "list", "--config", file, "--json"]);
         last = r.stdout;
         return r.stdout.trim() === "";
-      }, 60_000 + acknowledged.size * 10).catch((error) => {
+      }, 60_000 + ledger.acknowledgedCount * 10).catch((error) => {
         const rows = last.trim().split("\n");
         throw new Error(`${rows.length} messages still queued, the first: ${rows[0]}`, {
           cause: error,
@@ -160,42 +277,30 @@ queue: { retry: [1s] }
     }
     assert.deepEqual(spool, [], "spool files left behind");
 
-    // Local: exactly once, whole.
+    // Local: exactly once, whole. One file at a time, only its token kept.
     const newDir = join(dir, "data", "mail", "example.test", "alice", "new");
-    const local = new Map<string, number>();
     for await (const entry of Deno.readDir(newDir)) {
       const text = await Deno.readTextFile(join(newDir, entry.name));
       const token = /X-Token: (\S+)/.exec(text)?.[1];
       assert.ok(token, `a file without its token: ${entry.name}`);
       assert.ok(text.endsWith(`end of ${token}\r\n`), `a half message in new/: ${entry.name}`);
-      local.set(token, (local.get(token) ?? 0) + 1);
+      ledger.arrived(token, "local");
     }
-    // Relay: at least once.
-    const relayed = new Map<string, number>();
-    for (const m of await receiver.messages()) {
+    memory.sample();
+    // Relay: at least once. The log is streamed, a record at a time.
+    for await (const m of receiver.records()) {
       const token = /X-Token: (\S+)/.exec(m.data)?.[1];
-      if (token) relayed.set(token, (relayed.get(token) ?? 0) + 1);
+      if (token) ledger.arrived(token, "relayed");
     }
-    let lost = 0;
-    let localDuplicates = 0;
-    let relayDuplicates = 0;
-    for (const [token, to] of acknowledged) {
-      if (to.includes("alice@example.test")) {
-        const n = local.get(token) ?? 0;
-        if (n === 0) lost++;
-        if (n > 1) localDuplicates++;
-      }
-      if (to.includes("someone@example.net")) {
-        const n = relayed.get(token) ?? 0;
-        if (n === 0) lost++;
-        if (n > 1) relayDuplicates++;
-      }
-    }
+    memory.sample();
+    const { lost, localDuplicates, relayDuplicates } = ledger.tally();
+    const peak = await memory.highWaterMark();
     console.log(
-      `crash test: rounds=${ROUNDS} seed=${SEED} acknowledged=${acknowledged.size} lost=${lost} ` +
-        `local_duplicates=${localDuplicates} relay_duplicates=${relayDuplicates}`,
+      `crash test: rounds=${ROUNDS} seed=${SEED} acknowledged=${ledger.acknowledgedCount} ` +
+        `lost=${lost} local_duplicates=${localDuplicates} relay_duplicates=${relayDuplicates} ` +
+        `peak_rss=${mib(peak)} peak_heap=${mib(memory.heap)}`,
     );
-    assert.ok(acknowledged.size > 0, "no message was acknowledged");
+    assert.ok(ledger.acknowledgedCount > 0, "no message was acknowledged");
     assert.equal(lost, 0, "acknowledged messages were lost");
     assert.equal(localDuplicates, 0, "local delivery happened twice");
   } finally {
