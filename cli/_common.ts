@@ -71,7 +71,8 @@ export async function openConfig(file: string | undefined): Promise<Config> {
  * @returns The queue; close it when done.
  */
 export async function openQueue(config: Config): Promise<KvQueue> {
-  await Deno.mkdir(config.dataDir, { recursive: true });
+  // Private like the server makes it: the store holds whole messages.
+  await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   return await KvQueue.open(queuePath(config), {
     retry: config.queue.retry,
     maxAge: config.queue.maxAge,

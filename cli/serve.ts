@@ -73,7 +73,11 @@ export async function serveCommand(args: string[]): Promise<number> {
       console.error(`tern serve: ${error.message}`);
       return 1;
     }
-    throw error;
+    // Anything else at start (a data_dir owned by another user, a store that
+    // cannot be opened) is the operator's to fix: one line, not a stack trace.
+    const why = error instanceof Error ? error.message : String(error);
+    console.error(`tern serve: cannot start: ${why}`);
+    return 1;
   }
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
   const onSignal = (name: string) => () => resolve(name);

@@ -104,7 +104,7 @@ export function formatConfig(config: Config): string {
     ? " tern: effective configuration (built-in defaults, no file)"
     : ` tern: effective configuration of ${config.file}`;
 
-  // Short lists on one line, one line per listener and per account, as CONTRACT.md writes them.
+  // Short lists on one line, one line per listener and per account, as the configuration reference writes them.
   const flowLists = [
     ["local_domains"],
     ["relay", "trusted_networks"],

@@ -49,7 +49,7 @@ async function problemLines(promise: Promise<unknown>): Promise<string[]> {
   assert.fail("expected a ConfigError");
 }
 
-const CONTRACT_EXAMPLE = `
+const FULL_EXAMPLE = `
 hostname: mx.example.test          # banner, EHLO, Received; default: the OS host name
 data_dir: ./data                   # holds the queue store and, by default, the mail root
 listeners:                         # default: one mx listener on 127.0.0.1:2525
@@ -112,9 +112,9 @@ for (const entry of fixtures.sort((a, b) => a.name.localeCompare(b.name))) {
   );
 }
 
-fileTest("loadConfig() reads the example of CONTRACT.md", async () => {
+fileTest("loadConfig() reads a full example configuration", async () => {
   const hash = await hashPassword("s3cret");
-  await withFiles({ "tern.yaml": CONTRACT_EXAMPLE.replace("HASH", hash) }, async (dir) => {
+  await withFiles({ "tern.yaml": FULL_EXAMPLE.replace("HASH", hash) }, async (dir) => {
     const config = await loadConfig({ file: "tern.yaml", cwd: dir });
     assert.equal(config.file, join(dir, "tern.yaml"));
     assert.equal(config.hostname, "mx.example.test");
@@ -229,7 +229,7 @@ fileTest("loadConfig() refuses an unknown YAML tag", async () => {
 });
 
 fileTest("formatConfig() output loads back to the same configuration", async () => {
-  const yaml = CONTRACT_EXAMPLE.replace('{ password: "HASH" }', "{}")
+  const yaml = FULL_EXAMPLE.replace('{ password: "HASH" }', "{}")
     .replace("max_message_size: 26214400", "max_message_size: 1000")
     .replace('nameservers: ["127.0.0.1:5353"]', 'nameservers: ["::1", "192.0.2.53"]');
   await withFiles({ "a/tern.yaml": yaml }, async (dir) => {

@@ -1,6 +1,6 @@
 /**
  * The configuration of tern: its type, its defaults and its validator, in one
- * place. YAML keys are snake_case (see CONTRACT.md); the loaded object is
+ * place. YAML keys are snake_case (as users write them); the loaded object is
  * camelCase, complete (defaults applied), with durations in milliseconds,
  * sizes in bytes and paths absolute. Nothing outside config/ sees `"5m"`.
  *

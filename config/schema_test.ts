@@ -75,7 +75,7 @@ Deno.test("validateConfig() takes the OS host name as the default hostname", () 
   assert.equal(validateConfig({}, AT_SRV).hostname, expected);
 });
 
-Deno.test("validateConfig() reads the example of CONTRACT.md", () => {
+Deno.test("validateConfig() reads a full example configuration", () => {
   const config = validateConfig({
     hostname: "mx.example.test",
     data_dir: "./data",

@@ -103,7 +103,7 @@ function splitAddress(address: string): { local: string; domain: string } | null
 /**
  * A domain in the form used for comparison: A-label (punycode) lower case
  * after NFC, so `Bücher.Example` and `xn--bcher-kva.example` match
- * (RFC 5890 §2.3.2.1, SMTP-TRAPS 36). Address literals (`[192.0.2.1]`,
+ * (RFC 5890 §2.3.2.1, docs/smtp-pitfalls.md: international domain names). Address literals (`[192.0.2.1]`,
  * RFC 5321 §4.1.3) are only put in lower case.
  */
 function canonicalDomain(domain: string): string {

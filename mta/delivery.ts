@@ -190,7 +190,7 @@ async function report(
 }
 
 /**
- * Logs one delivery outcome, the line STYLE.md shows.
+ * Logs one delivery outcome, one line per recipient and attempt, queue id first.
  *
  * @param logger Where to.
  * @param message The message.

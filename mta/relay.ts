@@ -576,7 +576,7 @@ export class RelayTransport implements RemoteTransport {
       return await SmtpClient.connect(base);
     } catch (error: unknown) {
       if (!(error instanceof TlsHandshakeError)) throw error;
-      // RFC 7435 / SMTP-TRAPS 30: opportunistic TLS falls back to plaintext.
+      // RFC 7435 / docs/smtp-pitfalls.md: opportunistic TLS: opportunistic TLS falls back to plaintext.
       logger.log("warn", "delivery.error", undefined, {
         next_hop: endpointName(endpoint),
         reason: "TLS handshake failed, retrying without TLS",

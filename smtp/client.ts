@@ -10,7 +10,7 @@
  *
  * Outbound STARTTLS to MX hosts has to be opportunistic (RFC 7435): many
  * present self-signed or mismatched certificates, and encryption without
- * authentication beats plaintext (SMTP-TRAPS 30). `Deno.startTls` checks the
+ * authentication beats plaintext (docs/smtp-pitfalls.md: opportunistic TLS). `Deno.startTls` checks the
  * certificate and cannot be told not to for one connection, nor does it
  * show the peer certificate. `node:tls` `tls.connect({ socket,
  * rejectUnauthorized: false })` does both, but on Deno 2.9.6 it needs a real
@@ -89,7 +89,7 @@ export class SmtpConnectionError extends Error {
 /**
  * The TLS handshake after STARTTLS failed. In opportunistic mode the caller
  * may connect again with `tls: "none"` and send in plaintext (RFC 7435;
- * SMTP-TRAPS 30), and should log that it did.
+ * docs/smtp-pitfalls.md: opportunistic TLS), and should log that it did.
  *
  * @example Fall back to plaintext
  * ```ts ignore
@@ -688,7 +688,7 @@ export class SmtpClient {
     const o = this.#options;
     const { socket, discarded } = this.#wire.detach();
     socket.on("error", () => {}); // from now on its failures show on the TLS socket
-    // RFC 3207 §4.2; SMTP-TRAPS 17: nothing that came in plaintext after the 220 is read.
+    // RFC 3207 §4.2; docs/smtp-pitfalls.md: STARTTLS injection: nothing that came in plaintext after the 220 is read.
     const dropped = discardedBySession + discarded;
     if (dropped > 0) this.#trace(`* ${dropped} bytes after the 220 to STARTTLS thrown away`);
     const servername = o.servername ?? (net.isIP(o.host) === 0 ? o.host : undefined);

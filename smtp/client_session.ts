@@ -7,22 +7,22 @@
  * The client opens the connection and then listens first: the server speaks
  * before anyone else, with a `220` greeting (§3.1, §4.3.1). A server that
  * does not want us says so in the same place with `554` and then waits for
- * `QUIT`; that is a refusal to report, not a dropped line (SMTP-TRAPS 32).
+ * `QUIT`; that is a refusal to report, not a dropped line (docs/smtp-pitfalls.md: a 554 greeting).
  *
  * The client introduces itself with `EHLO` and learns from the reply what the
  * server offers: one keyword per line after the first (§4.1.1.1), such as
  * `SIZE 10240000`, `PIPELINING`, `8BITMIME`, `STARTTLS`. Keywords are
  * case-insensitive, and old servers write `AUTH=LOGIN` where new ones write
- * `AUTH LOGIN` (SMTP-TRAPS 7). A server that does not know EHLO answers
+ * `AUTH LOGIN` (docs/smtp-pitfalls.md: multi-line replies). A server that does not know EHLO answers
  * `500` or `502`; the client then says `HELO` and uses no extension at all
- * (§3.2, SMTP-TRAPS 11).
+ * (§3.2, docs/smtp-pitfalls.md: EHLO, then HELO).
  *
  * If the server offers STARTTLS and the client wants it, the client sends it
  * and, on `220`, hands the connection to TLS. RFC 3207 §4.2 makes both sides
  * forget everything they learned in plaintext; the client also throws away
  * every byte that arrived after the `220` (a server, or someone in the
  * middle, could have put "replies" there to be read as if they had come
- * over TLS; SMTP-TRAPS 17) and says `EHLO` again.
+ * over TLS; docs/smtp-pitfalls.md: STARTTLS injection) and says `EHLO` again.
  *
  * A mail transaction (§3.3) is what the client is there for:
  *
@@ -50,8 +50,8 @@
  *
  * With PIPELINING (RFC 2920), the client sends MAIL, every RCPT and DATA in
  * one go and reads the replies in order; the content still waits for the
- * `354` (§3.3, SMTP-TRAPS 34). Without it, one command at a time, each
- * after the reply to the one before, as strict servers demand (SMTP-TRAPS 16).
+ * `354` (§3.3, docs/smtp-pitfalls.md: DATA without recipients). Without it, one command at a time, each
+ * after the reply to the one before, as strict servers demand (docs/smtp-pitfalls.md: pipelining).
  * A transaction left open on the server (MAIL accepted, then every RCPT or
  * the DATA refused) is closed with `RSET` before the next one, and `QUIT`
  * ends the session.
@@ -637,7 +637,7 @@ export class ClientSession {
     this.#state = "envelope";
     if (t.pipelined) {
       // RFC 2920 §3.1: RSET, MAIL and RCPT may go anywhere in a group, DATA
-      // only last; the content waits for the 354 (§3.3, SMTP-TRAPS 34). BDAT
+      // only last; the content waits for the 354 (§3.3, docs/smtp-pitfalls.md: DATA without recipients). BDAT
       // waits for the RCPT replies, so no chunk goes to a server that
       // accepted no recipient.
       const lines: string[] = [];
@@ -758,7 +758,7 @@ export class ClientSession {
           this.#isExtended = true;
           this.#ready(parseEhlo(r));
         } else if (r.code === 500 || r.code === 502) {
-          // RFC 5321 §3.2: a server without EHLO; fall back to HELO (SMTP-TRAPS 11).
+          // RFC 5321 §3.2: a server without EHLO; fall back to HELO (docs/smtp-pitfalls.md: EHLO, then HELO).
           this.#send([`HELO ${this.#hostname}`], [{ kind: "HELO" }]);
         } else {
           this.#refuse(r);

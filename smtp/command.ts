@@ -73,7 +73,7 @@ function parsePathCommand(
   if (argument.slice(0, keyword.length).toUpperCase() !== keyword) {
     return { verb: "INVALID", reply: REPLIES.syntax(`Syntax: ${verb} ${keyword}<address>`) };
   }
-  // Not RFC, but common: "MAIL FROM: <a@b>" (SMTP-TRAPS 8). Tolerated.
+  // Not RFC, but common: "MAIL FROM: <a@b>" (docs/smtp-pitfalls.md: paths). Tolerated.
   const text = argument.slice(keyword.length).trimStart();
   if (verb === "RCPT" && /^<postmaster>(\s|$)/i.test(text)) {
     // RFC 5321 §4.5.1: "Postmaster" with no domain MUST be accepted.

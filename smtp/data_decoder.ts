@@ -5,7 +5,7 @@
  * After DATA (RFC 5321 §4.1.1.4) the content is a series of CRLF-terminated
  * lines ending with a line holding a single dot: `<CRLF>.<CRLF>`. The CRLF
  * that ends the DATA command itself counts, so a first line of `.` means an
- * empty message (SMTP-TRAPS 3). Any line of content that starts with a dot was
+ * empty message (docs/smtp-pitfalls.md: end of data). Any line of content that starts with a dot was
  * sent with one more dot in front (§4.5.2, "transparency"); the decoder strips
  * exactly that one.
  *

@@ -6,14 +6,14 @@
  *
  * - **Line endings** (RFC 5321 §2.3.8, RFC 5322 §2.3). Only CRLF ends a line,
  *   and a client must never send a bare CR or a bare LF. Each stray one is
- *   rewritten to CRLF, as Postfix 3.9 does (SMTP-TRAPS 2), so that no
+ *   rewritten to CRLF, as Postfix 3.9 does (docs/smtp-pitfalls.md: line endings), so that no
  *   downstream parser splitting on LF can find a line the next server did
  *   not see ("SMTP smuggling").
  * - **Dot-stuffing** (RFC 5321 §4.5.2, DATA only). Every line that starts
  *   with `.` gets one more in front, so that no line of content can read as
  *   the end of data; the server takes exactly one off. The end of data is
  *   then `<CRLF>.<CRLF>`; a message whose last line lacks its CRLF gets one
- *   first (SMTP-TRAPS 3, 4). BDAT content is never stuffed (RFC 3030 §2).
+ *   first (docs/smtp-pitfalls.md: end of data, dot-stuffing). BDAT content is never stuffed (RFC 3030 §2).
  *
  * The encoder keeps two flags of state and no content: any split of the same
  * input into chunks gives the same output, and memory stays constant.

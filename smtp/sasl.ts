@@ -21,7 +21,7 @@
  * Every client response is base64 (RFC 4648 §4); `=` alone is an empty
  * response and `*` cancels the exchange (RFC 4954 §4). The decoded strings
  * are UTF-8 (RFC 4616 §2), so base64 is decoded to bytes and the bytes to
- * text through `TextDecoder`: `atob` alone would give Latin-1 (SMTP-TRAPS 19).
+ * text through `TextDecoder`: `atob` alone would give Latin-1 (docs/smtp-pitfalls.md: AUTH in UTF-8).
  *
  * @module
  */

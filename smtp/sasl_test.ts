@@ -28,7 +28,7 @@ for (const c of responses) {
   });
 }
 
-Deno.test("encodeBase64Utf8() encodes any Unicode text, which btoa alone cannot (SMTP-TRAPS 19)", () => {
+Deno.test("encodeBase64Utf8() encodes any Unicode text, which btoa alone cannot (docs/smtp-pitfalls.md: AUTH in UTF-8)", () => {
   for (const text of ["Username:", "josé", "пароль", "密码🔑", ""]) {
     const decoded = decodeSaslResponse(encodeBase64Utf8(text) || "=");
     assert.equal(new TextDecoder().decode(decoded!), text);

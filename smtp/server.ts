@@ -11,7 +11,7 @@
  *
  * `node:net` rather than `Deno.listen` because STARTTLS needs to wrap an
  * accepted socket in a server-side TLS socket, which only `node:tls` can do
- * (see FACTS.md); the connection keeps its socket in one field so that the
+ * (see docs/platform.md); the connection keeps its socket in one field so that the
  * upgrade can swap it. Implicit TLS (RFC 8314, port 465) wraps the socket
  * the same way as soon as it is accepted.
  *

@@ -3,7 +3,7 @@
 // data directory: every one is delivered, exactly once.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { maildirFiles, python, spawnServe, tempConfig, waitFor } from "./_helpers.ts";
+import { maildirFiles, python, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
 
 const SEND = `
 import smtplib, sys
@@ -104,6 +104,23 @@ Deno.test("with no configuration, tern serve takes mail for me@localhost on 127.
     assert.equal(files.length, 1);
   } finally {
     assert.equal(await serve.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("tern serve with a data_dir that cannot be a directory fails with one line, not a stack trace", async () => {
+  const { dir, file } = await tempConfig(
+    "listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]\n",
+  );
+  try {
+    // data_dir: ./data is a file here: the store cannot be made in it.
+    await Deno.writeTextFile(join(dir, "data"), "not a directory\n");
+    const { code, stderr } = await tern(["serve", "--config", file]);
+    assert.equal(code, 1);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0]!, /^tern serve: cannot start: /);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
