@@ -11,32 +11,49 @@ import { hashPasswordCommand } from "./cli/hash_password.ts";
 import { playgroundCommand } from "./cli/playground.ts";
 import { queueCommand } from "./cli/queue.ts";
 import { sendCommand } from "./cli/send.ts";
+import { sendmailCommand } from "./cli/sendmail.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { reloadCommand } from "./cli/reload.ts";
 import { versionCommand } from "./cli/version.ts";
 
 const USAGE = `Usage: tern <command> [options]
 
 Commands:
-  serve [--config FILE]         run the MTA (listeners, queue, delivery)
+  serve [--config FILE] [--trace]
+                                run the MTA (listeners, queue, delivery)
   check-config [--config FILE]  validate the configuration and print it
-  queue list [--json]           the queued messages, their recipients and last errors
+  reload [--config FILE]        make the running server read its configuration again
+  queue list [--json] [SELECTION]
+                                the queued messages, their recipients and last errors
   queue show ID                 one message: envelope, state and content
-  queue flush                   retry every queued message now
-  queue delete|hold|release ID  remove, park, unpark a message
-  send [-f SENDER] [-t] [-i] [RCPT...]
-                                sendmail-style submission of a message on stdin
+  queue flush [ID...|ALL] [SELECTION]
+                                retry messages now (every one not held without ID)
+  queue delete|hold|release ID...|ALL [SELECTION]
+                                remove, park, unpark messages
+      SELECTION: --state held|deferred|active, --domain DOMAIN, --from ADDRESS, --to ADDRESS
+  sendmail [-t] [-i] [-f SENDER] [-F NAME] [RCPT...]
+                                sendmail's command line: a message on stdin, -bp, -bs
+  send ...                      the same as sendmail
+  mailq                         the same as queue list (sendmail -bp)
   hash-password                 read a password on stdin, print its hash
   version                       print the version
   explain CODE [STATUS]         what a reply code, enhanced status or command means, and its RFC
   playground [--port N]         a web page on 127.0.0.1 to type SMTP to tern's server session
+  help                          this list (also --help, -h)
+
+Every command takes --config FILE where it reads the configuration (default ./tern.yaml),
+and -h/--help for its own usage: tern <command> --help.
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "serve": serveCommand,
   "check-config": checkConfig,
+  "reload": reloadCommand,
   "hash-password": hashPasswordCommand,
   "queue": queueCommand,
   "send": sendCommand,
+  "sendmail": sendmailCommand,
+  "mailq": (args) => sendmailCommand(["-bp", ...args]),
   "version": versionCommand,
   "explain": explainCommand,
   "playground": playgroundCommand,
@@ -63,6 +80,24 @@ export async function main(args: string[]): Promise<number> {
   return await command(rest);
 }
 
+/**
+ * The name the program was started under (argv[0]): a compiled tern linked
+ * as /usr/sbin/sendmail or /usr/bin/mailq behaves as that command.
+ */
+function programName(): string {
+  const proc = "/proc/self/cmdline";
+  try {
+    // Never a permission prompt for this: without read access, no renaming.
+    if (Deno.permissions.querySync({ name: "read", path: proc }).state !== "granted") return "";
+    // Linux: argv[0] as the caller gave it, before symbolic links are followed.
+    return Deno.readTextFileSync(proc).split("\0", 1)[0]!.split("/").pop() ?? "";
+  } catch {
+    return "";
+  }
+}
+
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const name = programName().replace(/\.exe$/i, "");
+  const args = name === "sendmail" || name === "mailq" ? [name, ...Deno.args] : Deno.args;
+  Deno.exit(await main(args));
 }

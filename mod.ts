@@ -42,6 +42,7 @@ export {
   QUEUE_FILE,
   queuePath,
 } from "./mta/mta.ts";
+export type { ConfigChange } from "./mta/live_config.ts";
 export {
   checkRecipient,
   checkSender,

@@ -6,10 +6,11 @@
  */
 
 import { ConfigError } from "../config/errors.ts";
-import { loadConfig } from "../config/load.ts";
+import { DEFAULT_CONFIG_FILE, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { KvQueue } from "../queue/kv_queue.ts";
 import { queuePath } from "../mta/mta.ts";
+import { userName } from "../mta/pickup.ts";
 import { createLogger } from "../log/logger.ts";
 
 /** A failure the CLI reports in one line and exit code 1. */
@@ -49,18 +50,92 @@ export function describeArgsError(error: unknown): string {
   }
 }
 
+/** The system-wide configuration, read when no other is found. */
+export const SYSTEM_CONFIG_FILE = "/etc/tern/tern.yaml";
+
 /**
- * Loads the configuration, turning a ConfigError into a CliError of its lines.
+ * Which configuration file a command reads: `--config FILE`, else
+ * `$TERN_CONFIG`, else `./tern.yaml`, else `/etc/tern/tern.yaml` (so cron
+ * jobs, which run in the user's home, find the server's file).
  *
  * @param file `--config FILE`, or undefined.
- * @returns The configuration.
+ * @returns The file, or `null` when there is none (the built-in defaults apply).
  */
-export async function openConfig(file: string | undefined): Promise<Config> {
+export async function locateConfig(file: string | undefined): Promise<string | null> {
+  if (file !== undefined) return file;
+  const fromEnv = Deno.env.get("TERN_CONFIG");
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  for (const candidate of [DEFAULT_CONFIG_FILE, SYSTEM_CONFIG_FILE]) {
+    try {
+      await Deno.stat(candidate);
+      return candidate;
+    } catch (error: unknown) {
+      if (!(error instanceof Deno.errors.NotFound)) return candidate; // let the load say why
+    }
+  }
+  return null;
+}
+
+/**
+ * Loads the configuration found by {@linkcode locateConfig}, turning a
+ * ConfigError into a CliError of its lines.
+ *
+ * @param file `--config FILE`, or undefined.
+ * @returns The configuration, and the file it came from (`null`: the defaults).
+ */
+export async function findConfig(
+  file: string | undefined,
+): Promise<{ config: Config; file: string | null }> {
+  const found = await locateConfig(file);
   try {
-    return await loadConfig(file === undefined ? {} : { file });
+    return {
+      // The CLI's commands hand mail to the server or read the queue: the
+      // secrets (smarthost passwords, the SRS key) are the server's alone,
+      // and a user who may not read them may still send mail.
+      config: await loadConfig(
+        found === null ? { readSecrets: false } : { file: found, readSecrets: false },
+      ),
+      file: found,
+    };
   } catch (error: unknown) {
     if (error instanceof ConfigError) throw new CliError(error.message);
     throw error;
+  }
+}
+
+/**
+ * Loads the configuration, turning a ConfigError into a CliError of its lines.
+ *
+ * @param file `--config FILE`, or undefined (then `$TERN_CONFIG`, `./tern.yaml`, `/etc/tern/tern.yaml`).
+ * @returns The configuration.
+ */
+export async function openConfig(file: string | undefined): Promise<Config> {
+  return (await findConfig(file)).config;
+}
+
+/**
+ * Refuses to open a store that belongs to another user: files this process
+ * made there would be its own, and the server could not write them later.
+ *
+ * @param config The configuration.
+ * @throws {CliError} When `data_dir` exists and is someone else's.
+ */
+export async function checkStoreOwner(config: Config): Promise<void> {
+  const uid = Deno.uid();
+  if (uid === null) return;
+  let owner: number;
+  try {
+    owner = (await Deno.stat(config.dataDir)).uid ?? uid;
+  } catch (error: unknown) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (owner !== uid) {
+    throw new CliError(
+      `the store in ${config.dataDir} belongs to ${userName(owner)}: run this as ${
+        userName(owner)
+      } (files made as ${userName(uid)} would break the server)`,
+    );
   }
 }
 
@@ -71,13 +146,23 @@ export async function openConfig(file: string | undefined): Promise<Config> {
  * @returns The queue; close it when done.
  */
 export async function openQueue(config: Config): Promise<KvQueue> {
-  // Private like the server makes it: the store holds whole messages.
-  await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  return await KvQueue.open(queuePath(config), {
-    retry: config.queue.retry,
-    maxAge: config.queue.maxAge,
-    logger: createLogger({ level: "warn", format: config.log.format }),
-  });
+  try {
+    await checkStoreOwner(config);
+    // Like the server makes it: the store holds whole messages, only the way through is open.
+    await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o711 });
+    return await KvQueue.open(queuePath(config), {
+      retry: config.queue.retry,
+      maxAge: config.queue.maxAge,
+      logger: createLogger({ level: "warn", format: config.log.format }),
+    });
+  } catch (error: unknown) {
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new CliError(
+        `cannot open the store in ${config.dataDir}: permission denied (run this as the server's user)`,
+      );
+    }
+    throw error;
+  }
 }
 
 /**

@@ -20,7 +20,8 @@ import { formatReply, REPLIES, type Reply } from "../smtp/reply.ts";
 const USAGE =
   "usage: tern explain <reply code> [<enhanced status code>] | <enhanced status code> | " +
   "<command or EHLO keyword>\n" +
-  "  tern explain 452 4.5.3\n  tern explain 550\n  tern explain 5.7.1\n  tern explain STARTTLS";
+  "  tern explain 452 4.5.3\n  tern explain 550\n  tern explain 5.7.1\n  tern explain STARTTLS\n" +
+  "  -h, --help      this help";
 
 const HINT = "give a reply code (550), an enhanced status code (5.7.1), both (452 4.5.3), " +
   "or a command (MAIL)";
@@ -297,6 +298,13 @@ export function explainCommand(args: string[]): number {
   if (args.includes("--help") || args.includes("-h")) {
     console.log(USAGE);
     return 0;
+  }
+  const option = args.find((a) => a.startsWith("--"));
+  if (option !== undefined) {
+    console.error(
+      `tern explain: unknown option ${JSON.stringify(option)} (see "tern explain --help")`,
+    );
+    return 1;
   }
   try {
     console.log(explain(args));

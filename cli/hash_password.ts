@@ -54,6 +54,11 @@ async function readPipedPassword(): Promise<string> {
   return text.replace(/\r?\n$/, "");
 }
 
+const USAGE = `usage: tern hash-password < password
+  Read a password on standard input (typed without echo on a terminal) and
+  print its hash, for accounts.<address>.password in the configuration.
+  -h, --help      this help`;
+
 /**
  * Runs `tern hash-password`: reads the password from standard input (all of
  * it, less one trailing `\n` or `\r\n`; on a terminal, one line typed without
@@ -76,12 +81,16 @@ async function readPipedPassword(): Promise<string> {
  */
 export async function hashPasswordCommand(args: string[]): Promise<number> {
   const [first] = args;
+  if (first === "--help" || first === "-h") {
+    console.log(USAGE);
+    return 0;
+  }
   if (first !== undefined) {
     const what = first.startsWith("-") ? "unknown option" : "unexpected argument";
     console.error(
       `tern hash-password: ${what} ${
         JSON.stringify(first)
-      } (the password is read from standard input)`,
+      } (the password is read from standard input; see "tern hash-password --help")`,
     );
     return 1;
   }

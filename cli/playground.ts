@@ -233,7 +233,10 @@ export async function servePlayground(options: PlaygroundOptions = {}): Promise<
   };
 }
 
-const USAGE = "usage: tern playground [--port N]";
+const USAGE = `usage: tern playground [--port N]
+  Serve a web page on 127.0.0.1 to type SMTP to tern's server session.
+  --port N        the port (default 8025)
+  -h, --help      this help`;
 
 /**
  * Runs `tern playground`: serves the page until interrupted.
@@ -273,7 +276,7 @@ export async function playgroundCommand(args: string[]): Promise<number> {
       port = Number(values.port);
     }
   } catch (error: unknown) {
-    console.error(`tern playground: ${describeArgsError(error)} (${USAGE})`);
+    console.error(`tern playground: ${describeArgsError(error)} (see "tern playground --help")`);
     return 1;
   }
   const stop = new AbortController();

@@ -1,6 +1,8 @@
 /**
  * `tern queue list|show|flush|delete|hold|release`: the queue, inspected and
- * managed while `tern serve` runs. Everything goes through the store: a
+ * managed while `tern serve` runs, one message, several (`delete ID1 ID2`),
+ * all (`hold ALL`) or a selection (`--state deferred --domain example.net`)
+ * at a time. Everything goes through the store: a
  * running server notices a flushed or released message at its next poll of
  * the store (half a second), since a KV watch in one process does not see
  * another process's writes.
@@ -9,18 +11,72 @@
  */
 
 import { parseArgs } from "node:util";
+import type { Config } from "../config/schema.ts";
+import type { KvQueue } from "../queue/kv_queue.ts";
 import type { QueuedMessage } from "../queue/types.ts";
 import { CliError, describeArgsError, openConfig, openQueue, runCommand } from "./_common.ts";
+import { logAdminAction } from "./_admin_log.ts";
 
-const USAGE = `usage: tern queue list [--config FILE] [--json]
-       tern queue show [--config FILE] ID
-       tern queue flush [--config FILE]
-       tern queue delete|hold|release [--config FILE] ID`;
+/** The usage of each subcommand, for `tern queue SUB --help`. */
+const SUB_USAGE: Record<string, string> = {
+  list: `usage: tern queue list [--config FILE] [--json] [SELECTION]
+  List the queued messages, their recipients and last errors.
+  --json          one JSON object per message and line`,
+  show: `usage: tern queue show [--config FILE] ID
+  Print one message: envelope, state, then its content as stored.`,
+  flush: `usage: tern queue flush [--config FILE] [ID... | ALL] [SELECTION]
+  Make messages due now (all but held ones when no ID is given); a running
+  server takes them at its next poll of the store.`,
+  delete: `usage: tern queue delete [--config FILE] ID... | ALL [SELECTION]
+  Remove messages for good, without a bounce.`,
+  hold: `usage: tern queue hold [--config FILE] ID... | ALL [SELECTION]
+  Park messages: never attempted until released. Holding a held message is an error.`,
+  release: `usage: tern queue release [--config FILE] ID... | ALL [SELECTION]
+  Unpark held messages. Releasing a message that is not held is an error.`,
+};
+
+const SELECTION = `SELECTION (messages matching all of these; with no ID, ALL is implied):
+  --state STATE   held, deferred (a recipient failed for now), or active
+                  (not held, no deferred recipient: waiting for or in delivery)
+  --domain DOMAIN a recipient at this domain
+  --from ADDRESS  this sender (envelope MAIL FROM; "<>" for bounces)
+  --to ADDRESS    this recipient
+  --config FILE   the configuration (default ./tern.yaml), for its data_dir
+  -h, --help      this help`;
+
+const USAGE = `usage: tern queue list|show|flush|delete|hold|release [options] [ID... | ALL]
+  list      the queued messages (--json: one JSON object a line)
+  show      one message: envelope, state and content
+  flush     make messages due now
+  delete    remove messages
+  hold      park messages
+  release   unpark held messages
+${SELECTION}
+Run "tern queue SUBCOMMAND --help" for one subcommand.`;
 
 const encoder = new TextEncoder();
 
+/**
+ * Writes to standard output, all of it. A reader that went away (`| head -1`)
+ * raises `Deno.errors.BrokenPipe`, which {@linkcode queueCommand} takes as
+ * the end of the output, not as a failure.
+ */
+function writeBytes(bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
 function write(text: string): void {
-  Deno.stdout.writeSync(encoder.encode(text));
+  writeBytes(encoder.encode(text));
+}
+
+/** Reports a done action: a reader that went away must not stop the rest of the actions. */
+function tell(text: string): void {
+  try {
+    write(text);
+  } catch (error: unknown) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+  }
 }
 
 /** C0 controls but TAB, DEL, the C1 controls, and lone surrogates. */
@@ -113,6 +169,236 @@ function toText(m: QueuedMessage): string {
   return out;
 }
 
+/** Which messages an action or a listing is about. */
+interface Selection {
+  readonly state: "held" | "deferred" | "active" | undefined;
+  readonly domain: string | undefined;
+  readonly from: string | undefined;
+  readonly to: string | undefined;
+}
+
+const STATES = ["held", "deferred", "active"] as const;
+
+function lower(address: string): string {
+  return address.toLowerCase();
+}
+
+/** The state `--state` matches: held, deferred, or active (neither). */
+function stateOf(m: QueuedMessage): "held" | "deferred" | "active" {
+  if (m.held) return "held";
+  return m.recipients.some((r) => r.status === "deferred") ? "deferred" : "active";
+}
+
+function matches(m: QueuedMessage, s: Selection): boolean {
+  if (s.state !== undefined && stateOf(m) !== s.state) return false;
+  if (s.from !== undefined && lower(m.envelope.reversePath) !== s.from) return false;
+  const addresses = m.recipients.flatMap((r) => [lower(r.address), lower(r.originalRecipient)]);
+  if (s.to !== undefined && !addresses.includes(s.to)) return false;
+  if (s.domain !== undefined && !addresses.some((a) => a.endsWith(`@${s.domain}`))) return false;
+  return true;
+}
+
+function isEmpty(s: Selection): boolean {
+  return s.state === undefined && s.domain === undefined && s.from === undefined &&
+    s.to === undefined;
+}
+
+function parseSelection(values: {
+  state?: string | undefined;
+  domain?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+}): Selection {
+  const state = values.state?.toLowerCase();
+  if (state !== undefined && !(STATES as readonly string[]).includes(state)) {
+    throw new CliError(`--state must be held, deferred or active, found "${values.state}"`);
+  }
+  const from = values.from === undefined
+    ? undefined
+    : values.from === "<>"
+    ? ""
+    : lower(values.from.replace(/^<(.*)>$/, "$1"));
+  return {
+    state: state as Selection["state"],
+    domain: values.domain === undefined ? undefined : lower(values.domain.replace(/^@/, "")),
+    from,
+    to: values.to === undefined ? undefined : lower(values.to.replace(/^<(.*)>$/, "$1")),
+  };
+}
+
+/** The ids of the messages a selection matches, read before any is changed. */
+async function selectIds(queue: KvQueue, selection: Selection): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const m of queue.list()) if (matches(m, selection)) ids.push(m.queueId);
+  return ids;
+}
+
+/** What one action did to one message: done, or why not (an error for a named id). */
+type Outcome = { readonly ok: true; readonly text: string } | {
+  readonly ok: false;
+  readonly text: string;
+  /** Not worth an error when the message was picked by ALL or a selection. */
+  readonly skippable: boolean;
+};
+
+const unknown = (id: string): Outcome => ({
+  ok: false,
+  text: `no message with queue ID "${id}"`,
+  skippable: true,
+});
+
+async function deleteMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+  if (!(await queue.delete(id))) return unknown(id);
+  logAdminAction(config, "delete", id);
+  return { ok: true, text: `${id}: deleted` };
+}
+
+async function holdMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+  const m = await queue.get(id);
+  if (m === null) return unknown(id);
+  if (m.held) return { ok: false, text: `${id}: already held`, skippable: true };
+  if (!(await queue.hold(id))) return unknown(id);
+  logAdminAction(config, "hold", id);
+  return { ok: true, text: `${id}: held` };
+}
+
+async function releaseMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+  const m = await queue.get(id);
+  if (m === null) return unknown(id);
+  if (!m.held) return { ok: false, text: `${id}: not held`, skippable: true };
+  if (!(await queue.release(id))) return unknown(id);
+  logAdminAction(config, "release", id);
+  return { ok: true, text: `${id}: released` };
+}
+
+async function flushMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+  switch (await queue.flushOne(id, Date.now())) {
+    case "unknown":
+      return unknown(id);
+    case "held":
+      return { ok: false, text: `${id}: held (release it to deliver it)`, skippable: true };
+    case "delivering":
+      return { ok: true, text: `${id}: being delivered now` };
+    case "due":
+      logAdminAction(config, "flush", id);
+      return { ok: true, text: `${id}: due now` };
+  }
+}
+
+const ACTIONS: Record<
+  string,
+  (queue: KvQueue, config: Config, id: string) => Promise<Outcome>
+> = {
+  delete: deleteMessage,
+  hold: holdMessage,
+  release: releaseMessage,
+  flush: flushMessage,
+};
+
+/**
+ * Runs one action on named ids (each reported, exit 1 if any failed) or on
+ * the messages ALL or a selection picks (those it does not apply to, such as
+ * a message not held for release, are passed over).
+ */
+async function act(
+  sub: string,
+  queue: KvQueue,
+  config: Config,
+  ids: string[] | null,
+  selection: Selection,
+): Promise<number> {
+  const action = ACTIONS[sub]!;
+  const picked = ids ?? await selectIds(queue, selection);
+  let failed = 0;
+  let done = 0;
+  for (const id of picked) {
+    const outcome = await action(queue, config, id);
+    if (outcome.ok) {
+      done++;
+      tell(`${outcome.text}\n`);
+    } else if (ids !== null || !outcome.skippable) {
+      failed++;
+      console.error(`tern queue ${sub}: ${outcome.text}`);
+    }
+  }
+  if (ids === null) tell(`${done} message${done === 1 ? "" : "s"} ${PAST[sub]}\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+const PAST: Record<string, string> = {
+  delete: "deleted",
+  hold: "held",
+  release: "released",
+  flush: "due now",
+};
+
+async function listMessages(queue: KvQueue, selection: Selection, json: boolean): Promise<number> {
+  let count = 0;
+  let bytes = 0;
+  for await (const m of queue.list()) {
+    if (!matches(m, selection)) continue;
+    count++;
+    bytes += m.size;
+    write(json ? toJson(m) + "\n" : toText(m));
+  }
+  if (!json) {
+    write(
+      count === 0
+        ? "Queue is empty\n"
+        : `-- ${count} message${count === 1 ? "" : "s"}, ${bytes} octets\n`,
+    );
+  }
+  return 0;
+}
+
+async function showMessage(queue: KvQueue, id: string): Promise<number> {
+  const m = await queue.get(id);
+  if (m === null) throw new CliError(`no message with queue ID "${id}"`);
+  write(toText(m));
+  write(
+    `next attempt: ${isoDate(m.nextAttempt)}  client: ${
+      visible(m.clientAddress)
+    }  body: ${m.envelope.body}\n\n`,
+  );
+  // The content as stored, byte for byte, when it goes to a file or
+  // a pipe; on a terminal, its control characters are shown escaped.
+  const terminal = Deno.stdout.isTerminal();
+  for await (const chunk of queue.openContent(id)) {
+    writeBytes(terminal ? visibleBytes(chunk) : chunk);
+  }
+  return 0;
+}
+
+/** The whole queue made due now (`tern queue flush` with no id or selection). */
+async function flushAll(queue: KvQueue, config: Config): Promise<number> {
+  const n = await queue.flush(Date.now());
+  logAdminAction(config, "flush", undefined, { count: n });
+  tell(`${n} message${n === 1 ? "" : "s"} due now\n`);
+  return 0;
+}
+
+function parseQueueArgs(sub: string, rest: string[]) {
+  try {
+    return parseArgs({
+      args: rest,
+      options: {
+        config: { type: "string" },
+        json: { type: "boolean" },
+        state: { type: "string" },
+        domain: { type: "string" },
+        from: { type: "string" },
+        to: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (error: unknown) {
+    const command = sub in SUB_USAGE ? `queue ${sub}` : "queue";
+    throw new CliError(`${describeArgsError(error)} (see "tern ${command} --help")`);
+  }
+}
+
 /**
  * Runs `tern queue ...`.
  *
@@ -121,96 +407,59 @@ function toText(m: QueuedMessage): string {
  */
 export function queueCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  return runCommand(`queue${sub ? " " + sub : ""}`, async () => {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: rest,
-        options: {
-          config: { type: "string" },
-          json: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
-        },
-        strict: true,
-        allowPositionals: true,
-      });
-    } catch (error: unknown) {
-      throw new CliError(describeArgsError(error));
-    }
-    const { values, positionals } = parsed;
-    if (values.help || sub === undefined) {
-      console.log(USAGE);
+  return runCommand(`queue${sub && !sub.startsWith("-") ? " " + sub : ""}`, async () => {
+    if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+      write(`${USAGE}\n`);
       return sub === undefined ? 1 : 0;
     }
-    const needsId = sub === "show" || sub === "delete" || sub === "hold" || sub === "release";
-    const known = needsId || sub === "list" || sub === "flush";
-    if (!known) throw new CliError(`unknown subcommand "${sub}"\n${USAGE}`);
-    if (needsId && positionals.length !== 1) {
-      throw new CliError(`needs exactly one queue ID\n${USAGE}`);
+    const usage = SUB_USAGE[sub];
+    if (usage === undefined) {
+      throw new CliError(`unknown subcommand "${sub}" (see "tern queue --help")`);
     }
-    if (!needsId && positionals.length > 0) {
-      throw new CliError(`unexpected argument "${positionals[0]}"`);
+    const { values, positionals } = parseQueueArgs(sub, rest);
+    if (values.help) {
+      write(
+        `${usage}\n${sub === "show" ? SELECTION.split("\n").slice(-2).join("\n") : SELECTION}\n`,
+      );
+      return 0;
+    }
+    const selection = parseSelection(values);
+    const ids = positionals.map((p) => p.toUpperCase());
+    const all = ids.length === 1 && ids[0] === "ALL";
+    if (values.json && sub !== "list") throw new CliError(`--json goes with list only`);
+    if (sub === "show" && (ids.length !== 1 || all)) {
+      throw new CliError(`needs exactly one queue ID (see "tern queue show --help")`);
+    }
+    if (sub === "list" && ids.length > 0) {
+      throw new CliError(`unexpected argument "${positionals[0]}" (see "tern queue list --help")`);
+    }
+    if (!all && ids.includes("ALL")) throw new CliError(`ALL goes alone, without IDs`);
+    if (ids.length > 0 && !all && !isEmpty(selection)) {
+      throw new CliError(`give IDs or a selection (with ALL), not both`);
+    }
+    if (
+      sub !== "flush" && sub !== "list" && sub !== "show" && ids.length === 0 && isEmpty(selection)
+    ) {
+      throw new CliError(`needs queue IDs, or ALL (see "tern queue ${sub} --help")`);
     }
     const config = await openConfig(values.config);
     const queue = await openQueue(config);
     try {
-      const id = positionals[0]?.toUpperCase() ?? "";
       switch (sub) {
-        case "list": {
-          let count = 0;
-          let bytes = 0;
-          for await (const m of queue.list()) {
-            count++;
-            bytes += m.size;
-            write(values.json ? toJson(m) + "\n" : toText(m));
-          }
-          if (!values.json) {
-            write(
-              count === 0
-                ? "Queue is empty\n"
-                : `-- ${count} message${count === 1 ? "" : "s"}, ${bytes} octets\n`,
-            );
-          }
-          return 0;
-        }
-        case "show": {
-          const m = await queue.get(id);
-          if (m === null) throw new CliError(`no message with queue ID "${id}"`);
-          write(toText(m));
-          write(
-            `next attempt: ${isoDate(m.nextAttempt)}  client: ${
-              visible(m.clientAddress)
-            }  body: ${m.envelope.body}\n\n`,
-          );
-          // The content as stored, byte for byte, when it goes to a file or
-          // a pipe; on a terminal, its control characters are shown escaped.
-          const terminal = Deno.stdout.isTerminal();
-          for await (const chunk of queue.openContent(id)) {
-            Deno.stdout.writeSync(terminal ? visibleBytes(chunk) : chunk);
-          }
-          return 0;
-        }
-        case "flush": {
-          const n = await queue.flush(Date.now());
-          console.log(`${n} message${n === 1 ? "" : "s"} due now`);
-          return 0;
-        }
-        case "delete":
-        case "hold":
-        case "release": {
-          const done = sub === "delete"
-            ? await queue.delete(id)
-            : sub === "hold"
-            ? await queue.hold(id)
-            : await queue.release(id);
-          if (!done) throw new CliError(`no message with queue ID "${id}"`);
-          console.log(
-            `${id}: ${sub === "delete" ? "deleted" : sub === "hold" ? "held" : "released"}`,
-          );
-          return 0;
-        }
+        case "list":
+          return await listMessages(queue, selection, values.json === true);
+        case "show":
+          return await showMessage(queue, ids[0]!);
+        case "flush":
+          if (ids.length === 0 && isEmpty(selection)) return await flushAll(queue, config);
+          return await act(sub, queue, config, all || ids.length === 0 ? null : ids, selection);
+        default:
+          return await act(sub, queue, config, all || ids.length === 0 ? null : ids, selection);
       }
-      return 1;
+    } catch (error: unknown) {
+      // The reader went away (`tern queue list | head -1`): the output ends there.
+      if (error instanceof Deno.errors.BrokenPipe) return 0;
+      throw error;
     } finally {
       await queue.close();
     }

@@ -30,6 +30,12 @@ export interface LoadConfigOptions {
    * @default {Deno.cwd()}
    */
   cwd?: string;
+  /**
+   * Whether to read secret files (passwords of smarthost routes, the SRS
+   * secret): the server needs them, a CLI command run by another user does
+   * not and may not be able to. @default {true}
+   */
+  readSecrets?: boolean;
 }
 
 /** Says why a file could not be read, in a few plain words. */
@@ -132,6 +138,7 @@ function parseYaml(text: string, shownAs: string): unknown {
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<Config> {
   const cwd = resolve(options.cwd ?? Deno.cwd());
+  const readSecrets = options.readSecrets ?? true;
   let shownAs: string;
   let text: string;
   if (options.file !== undefined) {
@@ -148,12 +155,13 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Confi
           { cause: error },
         );
       }
-      return validateConfig(null, { file: null, baseDir: cwd });
+      return validateConfig(null, { file: null, baseDir: cwd, readSecrets });
     }
   }
   const raw = parseYaml(text, shownAs);
   return validateConfig(raw, {
     file: shownAs,
     baseDir: dirname(resolve(cwd, options.file ?? DEFAULT_CONFIG_FILE)),
+    readSecrets,
   });
 }

@@ -292,3 +292,23 @@ fileTest("formatConfig() prints <hash> instead of a password hash", async () => 
   assert.match(text, /^ {2}alice@localhost: \{ ?password: "<hash>" ?\}$/m);
   assert.match(text, /^ {2}bob@localhost: \{\}$/m);
 });
+
+fileTest(
+  "loadConfig() reads secret files for the server, and leaves them out when asked (a CLI run by another user)",
+  async () => {
+    const yaml = `local_domains: [example.test]
+relay:
+  routes:
+    "*": { host: "[smtp.example.net]:587", tls: require, auth: { username: u@example.net, password_file: ./missing.secret } }
+`;
+    await withFiles({ "tern.yaml": yaml }, async (dir) => {
+      await assert.rejects(
+        () => loadConfig({ file: "tern.yaml", cwd: dir }),
+        (error: unknown) =>
+          error instanceof ConfigError && /password_file: cannot read/.test(error.message),
+      );
+      const config = await loadConfig({ file: "tern.yaml", cwd: dir, readSecrets: false });
+      assert.equal(config.relay.routes["*"], "smtp.example.net:587");
+    });
+  },
+);

@@ -79,7 +79,7 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "aliases",
     type: "mapping",
     description:
-      "Addresses that forward to one target or a list of targets, local or remote; nesting is followed, loops are refused.",
+      "Addresses that forward to one target or a list of targets, local or remote; nesting is followed, loops are refused. A key `@domain` is a catch-all: it takes every address of that local domain that is neither an account nor another alias (exact address first, as Postfix's virtual_alias_maps).",
   },
   {
     key: "mail_root",
@@ -98,7 +98,41 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "relay.routes",
     type: "mapping",
     description:
-      'Next hop by recipient domain (`"*"` for the rest): `host:port` connects there directly, `mx` looks up the MX records (the default).',
+      'Next hop by recipient domain (`"*"` for the rest): `host:port` or Postfix\'s `[host]:port` (`[host]`: port 25) connects there directly, `mx` looks up the MX records (the default), or a mapping `{ host, tls, auth }` for a smarthost.',
+  },
+  {
+    key: "relay.routes.*.host",
+    type: "string",
+    description: "The smarthost, `[host]:port` or `host:port`.",
+  },
+  {
+    key: "relay.routes.*.tls",
+    type: "string",
+    description:
+      "`none` (never STARTTLS), `opportunistic` (when offered; the default), `require` (STARTTLS must succeed, any certificate) or `verify` (STARTTLS with a certificate valid for the host name, against the system's roots). When not met, mail is deferred (4.7.0).",
+  },
+  {
+    key: "relay.routes.*.auth",
+    type: "mapping",
+    description:
+      "AUTH (PLAIN, else LOGIN) at the smarthost, only over TLS. A refused login defers the mail (4.7.0): credentials are the operator's to fix.",
+  },
+  {
+    key: "relay.routes.*.auth.username",
+    type: "string",
+    description: "The user name.",
+  },
+  {
+    key: "relay.routes.*.auth.password_file",
+    type: "path",
+    description:
+      "A file whose first line is the password (never in the YAML), read when the configuration is loaded.",
+  },
+  {
+    key: "relay.routes.*.auth.allow_plaintext",
+    type: "boolean",
+    description:
+      "With `tls: none` only: send the password without TLS anyway. Off by default: AUTH over plaintext is refused.",
   },
   {
     key: "relay.max_connections",
@@ -221,6 +255,23 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "text | json",
     description: "`text` (key=value) or one JSON object per line.",
   },
+  {
+    key: "srs",
+    type: "mapping",
+    description:
+      "Sender Rewriting Scheme (SRS0, as postsrsd): mail an alias forwards to another domain gets an SRS0 address of ours as its sender, so SPF passes; bounces to it (hash checked, at most 21 days old) go back to the original sender. Off when absent.",
+  },
+  {
+    key: "srs.secret_file",
+    type: "path",
+    description:
+      "A file whose first line is the HMAC secret, read when the configuration is loaded.",
+  },
+  {
+    key: "srs.domain",
+    type: "string",
+    description: "The domain of SRS addresses; a local domain. Default: `hostname`.",
+  },
   { key: "submission", type: "mapping", description: "Rules for authenticated users." },
   {
     key: "submission.sender_must_match",
@@ -244,7 +295,16 @@ function defaultOf(defaults: Record<string, unknown>, key: string): string {
   if (
     value === undefined || (typeof value === "object" && value !== null && !Array.isArray(value))
   ) return "";
-  return "`" + (Array.isArray(value) ? `[${value.join(", ")}]` : String(value)) + "`";
+  return "`" + (Array.isArray(value) ? `[${value.map(flowValue).join(", ")}]` : String(value)) +
+    "`";
+}
+
+/** One item of a default list as YAML flow syntax: a mapping as `{ key: value }`, not `[object Object]`. */
+function flowValue(value: unknown): string {
+  if (typeof value !== "object" || value === null) return String(value);
+  if (Array.isArray(value)) return `[${value.map(flowValue).join(", ")}]`;
+  const pairs = Object.entries(value).map(([k, v]) => `${k}: ${flowValue(v)}`);
+  return `{ ${pairs.join(", ")} }`;
 }
 
 /**

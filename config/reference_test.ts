@@ -9,3 +9,12 @@ Deno.test("docs/configuration.md is the rendered reference (run: deno run -A con
   const page = await Deno.readTextFile(new URL("../docs/configuration.md", import.meta.url));
   assert.equal(page, renderReference());
 });
+
+Deno.test("the reference shows a default list of mappings as YAML, not [object Object]", () => {
+  const page = renderReference();
+  assert.ok(!page.includes("[object Object]"));
+  assert.match(
+    page,
+    /\| `listeners` \| list \| `\[\{ address: 127\.0\.0\.1, port: 2525, mode: mx \}\]` \|/,
+  );
+});

@@ -12,6 +12,7 @@ import { basename, join, resolve } from "node:path";
 import { parseDuration, parseSize } from "./duration.ts";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import { isPasswordHash } from "./password.ts";
+import { validateAliases } from "../mda/recipient.ts";
 
 /** What a listener is for: MTA-to-MTA (`mx`), or users' mail programs (`submission`, `submissions`). */
 export type ListenerMode = "mx" | "submission" | "submissions";
@@ -40,6 +41,40 @@ export interface AccountConfig {
   readonly password?: string;
 }
 
+/**
+ * TLS on a relay route: `none` never tries STARTTLS; `opportunistic` uses it
+ * when offered (RFC 7435); `require` fails (defers) unless STARTTLS succeeds,
+ * any certificate; `verify` also needs a certificate valid for the host name
+ * against the system's roots.
+ */
+export type RouteTls = "none" | "opportunistic" | "require" | "verify";
+
+/** How tern talks to one route's next hop (a smarthost). */
+export interface RoutePolicy {
+  /** The STARTTLS policy. */
+  readonly tls: RouteTls;
+  /** AUTH (RFC 4954) at the smarthost, or `null`. */
+  readonly auth: {
+    readonly username: string;
+    /** Where the password was read from (absolute). */
+    readonly passwordFile: string;
+    /** The first line of `passwordFile`, read when the configuration is loaded. */
+    readonly password: string;
+    /** AUTH over a connection without TLS is allowed (only with `tls: none`). */
+    readonly allowPlaintext: boolean;
+  } | null;
+}
+
+/** Sender Rewriting Scheme for mail forwarded by an alias to another domain. */
+export interface SrsConfig {
+  /** Where the secret was read from (absolute). */
+  readonly secretFile: string;
+  /** The first line of `secretFile`, read when the configuration is loaded. */
+  readonly secret: string;
+  /** The domain of rewritten addresses (`SRS0=…@domain`), a local domain. */
+  readonly domain: string;
+}
+
 /** The whole configuration, complete and frozen. */
 export interface Config {
   /** The file it was loaded from, absolute, or `null` for the built-in defaults. */
@@ -66,6 +101,12 @@ export interface Config {
     readonly trustedNetworks: readonly string[];
     /** Next hop by recipient domain (`"*"` for the rest): `"host:port"` or `"mx"`. */
     readonly routes: Readonly<Record<string, string>>;
+    /**
+     * TLS and AUTH for the routes written as a mapping (`{ host, tls, auth }`),
+     * by the same domain keys as `routes`; a route not listed here uses
+     * opportunistic TLS and no AUTH.
+     */
+    readonly routePolicies?: Readonly<Record<string, RoutePolicy>>;
     /** Outgoing connections at once, in total. */
     readonly maxConnections: number;
     /** Outgoing connections at once to one host and port. */
@@ -117,6 +158,8 @@ export interface Config {
     /** How long failed AUTH attempts are remembered, ms (so how long a lockout lasts). */
     readonly authLockout: number;
   };
+  /** SRS for alias-forwarded mail, or absent/`null` when off. */
+  readonly srs?: SrsConfig | null;
   /** Mail submission policy (RFC 6409) for authenticated users. */
   readonly submission: {
     /**
@@ -325,6 +368,57 @@ function parseNetwork(text: string): string | null {
   return `${address.toLowerCase()}/${Number(prefix)}`;
 }
 
+/** An IPv4 address as a 32-bit number, or an IPv6 address as a 128-bit one. */
+function addressBits(address: string, version: 4 | 6): bigint {
+  if (version === 4) {
+    return address.split(".").reduce((n, octet) => (n << 8n) | BigInt(Number(octet)), 0n);
+  }
+  // Expand `::` and a trailing dotted IPv4 part into eight groups of 16 bits.
+  let text = address.toLowerCase().replace(/%.*$/, "");
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted !== null) {
+    const v4 = addressBits(dotted[1] ?? "0.0.0.0", 4);
+    text = text.slice(0, dotted.index) +
+      `${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined
+    ? left
+    : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return groups.reduce((n, group) => (n << 16n) | BigInt(parseInt(group, 16)), 0n);
+}
+
+/** Writes a number back as an address: dotted IPv4, or compressed IPv6 as URLs write it. */
+function bitsAddress(bits: bigint, version: 4 | 6): string {
+  if (version === 4) {
+    return [24n, 16n, 8n, 0n].map((shift) => String((bits >> shift) & 0xffn)).join(".");
+  }
+  const groups = [112n, 96n, 80n, 64n, 48n, 32n, 16n, 0n].map((shift) =>
+    ((bits >> shift) & 0xffffn).toString(16)
+  );
+  return canonicalIp(groups.join(":")).replace(/^\[(.*)\]$/, "$1");
+}
+
+/**
+ * The network a CIDR block names when its address has bits set past the
+ * prefix (`10.1.2.3/8` → `10.0.0.0/8`), or `null` when it has none. Such a
+ * block is usually a typo for a host or for the network, and matching it
+ * silently as the network would trust more clients than the writer meant.
+ */
+function hostBitsFix(network: string): string | null {
+  const slash = network.indexOf("/");
+  const address = network.slice(0, slash);
+  const prefix = BigInt(network.slice(slash + 1));
+  const version = isIPv4(address) ? 4 : 6;
+  const width = version === 4 ? 32n : 128n;
+  const bits = addressBits(address, version);
+  const mask = ((1n << width) - 1n) ^ ((1n << (width - prefix)) - 1n);
+  if ((bits & mask) === bits) return null;
+  return `${bitsAddress(bits & mask, version)}/${prefix}`;
+}
+
 /** The same IP address written the same way, for comparing listeners. */
 function canonicalIp(address: string): string {
   if (!isIPv6(address)) return address;
@@ -353,7 +447,12 @@ const TOP_KEYS = [
   "limits",
   "log",
   "submission",
+  "srs",
 ] as const;
+const SRS_KEYS = ["secret_file", "domain"] as const;
+const ROUTE_KEYS = ["host", "tls", "auth"] as const;
+const ROUTE_AUTH_KEYS = ["username", "password_file", "allow_plaintext"] as const;
+const ROUTE_TLS = ["none", "opportunistic", "require", "verify"] as const;
 const LISTENER_KEYS = ["address", "port", "mode"] as const;
 const TLS_KEYS = ["cert", "key"] as const;
 const ACCOUNT_KEYS = ["password"] as const;
@@ -394,6 +493,9 @@ export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   tls: TLS_KEYS,
   "accounts.*": ACCOUNT_KEYS,
   relay: RELAY_KEYS,
+  "relay.routes.*": ROUTE_KEYS,
+  "relay.routes.*.auth": ROUTE_AUTH_KEYS,
+  srs: SRS_KEYS,
   dns: DNS_KEYS,
   queue: QUEUE_KEYS,
   limits: LIMITS_KEYS,
@@ -470,6 +572,8 @@ function child(path: string, key: string): string {
 class Checker {
   readonly problems: ConfigProblem[] = [];
   readonly #file: string;
+  /** Whether secret files are read (see `ValidateConfigOptions.readSecrets`). */
+  readSecrets = true;
 
   constructor(file: string) {
     this.#file = file;
@@ -740,6 +844,148 @@ function checkLocalAddress(
 }
 
 /**
+ * A catch-all alias key, `@domain` (as Postfix's virtual_alias_maps): every
+ * address of a local domain that is no account and no other alias.
+ */
+function checkCatchAll(
+  c: Checker,
+  key: string,
+  path: string,
+  localDomains: readonly string[],
+): string | undefined {
+  const domain = key.slice(1).toLowerCase();
+  if (!isDomainName(domain)) {
+    c.report(path, "not an address (expected local-part@domain, or @domain for a catch-all)");
+    return undefined;
+  }
+  if (!localDomains.includes(domain)) {
+    c.report(path, `domain ${JSON.stringify(domain)} is not in local_domains`);
+    return undefined;
+  }
+  return `@${domain}`;
+}
+
+/**
+ * Reads the first line of a secret file (a password, a key), so it never has
+ * to be written in the YAML; `undefined` after reporting when it cannot be read.
+ */
+function readSecret(c: Checker, file: string, path: string): string | undefined {
+  if (!c.readSecrets) return "";
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (error: unknown) {
+    const why = error instanceof Error ? error.message.replace(/\s+/g, " ") : String(error);
+    c.report(path, `cannot read ${file}: ${why}`);
+    return undefined;
+  }
+  const line = text.split(/\r?\n/, 1)[0] ?? "";
+  if (line === "") c.report(path, `${file} is empty: its first line is the secret`);
+  return line === "" ? undefined : line;
+}
+
+/** `[host]:port` (Postfix's form), `[host]` (port 25), `host:port`, or `[IPv6]:port`. */
+function parseRouteHost(text: string): string | null {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (bracketed !== null) {
+    const host = bracketed[1] ?? "";
+    const port = parsePort(bracketed[2] ?? "25");
+    if (port === null) return null;
+    if (isIPv6(host)) return `[${host.toLowerCase()}]:${port}`;
+    // Postfix's brackets mean "this host, no MX lookup": what a tern route always does.
+    return isIPv4(host) || isDomainName(host) ? `${host.toLowerCase()}:${port}` : null;
+  }
+  return parseHostPort(text);
+}
+
+/** A route written as a mapping: `{ host, tls, auth: { username, password_file } }`. */
+function checkRoutePolicy(
+  c: Checker,
+  value: Record<string, unknown>,
+  path: string,
+  baseDir: string,
+): { hop: string; policy: RoutePolicy } | null {
+  c.unknownKeys(value, path, ROUTE_KEYS);
+  const hop = typeof value.host === "string" ? parseRouteHost(value.host) : null;
+  if (hop === null) {
+    c.report(
+      `${path}.host`,
+      `expected [host]:port or host:port (like [smtp.example.net]:587), found ${
+        describe(value.host)
+      }`,
+    );
+  }
+  const tlsValue = value.tls ?? "opportunistic";
+  const tls = ROUTE_TLS.find((t) => t === tlsValue);
+  if (tls === undefined) {
+    c.report(`${path}.tls`, `expected one of ${ROUTE_TLS.join(", ")}, found ${describe(tlsValue)}`);
+  }
+  let auth: RoutePolicy["auth"] = null;
+  if (value.auth !== undefined && value.auth !== null) {
+    const a = c.section(value.auth, `${path}.auth`, ROUTE_AUTH_KEYS);
+    const username = c.string(a.username, `${path}.auth.username`, "a user name");
+    const file = c.path(a.password_file, `${path}.auth.password_file`, baseDir);
+    const password = file === undefined
+      ? undefined
+      : readSecret(c, file, `${path}.auth.password_file`);
+    const allowPlaintext = a.allow_plaintext === true;
+    if (a.allow_plaintext !== undefined && typeof a.allow_plaintext !== "boolean") {
+      c.report(
+        `${path}.auth.allow_plaintext`,
+        `expected true or false, found ${describe(a.allow_plaintext)}`,
+      );
+    }
+    // RFC 4954 §4 (and RFC 8314): a password goes only over TLS, unless the operator says both.
+    if (tls === "none" && !allowPlaintext) {
+      c.report(
+        `${path}.auth`,
+        "tls: none would send the password in clear; add allow_plaintext: true to accept that",
+      );
+    } else if (allowPlaintext && tls !== "none") {
+      c.report(`${path}.auth.allow_plaintext`, "only meaningful with tls: none");
+    }
+    if (username !== undefined && file !== undefined && password !== undefined) {
+      auth = { username, passwordFile: file, password, allowPlaintext };
+    }
+  }
+  if (hop === null || tls === undefined) return null;
+  return { hop, policy: { tls, auth } };
+}
+
+/** `srs: { secret_file, domain }`: off when absent. */
+function checkSrs(
+  c: Checker,
+  value: unknown,
+  baseDir: string,
+  hostname: string,
+  localDomains: readonly string[],
+): SrsConfig | null {
+  if (value === undefined || value === null) return null;
+  const srs = c.section(value, "srs", SRS_KEYS);
+  const file = c.path(srs.secret_file, "srs.secret_file", baseDir);
+  const secret = file === undefined ? undefined : readSecret(c, file, "srs.secret_file");
+  const domain =
+    (srs.domain === undefined ? hostname : c.string(srs.domain, "srs.domain", "a domain name"))
+      ?.toLowerCase();
+  if (domain !== undefined && !isDomainName(domain)) {
+    c.report("srs.domain", `not a domain name: ${describe(domain)}`);
+    return null;
+  }
+  // Bounces to SRS addresses must come back here, so the domain is one of ours.
+  if (domain !== undefined && !localDomains.includes(domain)) {
+    c.report(
+      srs.domain === undefined ? "srs" : "srs.domain",
+      `domain ${JSON.stringify(domain)} (${
+        srs.domain === undefined ? "the hostname, the default" : "srs.domain"
+      }) is not in local_domains: bounces to SRS addresses would not come back`,
+    );
+    return null;
+  }
+  if (file === undefined || secret === undefined || domain === undefined) return null;
+  return { secretFile: file, secret, domain };
+}
+
+/**
  * Remembers the spelling each lower-cased address was first given in;
  * reports a key that differs from an earlier one only in case.
  */
@@ -847,7 +1093,9 @@ function checkAliases(
   const spelled = new Map<string, string>();
   for (const [key, entry] of Object.entries(value)) {
     const path = `aliases.${key}`;
-    const address = checkLocalAddress(c, key, path, localDomains);
+    const address = key.startsWith("@")
+      ? checkCatchAll(c, key, path, localDomains)
+      : checkLocalAddress(c, key, path, localDomains);
     let isValid = isFirstSpelling(c, spelled, address, key, path);
     if (address !== undefined && address in accounts) {
       c.report(path, "is also in accounts; an address is either a mailbox or an alias");
@@ -859,7 +1107,7 @@ function checkAliases(
   return aliases;
 }
 
-function checkRelay(c: Checker, value: unknown): Config["relay"] {
+function checkRelay(c: Checker, value: unknown, baseDir: string): Config["relay"] {
   const relay = c.section(value, "relay", RELAY_KEYS);
   let trustedNetworks: string[] = [...DEFAULT_TRUSTED_NETWORKS];
   if (relay.trusted_networks !== undefined) {
@@ -879,12 +1127,18 @@ function checkRelay(c: Checker, value: unknown): Config["relay"] {
             describe(item)
           }`,
         );
+      } else if (hostBitsFix(network) !== null) {
+        c.report(
+          path,
+          `host bits set in ${describe(item)}; did you mean ${hostBitsFix(network)}?`,
+        );
       } else if (!trustedNetworks.includes(network)) {
         trustedNetworks.push(network);
       }
     });
   }
   const routes: Record<string, string> = {};
+  const routePolicies: Record<string, RoutePolicy> = {};
   if (relay.routes !== undefined && relay.routes !== null) {
     if (!isMapping(relay.routes)) {
       c.report(
@@ -896,11 +1150,22 @@ function checkRelay(c: Checker, value: unknown): Config["relay"] {
         const path = `relay.routes.${key}`;
         const domain = key === "*" || isDomainName(key) ? key.toLowerCase() : undefined;
         if (domain === undefined) c.report(path, 'not a domain name or "*"');
-        const nextHop = hop === "mx" ? "mx" : typeof hop === "string" ? parseHostPort(hop) : null;
+        const extended = isMapping(hop) ? checkRoutePolicy(c, hop, path, baseDir) : undefined;
+        const nextHop = extended !== undefined
+          ? extended?.hop ?? null
+          : hop === "mx"
+          ? "mx"
+          : typeof hop === "string"
+          ? parseRouteHost(hop)
+          : null;
+        if (extended === null) continue; // reported inside
+        if (extended !== undefined && domain !== undefined && !(domain in routes)) {
+          routePolicies[domain] = extended.policy;
+        }
         if (nextHop === null) {
           c.report(
             path,
-            `expected "mx" or host:port (like 192.0.2.1:25 or [2001:db8::1]:25), found ${
+            `expected "mx", host:port or [host]:port (like 192.0.2.1:25, [smtp.example.net]:587 or [2001:db8::1]:25), or { host, tls, auth }, found ${
               describe(hop)
             }`,
           );
@@ -925,6 +1190,7 @@ function checkRelay(c: Checker, value: unknown): Config["relay"] {
   return {
     trustedNetworks,
     routes,
+    ...(Object.keys(routePolicies).length === 0 ? {} : { routePolicies }),
     maxConnections: maxConnections ?? DEFAULT_RELAY_LIMITS.maxConnections,
     maxConnectionsPerDestination: maxConnectionsPerDestination ??
       DEFAULT_RELAY_LIMITS.maxConnectionsPerDestination,
@@ -1046,6 +1312,47 @@ function checkLog(c: Checker, value: unknown): Config["log"] {
   };
 }
 
+/**
+ * What the aliases do once put together, which no single entry shows: a loop
+ * (mail to it could never be delivered), and a target in a local domain that
+ * nothing receives (mail to it would be dropped from the alias). A key
+ * starting with `@` is a domain's catch-all: it receives for the whole domain.
+ */
+function checkAliasGraph(
+  c: Checker,
+  localDomains: readonly string[],
+  accounts: Readonly<Record<string, AccountConfig>>,
+  aliases: Readonly<Record<string, readonly string[]>>,
+): void {
+  for (const cycle of validateAliases({ localDomains, accounts, aliases })) {
+    const first = cycle[0] ?? "";
+    const how = cycle.length === 2 ? "points to itself" : `loops: ${cycle.join(" -> ")}`;
+    c.report(`aliases.${first}`, `alias ${how}`);
+  }
+  const receives = (address: string): boolean => {
+    const at = address.lastIndexOf("@");
+    const domain = address.slice(at + 1);
+    const local = address.slice(0, at);
+    // RFC 5233: `alice+tag` is delivered to alice; RFC 5321 §4.5.1: postmaster always exists.
+    const base = local.includes("+") ? local.slice(0, local.indexOf("+")) : local;
+    return local === "postmaster" || `@${domain}` in aliases ||
+      [local, base].some((l) => `${l}@${domain}` in accounts || `${l}@${domain}` in aliases);
+  };
+  for (const [alias, targets] of Object.entries(aliases)) {
+    for (const target of targets) {
+      const address = target.toLowerCase();
+      const domain = address.slice(address.lastIndexOf("@") + 1);
+      if (!localDomains.includes(domain) || receives(address)) continue;
+      c.report(
+        `aliases.${alias}`,
+        `target ${
+          JSON.stringify(target)
+        } is in a local domain but is no account, alias or catch-all`,
+      );
+    }
+  }
+}
+
 /** Freezes an object and everything reachable from it. */
 function deepFreeze<T>(value: T): T {
   if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
@@ -1068,6 +1375,13 @@ export interface ValidateConfigOptions {
    * directory, or the working directory when there is no file. Absolute.
    */
   baseDir: string;
+  /**
+   * Whether to read secret files (`relay.routes.*.auth.password_file`,
+   * `srs.secret_file`). Only the server needs them; a CLI command run by
+   * another user, who may not read them, leaves them out (the secrets are
+   * then empty strings). @default {true}
+   */
+  readSecrets?: boolean;
 }
 
 /**
@@ -1125,6 +1439,7 @@ export interface ValidateConfigOptions {
  */
 export function validateConfig(raw: unknown, options: ValidateConfigOptions): Config {
   const c = new Checker(options.file ?? "(defaults)");
+  c.readSecrets = options.readSecrets ?? true;
   const { baseDir } = options;
   let top: Record<string, unknown> = {};
   if (isMapping(raw)) {
@@ -1146,16 +1461,22 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const localDomains = checkLocalDomains(c, top.local_domains);
   const accounts = checkAccounts(c, top.accounts, localDomains);
   const aliases = checkAliases(c, top.aliases, localDomains, accounts);
+  // Only once every entry is valid: a dropped entry would show up as a dangling target.
+  const isDirectoryValid = !c.problems.some((p) =>
+    /^(local_domains|accounts|aliases)\b/.test(p.keyPath)
+  );
+  if (isDirectoryValid) checkAliasGraph(c, localDomains, accounts, aliases);
   const mailRoot = top.mail_root === undefined
     ? join(dataDir, DEFAULT_MAIL_ROOT_NAME)
     : c.path(top.mail_root, "mail_root", baseDir, "a directory path") ??
       join(dataDir, DEFAULT_MAIL_ROOT_NAME);
-  const relay = checkRelay(c, top.relay);
+  const relay = checkRelay(c, top.relay, baseDir);
   const dns = checkDns(c, top.dns);
   const queue = checkQueue(c, top.queue);
   const limits = checkLimits(c, top.limits);
   const log = checkLog(c, top.log);
   const submission = checkSubmission(c, top.submission);
+  const srs = checkSrs(c, top.srs, baseDir, hostname, localDomains);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -1175,6 +1496,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     limits,
     log,
     submission,
+    ...(srs === null ? {} : { srs }),
   };
   return deepFreeze(config);
 }

@@ -18,6 +18,7 @@ export type LogValue = string | number | boolean | null | undefined;
 /** The event names tern logs, in one list so they stay consistent. */
 export const LOG_EVENTS = [
   "server.listening",
+  "pickup.unavailable",
   "server.stopping",
   "server.stopped",
   "server.overloaded",
@@ -32,6 +33,10 @@ export const LOG_EVENTS = [
   "session.auth",
   "tls.loaded",
   "tls.error",
+  "config.reloaded",
+  "config.reload_failed",
+  "config.restart_needed",
+  "config.warning",
   "message.accepted",
   "message.rejected",
   "delivery.sent",
@@ -45,6 +50,10 @@ export const LOG_EVENTS = [
   "queue.expired",
   "queue.removed",
   "queue.error",
+  "queue.deleted",
+  "queue.held",
+  "queue.released",
+  "queue.flushed",
 ] as const;
 
 /** One of {@linkcode LOG_EVENTS}. */

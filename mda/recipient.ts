@@ -19,6 +19,9 @@
  * - Aliases map one address to one or more targets; a target may be another
  *   alias (expanded in turn), an account, or a remote address (relayed).
  *   A loop is reported, never followed. Duplicate targets are dropped.
+ * - A catch-all alias, `@domain`, takes every address of the domain that is
+ *   neither an account nor another alias (nor their `+tag` forms), as
+ *   Postfix's virtual_alias_maps: the exact address first, then `@domain`.
  * - `Postmaster` with no domain, in any case, is accepted (RFC 5321 §4.5.1)
  *   as `postmaster@<first local domain>`, and `postmaster@<local domain>` is
  *   always accepted, delivered to its own mailbox when nothing else is set.
@@ -146,7 +149,10 @@ function indexDirectory(directory: RecipientDirectory): DirectoryIndex {
   }
   const aliases = new Map<string, readonly string[]>();
   for (const [alias, targets] of Object.entries(directory.aliases)) {
-    const key = canonicalAddress(alias);
+    // A catch-all, "@domain", is kept under "@" + the canonical domain.
+    const key = alias.startsWith("@")
+      ? `@${canonicalDomain(alias.slice(1))}`
+      : canonicalAddress(alias);
     if (key === null) continue;
     const list = typeof targets === "string" ? [targets] : targets;
     // An unqualified target ("bob") means bob in the alias's own domain.
@@ -206,6 +212,13 @@ class Expander {
       if (this.#index.aliases.has(baseKey)) return this.#expandAlias(baseKey, address, domain);
       const baseAccount = this.#index.accounts.get(baseKey);
       if (baseAccount !== undefined) return [{ address, mailbox: baseAccount }];
+    }
+
+    // A catch-all alias ("@domain") takes what no account or alias took, as
+    // Postfix's virtual_alias_maps: the exact address first, then the domain.
+    const catchAllKey = `@${domainKey}`;
+    if (this.#index.aliases.has(catchAllKey)) {
+      return this.#expandAlias(catchAllKey, address, domain);
     }
 
     // Zero-config: with no accounts and no aliases, any local part is a

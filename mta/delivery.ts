@@ -11,8 +11,9 @@
  */
 
 import type { Config } from "../config/schema.ts";
+import { configOf, type ConfigSource } from "./live_config.ts";
 import { formatDuration } from "../config/duration.ts";
-import type { Logger } from "../log/logger.ts";
+import type { Logger, LogValue } from "../log/logger.ts";
 import type { LocalDelivery } from "../mda/local_delivery.ts";
 import type { ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
 import type { DeliveryContext } from "../queue/delivery_loop.ts";
@@ -42,8 +43,11 @@ export interface RemoteTransport {
 
 /** What {@linkcode createDeliver} needs. */
 export interface DeliverOptions {
-  /** The configuration (host name, max age, directory for bounces). */
-  readonly config: Config;
+  /**
+   * The configuration (host name, max age, directory for bounces), or where
+   * to read the one in force: each delivery attempt reads it as it starts.
+   */
+  readonly config: Config | ConfigSource;
   /** The queue, for bounces. */
   readonly queue: KvQueue;
   /** The Maildir transport. */
@@ -73,7 +77,7 @@ export function createDeliver(
   content: () => ReadableStream<Uint8Array>,
   context?: DeliveryContext,
 ) => Promise<RecipientOutcome[]> {
-  const { config, logger } = options;
+  const { logger } = options;
   const now = options.now ?? Date.now;
   return async (claim, content, context) => {
     const { message } = claim;
@@ -103,7 +107,8 @@ export function createDeliver(
         }
       }
     }
-    const final = giveUpIfExpired(message, outcomes, config.queue.maxAge, now());
+    const maxAge = configOf(options.config).queue.maxAge;
+    const final = giveUpIfExpired(message, outcomes, maxAge, now());
     for (const o of final) {
       if (o !== outcomes.find((x) => x.index === o.index)) {
         logOutcome(logger, message, o, "none", now());
@@ -150,8 +155,9 @@ async function report(
   content: () => ReadableStream<Uint8Array>,
   now: number,
 ): Promise<void> {
-  const warnAt = options.config.queue.delayWarning > 0
-    ? message.arrival + options.config.queue.delayWarning
+  const config = configOf(options.config);
+  const warnAt = config.queue.delayWarning > 0
+    ? message.arrival + config.queue.delayWarning
     : Infinity;
   const recipients: DsnRecipient[] = [];
   for (const o of outcomes) {
@@ -179,7 +185,7 @@ async function report(
   }
   if (recipients.length === 0) return;
   await queueDsn({
-    config: options.config,
+    config,
     queue: options.queue,
     logger: options.logger,
     message,
@@ -197,6 +203,7 @@ async function report(
  * @param o The outcome.
  * @param nextHop Where it went.
  * @param now The current time.
+ * @param extra More fields, after the usual ones (the relay's remote reply, remote id and TLS).
  */
 export function logOutcome(
   logger: Logger,
@@ -204,6 +211,7 @@ export function logOutcome(
   o: RecipientOutcome,
   nextHop: string,
   now: number,
+  extra: Record<string, LogValue> = {},
 ): void {
   const r = message.recipients[o.index]!;
   const event = o.status === "sent"
@@ -219,5 +227,6 @@ export function logOutcome(
     status: o.reply.enhancedStatus,
     result: o.status,
     reply: o.status === "sent" ? undefined : o.reply.text,
+    ...extra,
   });
 }

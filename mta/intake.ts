@@ -10,7 +10,9 @@
 
 import { PasswordCheckBusyError, verifyPassword } from "../config/password.ts";
 import type { Config, ListenerMode } from "../config/schema.ts";
+import { configOf, type ConfigSource } from "./live_config.ts";
 import type { Logger } from "../log/logger.ts";
+import { MessageIdScanner } from "../log/fields.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
 import type { KvQueue } from "../queue/kv_queue.ts";
@@ -21,6 +23,7 @@ import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
 import { checkRecipient, checkSender } from "./policy.ts";
+import { srsReverse } from "./srs.ts";
 
 const encoder = new TextEncoder();
 
@@ -86,8 +89,13 @@ export async function authenticate(
 
 /** What {@linkcode createIntake} needs. */
 export interface IntakeOptions {
-  /** The configuration. */
-  readonly config: Config;
+  /**
+   * The configuration, or where to read the one in force: each SMTP command
+   * reads it as it arrives, so after a reload an open session answers its
+   * next command by the new one; a message's recipients are expanded once,
+   * at DATA, and keep that expansion.
+   */
+  readonly config: Config | ConfigSource;
   /** The listener the handlers serve. */
   readonly mode: ListenerMode;
   /** Where accepted messages go. */
@@ -154,6 +162,13 @@ export function expandRecipients(
  * @returns The queue recipients.
  */
 export function routeAddress(config: Config, address: string): QueueRecipient[] {
+  // A bounce to an SRS address goes back to the sender it encodes (relayed).
+  const srs = config.srs ? srsReverse(address, config.srs, Date.now()) : null;
+  if (srs !== null) {
+    return srs.kind === "valid"
+      ? [{ address: srs.address, originalRecipient: address, mailbox: null }]
+      : [];
+  }
   const resolution = resolveRecipient(address, config);
   switch (resolution.kind) {
     case "local":
@@ -178,7 +193,7 @@ function remoteKey(address: string): string {
  * @returns The handlers for {@linkcode SmtpServer}.
  */
 export function createIntake(options: IntakeOptions): ServerHandlers {
-  const { config, queue, logger } = options;
+  const { queue, logger } = options;
   const now = options.now ?? Date.now;
   const client = (connection: ConnectionInfo) => ({
     mode: options.mode,
@@ -187,17 +202,18 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
   });
   return {
     authenticate: (credentials: SaslCredentials): Promise<Reply> =>
-      authenticate(credentials, config),
+      authenticate(credentials, configOf(options.config)),
 
     sender(reversePath: string, _parameters, connection: ConnectionInfo): Reply {
-      return checkSender({ ...client(connection), reversePath }, config);
+      return checkSender({ ...client(connection), reversePath }, configOf(options.config));
     },
 
     recipient(forwardPath: string, _parameters, connection: ConnectionInfo): Reply {
-      return checkRecipient({ ...client(connection), forwardPath }, config);
+      return checkRecipient({ ...client(connection), forwardPath }, configOf(options.config));
     },
 
     async open(envelope: Envelope, connection: ConnectionInfo): Promise<MessageSink | Reply> {
+      const config = configOf(options.config);
       const recipients = expandRecipients(config, envelope.forwardPaths, envelope.recipientDsn);
       if (recipients.length === 0) return REPLIES.noValidRecipients;
       const arrival = now();
@@ -222,8 +238,13 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
         date: new Date(arrival),
       });
       await incoming.write(encoder.encode(received));
+      // For the acceptance line: the id a sender or a recipient can give the operator.
+      const messageId = new MessageIdScanner();
       return {
-        write: (chunk) => incoming.write(chunk),
+        write: (chunk) => {
+          messageId.push(chunk);
+          return incoming.write(chunk);
+        },
         abort: () => incoming.abort(),
         async commit(): Promise<Reply> {
           const handOff = options.handOff;
@@ -232,6 +253,7 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             : (await incoming.commit(), null);
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,
+            message_id: messageId.messageId,
             size: incoming.size,
             nrcpt: recipients.length,
             client: connection.remoteAddress,

@@ -15,6 +15,7 @@ import { KvQueue } from "../queue/kv_queue.ts";
 import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
 import { createIntake } from "./intake.ts";
+import { logRefusal } from "./refusal_log.ts";
 import { RelayTransport } from "./relay.ts";
 import { ServerTrace } from "../smtp/trace.ts";
 import { StubResolver } from "../dns/resolver.ts";
@@ -23,6 +24,14 @@ import { SASL_MECHANISMS } from "../smtp/sasl.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
 import { clientBlock, isTrustedClient } from "./policy.ts";
+import { applicableConfig, compareConfigs, type ConfigChange, LiveConfig } from "./live_config.ts";
+import {
+  checkDataDirOwner,
+  type DataDirLock,
+  lockDataDir,
+  prepareDataDir,
+  startPickup,
+} from "./pickup.ts";
 
 /** The file of the queue store inside `data_dir`. */
 export const QUEUE_FILE = "queue.sqlite3";
@@ -88,6 +97,12 @@ export class Mta {
   #loop: DeliveryLoop;
   #remote: RelayTransport;
   #tls: TlsContext | null = null;
+  #lock: DataDirLock | null = null;
+  /** The configuration in force; a reload swaps it (see {@linkcode Mta.reload}). */
+  #live: LiveConfig | null = null;
+  /** The SMTP listeners (not the local submission socket), for limits changed by a reload. */
+  #listenerServers: SmtpServer[] = [];
+  #logger: Logger | null = null;
 
   private constructor(
     listeners: BoundListener[],
@@ -115,10 +130,17 @@ export class Mta {
    */
   static async start(config: Config, options: MtaOptions): Promise<Mta> {
     const { logger } = options;
-    // The store holds whole messages: data_dir is owner-only whatever the
-    // umask, and one an older version made 0755 is tightened.
-    await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-    if (Deno.build.os !== "windows") await Deno.chmod(config.dataDir, 0o700);
+    // Everything that answers per command or per delivery reads the
+    // configuration through this, so a reload swaps one reference.
+    const live = new LiveConfig(config);
+    // The store holds whole messages: data_dir is 0711 whatever the umask
+    // (local users pass through to the submission socket, nobody lists it),
+    // the store's files owner-only. Checked before anything is written: a
+    // file of someone else's there is a start-up error, not 451s later.
+    await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o711 });
+    await checkDataDirOwner(config);
+    await prepareDataDir(config.dataDir);
+    const lock = await lockDataDir(config.dataDir);
     const queue = await KvQueue.open(queuePath(config), {
       retry: config.queue.retry,
       maxAge: config.queue.maxAge,
@@ -134,7 +156,7 @@ export class Mta {
     // Filled once the listeners are bound: the relay bounces mail that would come back to one of them.
     const ownEndpoints = new Set<string>();
     const remote = new RelayTransport({
-      config,
+      config: live,
       resolver,
       logger,
       ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
@@ -143,7 +165,7 @@ export class Mta {
       maxConnectionsPerDestination: config.relay.maxConnectionsPerDestination,
     });
     const loop = new DeliveryLoop(queue, {
-      deliver: createDeliver({ config, queue, local, remote, logger }),
+      deliver: createDeliver({ config: live, queue, local, remote, logger }),
       concurrency: options.concurrency ?? 24,
       pollMs: options.pollMs ?? 500,
       logger,
@@ -187,13 +209,18 @@ export class Mta {
           // AUTH for users' mail programs only, and only under TLS (RFC 4954 §4).
           authMechanisms: isSubmission ? SASL_MECHANISMS : [],
           authLimiter,
+          // A webmail on a trusted network speaks for all its users from one
+          // address: count its failures per account only, or one user's typos
+          // would lock everyone out.
+          authAddressExempt: (address) =>
+            isTrustedClient(address, live.current.relay.trustedNetworks),
           // Early talkers are bots; other MTAs wait minutes for the banner.
           greetingDelay: (address) =>
-            listener.mode === "mx" && !isTrustedClient(address, config.relay.trustedNetworks)
-              ? config.limits.greetingDelay
+            listener.mode === "mx" && !isTrustedClient(address, live.current.relay.trustedNetworks)
+              ? live.current.limits.greetingDelay
               : 0,
           handlers: createIntake({
-            config,
+            config: live,
             mode: listener.mode,
             queue,
             logger,
@@ -226,16 +253,33 @@ export class Mta {
           mode: listener.mode,
         });
       }
+      // Local submission (tern sendmail): a socket any local user may reach.
+      const pickup = await startPickup({
+        config,
+        queue,
+        logger,
+        loop,
+        onEvent: (event) => {
+          logServerEvent(logger, event);
+          serverTrace?.event(event);
+        },
+      });
+      if (pickup !== null) servers.push(pickup);
     } catch (error: unknown) {
       tls?.close();
       await Promise.all(servers.map((s) => s.close(0)));
       await queue.close();
+      lock.release();
       throw error;
     }
     loop.start();
     for (const b of bound) ownEndpoints.add(`${b.address}:${b.port}`);
     const mta = new Mta(bound, queue, servers, loop, remote);
     mta.#tls = tls;
+    mta.#lock = lock;
+    mta.#live = live;
+    mta.#listenerServers = servers.slice(0, bound.length);
+    mta.#logger = logger;
     return mta;
   }
 
@@ -247,6 +291,62 @@ export class Mta {
    */
   reloadTls(): Promise<boolean> {
     return this.#tls?.reload() ?? Promise.resolve(false);
+  }
+
+  /** The configuration in force (the one given to {@linkcode Mta.start}, or the last reload). */
+  get config(): Config {
+    return this.#live!.current;
+  }
+
+  /**
+   * Puts a new configuration in force (`tern serve` does on SIGHUP, after
+   * validating the file): accounts, aliases, local domains, relay policy and
+   * routes, limits, host name take effect for the next command, session or
+   * delivery; the TLS files are read again. What is bound at start
+   * (listeners, data_dir, mail_root, dns, the queue's schedule, connection
+   * pools, AUTH lockout) keeps its start-up value, and is logged as
+   * `config.restart_needed`. Logs `config.reloaded` with the keys changed.
+   *
+   * Sessions already open answer their next command by the new configuration
+   * but keep their size and recipient limits; a message already accepted
+   * keeps the recipients it was expanded to.
+   *
+   * @param next The new configuration, validated (from `loadConfig`).
+   * @returns What changed, and what waits for a restart.
+   */
+  async reload(next: Config): Promise<ConfigChange> {
+    const live = this.#live;
+    if (live === null) return { changed: [], restartNeeded: [] };
+    const old = live.current;
+    const change = compareConfigs(old, next);
+    const config = applicableConfig(old, next);
+    live.replace(config);
+    const { limits } = config;
+    for (const server of this.#listenerServers) {
+      server.reconfigure({
+        hostname: config.hostname,
+        maxMessageSize: limits.maxMessageSize,
+        maxRecipients: limits.maxRecipients,
+        maxConnections: limits.maxConnections,
+        maxConnectionsPerIp: limits.maxConnectionsPerIp,
+        tlsHandshakeTimeout: limits.tlsHandshakeTimeout,
+        commandTimeout: limits.commandTimeout,
+        dataTimeout: limits.dataTimeout,
+        maxErrors: limits.maxBadCommands,
+      });
+    }
+    // The same files, perhaps renewed: read them again (tls.loaded or tls.error is logged).
+    if (config.tls !== null) await this.reloadTls();
+    this.#logger?.log("info", "config.reloaded", undefined, {
+      file: next.file ?? undefined,
+      changed: change.changed.length === 0 ? "none" : change.changed.join(","),
+    });
+    if (change.restartNeeded.length > 0) {
+      this.#logger?.log("warn", "config.restart_needed", undefined, {
+        keys: change.restartNeeded.join(","),
+      });
+    }
+    return change;
   }
 
   /**
@@ -261,6 +361,7 @@ export class Mta {
     await this.#loop.stop();
     await this.#remote.close();
     await this.queue.close();
+    this.#lock?.release();
   }
 }
 
@@ -355,10 +456,14 @@ function logServerEvent(logger: Logger, event: ServerLogEvent): void {
         result: event.outcome,
         user: event.outcome === "succeeded" ? event.connection.authenticatedAs : undefined,
         failures: event.failures,
+        account_failures: event.accountFailures,
       });
       break;
-    case "command":
     case "reply":
+      // One line per refusal, with its context (refusal_log.ts).
+      logRefusal(logger, event);
+      break;
+    case "command":
       break;
   }
 }

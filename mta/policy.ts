@@ -32,6 +32,7 @@ import { isMaildirName } from "../mda/maildir.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import { REPLIES, type Reply, reply } from "../smtp/reply.ts";
+import { srsReverse } from "./srs.ts";
 
 /**
  * The parts of the configuration the policy reads (a whole `Config` fits).
@@ -39,7 +40,7 @@ import { REPLIES, type Reply, reply } from "../smtp/reply.ts";
  */
 export type PolicyConfig =
   & Pick<Config, "localDomains" | "accounts" | "aliases" | "relay" | "submission">
-  & Partial<Pick<Config, "mailRoot">>;
+  & Partial<Pick<Config, "mailRoot" | "srs">>;
 
 /** Who asks: the listener, the client's address, and who it authenticated as. */
 export interface PolicyClient {
@@ -361,7 +362,7 @@ function hasMaildirNames(targets: readonly QueueRecipient[], mailRoot: string): 
  * @returns `250 2.1.5` (local, or relayed for those allowed), `550 5.1.1`
  *   (no such local user), `550 5.1.3` (a local mailbox whose name cannot be
  *   a Maildir), `554 5.7.1` (relay denied), `530 5.7.0` (submission without
- *   AUTH), or `451 4.3.0` (an alias loop).
+ *   AUTH), or `550 5.4.6` (an alias loop).
  *
  * @example Relaying only for trusted clients
  * ```ts
@@ -378,6 +379,11 @@ function hasMaildirNames(targets: readonly QueueRecipient[], mailRoot: string): 
  */
 export function checkRecipient(request: RecipientRequest, config: PolicyConfig): Reply {
   if (request.authenticatedAs === null && isSubmission(request.mode)) return REPLIES.authRequired;
+  // A bounce to an address SRS made: taken (and sent back to the original
+  // sender) only when its hash verifies and it is recent; a forged or stale
+  // one is no mailbox here, and must not make us an open relay.
+  const srs = config.srs ? srsReverse(request.forwardPath, config.srs, Date.now()) : null;
+  if (srs !== null) return srs.kind === "valid" ? REPLIES.recipientOk : REPLIES.noSuchUser;
   const resolution = resolveRecipient(request.forwardPath, config);
   switch (resolution.kind) {
     case "local":
@@ -388,8 +394,10 @@ export function checkRecipient(request: RecipientRequest, config: PolicyConfig):
     case "unknown":
       return REPLIES.noSuchUser;
     case "loop":
-      // A configuration error, not the sender's: temporary, so it is retried once fixed.
-      return reply(451, "4.3.0", "Alias loop for this address, ask the postmaster");
+      // RFC 3463 X.4.6 "routing loop detected": permanent. check-config refuses
+      // loops, so one found here (say, through a catch-all) stays until the
+      // postmaster edits the aliases; a 4yz would have the sender retry for days.
+      return reply(550, "5.4.6", "Alias loop for this address, ask the postmaster");
     case "remote":
       return mayRelay(request, config) ? REPLIES.recipientOk : REPLIES.relayDenied;
   }

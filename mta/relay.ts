@@ -23,14 +23,17 @@
  * @module
  */
 
-import type { Config } from "../config/schema.ts";
+import type { Config, RoutePolicy } from "../config/schema.ts";
+import { configOf, type ConfigSource } from "./live_config.ts";
 import { type DnsQuerier, DnsTemporaryError } from "../dns/resolver.ts";
 import { resolveAddresses, resolveMx } from "../dns/mx.ts";
-import type { Logger } from "../log/logger.ts";
+import type { Logger, LogValue } from "../log/logger.ts";
+import { cleanText, remoteQueueId } from "../log/fields.ts";
 import { readHeaderSection } from "../queue/dsn.ts";
 import type { ClaimedMessage } from "../queue/kv_queue.ts";
 import type { QueuedMessage, RecipientOutcome, ReplySummary } from "../queue/types.ts";
 import {
+  SmtpAuthError,
   SmtpClient,
   type SmtpClientOptions,
   SmtpConnectionError,
@@ -40,14 +43,15 @@ import { type OutgoingRecipient, xtext } from "../smtp/client_session.ts";
 import { isIpv4, isIpv6 } from "../smtp/path.ts";
 import type { Reply } from "../smtp/reply.ts";
 import { logOutcome, type RemoteTransport } from "./delivery.ts";
+import { srsForward } from "./srs.ts";
 
 /** RFC 5321 §6.3 allows rejecting at 100 Received fields; like other MTAs, tern bounces past 50. */
 export const MAX_HOPS = 50;
 
 /** Options of {@linkcode RelayTransport}. */
 export interface RelayOptions {
-  /** Routes, host name. */
-  readonly config: Config;
+  /** Routes, host name; or where to read the configuration in force (each delivery reads it). */
+  readonly config: Config | ConfigSource;
   /** The DNS resolver. */
   readonly resolver: DnsQuerier;
   /** Where delivery lines go. */
@@ -386,6 +390,43 @@ function countReceived(header: Uint8Array): number {
   return (text.match(/^received:/gim) ?? []).length;
 }
 
+/**
+ * A route's TLS policy was not met (`tls: require` or `verify`): no STARTTLS,
+ * a failed handshake or a certificate that does not verify. The message waits
+ * (4.7.0) rather than go in clear or to an impostor.
+ */
+class RouteTlsError extends Error {
+  /**
+   * @param message Why, for the deferral's text.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "RouteTlsError";
+  }
+}
+
+/** Whether a connection failed because `tls: required` met a server without STARTTLS. */
+function isStartTlsMissing(error: unknown): boolean {
+  return error instanceof SmtpConnectionError && !(error instanceof SmtpAuthError) &&
+    /^Cannot use TLS with .*: STARTTLS (is not offered|was refused)$/.test(error.message);
+}
+
+/**
+ * The delivery line's view of the next hop: its reply (code, enhanced
+ * status, text), the queue id in its `250`, and the TLS in use.
+ */
+function remoteFields(client: SmtpClient, r: Reply): Record<string, LogValue> {
+  const text = cleanText(r.lines.join(" "));
+  return {
+    code: r.code,
+    reply: text,
+    remote_id: r.code < 300 ? remoteQueueId(text) : undefined,
+    tls: client.tls?.protocol ?? "none",
+    cipher: client.tls?.cipher,
+    verified: client.tls?.isVerified,
+  };
+}
+
 /** Parses `host:port` or `[v6]:port` from `relay.routes`. */
 function parseRoute(route: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(route) ?? /^([^:]+):(\d+)$/.exec(route);
@@ -444,17 +485,46 @@ export class RelayTransport implements RemoteTransport {
         text: `Too many hops (${hops} Received fields): mail loop suspected`,
       }, "none");
     }
-    const byDomain = new Map<string, number[]>();
+    // One transaction per domain and reverse-path: alias-forwarded recipients
+    // may carry an SRS sender while others of the same domain do not.
+    const byDomain = new Map<string, { domain: string; sender: string; group: number[] }>();
     for (const index of indices) {
       const address = message.recipients[index]!.address;
       const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
-      byDomain.set(domain, [...(byDomain.get(domain) ?? []), index]);
+      const sender = this.#senderFor(message, index);
+      const key = `${domain}\n${sender}`;
+      const entry = byDomain.get(key) ?? { domain, sender, group: [] };
+      entry.group.push(index);
+      byDomain.set(key, entry);
     }
-    for (const [domain, group] of byDomain) {
+    for (const { domain, sender, group } of byDomain.values()) {
       if (signal?.aborted) break;
-      outcomes.push(...await this.#deliverDomain(message, domain, group, content, signal));
+      outcomes.push(
+        ...await this.#deliverDomain(message, domain, group, content, signal, sender),
+      );
     }
     return outcomes;
+  }
+
+  /**
+   * The reverse-path for one recipient: the message's own, or with `srs`
+   * set, an SRS0 address of ours when an alias forwards mail of a sender
+   * from elsewhere to another domain, so SPF (RFC 7208) at the destination
+   * checks our domain, which sent it, rather than the sender's.
+   */
+  #senderFor(message: QueuedMessage, index: number): string {
+    const sender = message.envelope.reversePath;
+    const srs = configOf(this.#options.config).srs;
+    if (!srs || sender === "") return sender;
+    const recipient = message.recipients[index]!;
+    if (recipient.originalRecipient === recipient.address) return sender;
+    const { localDomains } = configOf(this.#options.config);
+    const domainOf = (a: string) => a.slice(a.lastIndexOf("@") + 1).toLowerCase();
+    const isLocal = (a: string) => a.includes("@") && localDomains.includes(domainOf(a));
+    // Only mail an alias sent on: the original recipient was ours; and only
+    // a sender from elsewhere (our own users' domains pass SPF here anyway).
+    if (!isLocal(recipient.originalRecipient) || isLocal(sender)) return sender;
+    return srsForward(sender, srs, this.#now());
   }
 
   /** Closes the idle connections. */
@@ -479,12 +549,16 @@ export class RelayTransport implements RemoteTransport {
   /** The hosts to try for a domain, or why there are none. */
   async #hosts(
     domain: string,
-  ): Promise<{ hosts: { name: string; port: number }[] } | DomainFailure> {
-    const { config } = this.#options;
-    const route = config.relay.routes[domain] ?? config.relay.routes["*"] ?? "mx";
+  ): Promise<
+    { hosts: { name: string; port: number; policy?: RoutePolicy }[] } | DomainFailure
+  > {
+    const config = configOf(this.#options.config);
+    const key = domain in config.relay.routes ? domain : "*";
+    const route = config.relay.routes[key] ?? "mx";
     if (route !== "mx") {
       const { host, port } = parseRoute(route);
-      return { hosts: [{ name: host, port }] };
+      const policy = config.relay.routePolicies?.[key];
+      return { hosts: [{ name: host, port, ...(policy === undefined ? {} : { policy }) }] };
     }
     const port = this.#options.mxPort ?? 25;
     try {
@@ -557,15 +631,32 @@ export class RelayTransport implements RemoteTransport {
     }
   }
 
-  /** Connects (opportunistic TLS, plaintext again if the handshake fails). */
-  async #connect(endpoint: Endpoint, signal?: AbortSignal): Promise<SmtpClient> {
-    const { config, logger } = this.#options;
+  /**
+   * Connects: opportunistic TLS (plaintext again if the handshake fails),
+   * unless the route's policy says `none`, `require` or `verify`; then AUTH
+   * when the route has credentials.
+   */
+  async #connect(
+    endpoint: Endpoint,
+    signal?: AbortSignal,
+    policy?: RoutePolicy,
+  ): Promise<SmtpClient> {
+    const { logger } = this.#options;
+    const config = configOf(this.#options.config);
+    const tls = policy?.tls ?? "opportunistic";
+    const auth = policy?.auth ?? null;
     const base: SmtpClientOptions = {
       ...this.#options.client,
       host: endpoint.address,
       port: endpoint.port,
       helo: config.hostname,
-      tls: "opportunistic",
+      tls: tls === "require" || tls === "verify" ? "required" : tls,
+      ...(tls === "require" ? { verifyCertificate: false } : {}),
+      ...(tls === "verify" ? { verifyCertificate: true } : {}),
+      ...(auth === null ? {} : {
+        auth: { username: auth.username, password: auth.password },
+        allowPlaintextAuth: auth.allowPlaintext,
+      }),
       ...(signal === undefined ? {} : { signal }),
       // SNI carries a host name, never an address (RFC 6066 §3).
       ...(endpoint.host.startsWith("[") || isIpv4(endpoint.host) || isIpv6(endpoint.host)
@@ -575,6 +666,12 @@ export class RelayTransport implements RemoteTransport {
     try {
       return await SmtpClient.connect(base);
     } catch (error: unknown) {
+      if (tls === "require" || tls === "verify") {
+        // The route asks for TLS: no plaintext fallback, the message waits.
+        if (error instanceof TlsHandshakeError || isStartTlsMissing(error)) {
+          throw new RouteTlsError(`tls: ${tls}: ${describe(error)}`);
+        }
+      }
       if (!(error instanceof TlsHandshakeError)) throw error;
       // RFC 7435 / docs/smtp-pitfalls.md: opportunistic TLS: opportunistic TLS falls back to plaintext.
       logger.log("warn", "delivery.error", undefined, {
@@ -592,6 +689,7 @@ export class RelayTransport implements RemoteTransport {
     indices: readonly number[],
     content: () => ReadableStream<Uint8Array>,
     signal?: AbortSignal,
+    reversePath = message.envelope.reversePath,
   ): Promise<RecipientOutcome[]> {
     const found = await this.#hosts(domain);
     if ("status" in found) {
@@ -631,13 +729,40 @@ export class RelayTransport implements RemoteTransport {
             text: `Mail for ${domain} loops back to myself (${lastHop})`,
           }, lastHop);
         }
-        const key = `${address}:${host.port}`;
+        // Connections made under a route's TLS and AUTH policy are not shared with others.
+        const key = `${address}:${host.port}` +
+          (host.policy === undefined
+            ? ""
+            : `#${host.policy.tls}#${host.policy.auth?.username ?? ""}`);
         let client: SmtpClient;
         try {
-          client = await this.#pool.acquire(key, () => this.#connect(endpoint, signal), signal);
+          client = await this.#pool.acquire(
+            key,
+            () => this.#connect(endpoint, signal, host.policy),
+            signal,
+          );
         } catch (error: unknown) {
           // Stopping: nothing was attempted, so there is nothing to record.
           if (signal?.aborted) return outcomes;
+          if (error instanceof RouteTlsError) {
+            lastFailure = {
+              code: 0,
+              enhancedStatus: "4.7.0",
+              text: `TLS required for ${lastHop}, not used: ${error.message}`,
+            };
+            continue;
+          }
+          if (error instanceof SmtpAuthError) {
+            // Refused credentials are the operator's to fix, not the message's
+            // fault: deferred (4.7.0) even on 535 5.7.8, as Postfix's
+            // smtp_sasl_auth_soft_bounce does, so nothing bounces meanwhile.
+            lastFailure = {
+              code: error.reply?.code ?? 0,
+              enhancedStatus: "4.7.0",
+              text: `AUTH at ${lastHop} failed: ${describe(error)}`,
+            };
+            continue;
+          }
           if (error instanceof DestinationUnavailable) {
             // RFC 5321 §5.1: the next address, the next MX may answer.
             lastFailure = {
@@ -671,7 +796,7 @@ export class RelayTransport implements RemoteTransport {
         const recipients = [...pending];
         try {
           const result = await client.send({
-            reversePath: message.envelope.reversePath,
+            reversePath,
             recipients: recipients.map((i) => this.#outgoing(message, i)),
             body: message.envelope.body,
             smtputf8: message.envelope.smtputf8,
@@ -697,7 +822,8 @@ export class RelayTransport implements RemoteTransport {
               remoteMta: host.name,
               remoteDsn: client.extensions?.dsn ?? false,
             };
-            logOutcome(this.#options.logger, message, o, lastHop, this.#now());
+            const remote = remoteFields(client, r.reply);
+            logOutcome(this.#options.logger, message, o, lastHop, this.#now(), remote);
             outcomes.push(o);
           });
           return outcomes;

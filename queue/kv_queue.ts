@@ -1923,6 +1923,39 @@ export class KvQueue {
   }
 
   /**
+   * Makes one message due at `now` (`tern queue flush ID`), unless it is held
+   * or being delivered right now (its worker records the outcome).
+   *
+   * @param queueId The message.
+   * @param now The current time, epoch ms.
+   * @returns `"due"` when it is due now, `"held"`, `"delivering"`, or
+   *   `"unknown"` for an unknown id.
+   *
+   * @example Flush an unknown id
+   * ```ts
+   * import { KvQueue } from "./kv_queue.ts";
+   * import assert from "node:assert/strict";
+   * const dir = await Deno.makeTempDir();
+   * const queue = await KvQueue.open(`${dir}/queue.sqlite3`, { retry: [60_000], maxAge: 86_400_000 });
+   * assert.equal(await queue.flushOne("01JDQ4ZK8M3T7Q", Date.now()), "unknown");
+   * await queue.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async flushOne(
+    queueId: string,
+    now: number,
+  ): Promise<"due" | "held" | "delivering" | "unknown"> {
+    let outcome: "due" | "held" | "delivering" = "due";
+    const found = await this.#updateMeta(queueId, (meta, lease) => {
+      outcome = meta.held ? "held" : lease !== null && lease.expires > now ? "delivering" : "due";
+      if (outcome !== "due" || (meta.due !== null && meta.due <= now)) return null;
+      return { ...meta, nextAttempt: now, due: now };
+    });
+    return found ? outcome : "unknown";
+  }
+
+  /**
    * Read-modify-write of one meta with its due key, retried on conflict.
    * `change` returns `null` for "nothing to do". Returns whether the message
    * exists.

@@ -117,12 +117,32 @@ export class TlsHandshakeError extends SmtpConnectionError {
   }
 }
 
+/**
+ * The server refused our AUTH (RFC 4954 §6), or could not be asked (no AUTH
+ * offered, or no TLS to send a password over); `reply` is the server's
+ * answer when it gave one. The connection is closed.
+ */
+export class SmtpAuthError extends SmtpConnectionError {
+  /**
+   * Makes the error.
+   *
+   * @param message What failed, for logs.
+   * @param options The server's reply, if any.
+   */
+  constructor(message: string, options: { reply?: Reply | null } = {}) {
+    super(message, options);
+    this.name = "SmtpAuthError";
+  }
+}
+
 /** Options of {@linkcode SmtpClient.connect}. */
 export interface SmtpClientOptions {
   /** The server's host name or IP address. */
   host: string;
   /** The server's port (25 for MX delivery). */
   port: number;
+  /** A Unix-domain socket to connect to instead of `host` and `port` (local submission). */
+  path?: string;
   /** Our name for EHLO: a fully qualified domain name, or an address literal (RFC 5321 §4.1.3). */
   helo: string;
   /**
@@ -137,6 +157,14 @@ export interface SmtpClientOptions {
   verifyCertificate?: boolean;
   /** PEM certificates to trust instead of the system's roots. */
   caCerts?: string[];
+  /**
+   * Log in after EHLO (RFC 4954), with PLAIN or else LOGIN. Only over TLS:
+   * without it the connection fails before the password is sent, unless
+   * `allowPlaintextAuth` says otherwise. A refusal throws {@linkcode SmtpAuthError}.
+   */
+  auth?: { readonly username: string; readonly password: string };
+  /** Send AUTH over a connection without TLS (the password then crosses in clear). @default {false} */
+  allowPlaintextAuth?: boolean;
   /** Wait for the TCP connection, ms. @default {30000} */
   connectTimeoutMs?: number;
   /** Wait for the greeting, EHLO, STARTTLS and its handshake, MAIL, RCPT, RSET replies, ms (RFC 5321 §4.5.3.2.1–3). @default {300000} */
@@ -351,6 +379,7 @@ export class SmtpClient {
   #result: TransactionResult | null = null;
   #refusal: Reply | null = null;
   #startTlsRefusal: Reply | null = null;
+  #authReply: Reply | null = null;
   #protocolError: string | null = null;
   #busy = false;
   #closed = false;
@@ -390,6 +419,7 @@ export class SmtpClient {
       options.port,
       options.connectTimeoutMs ?? 30_000,
       signal,
+      options.path,
     );
     socket.setNoDelay(true);
     const client = new SmtpClient(options, socket);
@@ -401,6 +431,7 @@ export class SmtpClient {
     try {
       if (signal?.aborted) throw abandoned(options.host, options.port, signal);
       await client.#open();
+      if (options.auth !== undefined) await client.#login(options.auth);
       return client;
     } catch (error: unknown) {
       await client.#destroy();
@@ -581,6 +612,41 @@ export class SmtpClient {
     }
   }
 
+  /** RFC 4954: AUTH after the (last) EHLO, over TLS unless the caller allows plaintext. */
+  async #login(auth: { readonly username: string; readonly password: string }): Promise<void> {
+    if (this.#tls === null && this.#options.allowPlaintextAuth !== true) {
+      await this.close();
+      throw new SmtpAuthError(
+        `Will not send a password to ${this.#peer} without TLS (STARTTLS not in use)`,
+      );
+    }
+    if ((this.#session.extensions?.auth ?? []).length === 0) {
+      await this.close();
+      throw new SmtpAuthError(`Cannot log in to ${this.#peer}: AUTH is not offered`);
+    }
+    this.#authReply = null;
+    try {
+      await this.#handle(this.#session.authenticate(auth.username, auth.password));
+    } catch (error: unknown) {
+      if (error instanceof SmtpConnectionError) throw error;
+      await this.close();
+      throw new SmtpAuthError(`Cannot log in to ${this.#peer}: ${(error as Error).message}`);
+    }
+    while (this.#session.state !== "ready") {
+      await this.#throwIfFailed();
+      await this.#readReplies();
+    }
+    const reply = this.#authReply as Reply | null;
+    if (reply === null || reply.code !== 235) {
+      await this.close();
+      const text = reply === null
+        ? "no answer"
+        : formatReply(reply, true).trim().replaceAll("\r\n", " / ");
+      throw new SmtpAuthError(`${this.#peer} refused AUTH: ${text}`, { reply });
+    }
+    this.#trace("* AUTH succeeded");
+  }
+
   /** Waits for the next bytes from the server and feeds them to the session. */
   async #readReplies(): Promise<void> {
     const awaiting = this.#session.awaiting;
@@ -660,6 +726,9 @@ export class SmtpClient {
           break;
         case "starttls":
           await this.#upgrade(e.discarded);
+          break;
+        case "auth":
+          this.#authReply = e.reply;
           break;
         case "starttls-refused":
           this.#startTlsRefusal = e.reply;
@@ -780,10 +849,11 @@ function openSocket(
   port: number,
   ms: number,
   signal?: AbortSignal,
+  path?: string,
 ): Promise<net.Socket> {
   if (signal?.aborted) return Promise.reject(abandoned(host, port, signal));
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    const socket = net.connect(path === undefined ? { host, port } : { path });
     const onAbort = (): void => {
       clearTimeout(timer);
       socket.off("connect", onConnect);

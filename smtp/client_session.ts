@@ -96,6 +96,7 @@ export type ClientState =
   | "hello" // EHLO or HELO sent
   | "ready" // greeted, no transaction: send a message, STARTTLS or QUIT
   | "starttls" // STARTTLS sent
+  | "auth" // AUTH sent (RFC 4954), waiting for 334 or the outcome
   | "handshake" // 220 to STARTTLS: the adapter upgrades the connection
   | "envelope" // MAIL, RCPT (and with PIPELINING, DATA) sent
   | "data" // 354 received: content goes out, dot-stuffed
@@ -113,6 +114,7 @@ export type Awaiting =
   | "EHLO"
   | "HELO"
   | "STARTTLS"
+  | "AUTH"
   | "RSET"
   | "MAIL"
   | "RCPT"
@@ -209,6 +211,8 @@ export type ClientEvent =
   | { readonly type: "ready"; readonly extensions: Extensions }
   /** 220 to STARTTLS: upgrade the connection now, then call {@linkcode ClientSession.tlsEstablished}. `discarded` bytes that followed the 220 were thrown away. */
   | { readonly type: "starttls"; readonly discarded: number }
+  /** AUTH is over (RFC 4954): `235` logged in, anything else refused; the session is ready again either way. */
+  | { readonly type: "auth"; readonly reply: Reply }
   /** STARTTLS was refused (such as 454); the session is ready again, in plaintext. */
   | { readonly type: "starttls-refused"; readonly reply: Reply }
   /** Send content now, with {@linkcode ClientSession.content} and {@linkcode ClientSession.endContent}. */
@@ -363,10 +367,21 @@ const LOCAL = {
 
 const encoder = new TextEncoder();
 const CRLF = "\r\n";
+
+/** The step of an AUTH exchange we cancelled with "*". */
+const CANCELLED = -1;
+
+/** Base64 of the UTF-8 octets of a string (RFC 4954 §4: SASL responses are base64). */
+function base64(text: string): string {
+  let binary = "";
+  for (const b of encoder.encode(text)) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
 const NOTIFY_VALUES = new Set(["NEVER", "SUCCESS", "FAILURE", "DELAY"]);
 
 type Expect =
   | { readonly kind: "greeting" | "EHLO" | "HELO" | "STARTTLS" | "RSET" | "MAIL" | "QUIT" }
+  | { readonly kind: "AUTH"; readonly mechanism: "PLAIN" | "LOGIN"; readonly step: number }
   | { readonly kind: "RCPT"; readonly index: number }
   | { readonly kind: "DATA" }
   | { readonly kind: "BDAT"; readonly last: boolean }
@@ -448,6 +463,8 @@ export class ClientSession {
   #extensions: Extensions | null = null;
   #isExtended = false;
   #isTls = false;
+  #isAuthenticated = false;
+  #credentials: { readonly username: string; readonly password: string } | null = null;
   #needsReset = false;
   #transaction: Transaction | null = null;
   #greeting: Reply | null = null;
@@ -554,12 +571,63 @@ export class ClientSession {
   tlsEstablished(): ClientEvent[] {
     this.#require("handshake", "go on after TLS");
     this.#isTls = true;
+    this.#isAuthenticated = false;
     this.#extensions = null;
     this.#isExtended = false;
     this.#parser.clear();
     this.#state = "hello";
     this.#send([`EHLO ${this.#hostname}`], [{ kind: "EHLO" }]);
     return this.#drain();
+  }
+
+  /**
+   * Logs in (RFC 4954) with PLAIN (RFC 4616, the credentials in the initial
+   * response) when the server offers it, else LOGIN. Only after EHLO has
+   * advertised AUTH (RFC 4954 §4: no AUTH to a server that did not offer it),
+   * and never a second time. The outcome comes as an `auth` event.
+   *
+   * @param username The authentication identity.
+   * @param password The password.
+   * @returns The events: the AUTH command to send.
+   * @throws {Error} When the session is not ready, already logged in, or the server offers neither PLAIN nor LOGIN.
+   */
+  authenticate(username: string, password: string): ClientEvent[] {
+    this.#require("ready", "authenticate");
+    if (this.#isAuthenticated) throw new Error("Cannot authenticate: already authenticated");
+    const offered = this.#extensions?.auth ?? [];
+    const mechanism = offered.includes("PLAIN")
+      ? "PLAIN"
+      : offered.includes("LOGIN")
+      ? "LOGIN"
+      : null;
+    if (mechanism === null) {
+      throw new Error(
+        offered.length === 0
+          ? "Cannot authenticate: the server does not offer AUTH"
+          : `Cannot authenticate: the server offers only ${offered.join(" ")}, not PLAIN or LOGIN`,
+      );
+    }
+    this.#credentials = { username, password };
+    this.#state = "auth";
+    // The trace shows the command, never the credentials.
+    if (mechanism === "PLAIN") {
+      // RFC 4616 §2: authzid NUL authcid NUL passwd; no authzid: act as ourselves.
+      const response = base64(`\0${username}\0${password}`);
+      this.#expect.push({ kind: "AUTH", mechanism, step: 0 });
+      this.#emit({
+        type: "send",
+        bytes: encoder.encode(`AUTH PLAIN ${response}${CRLF}`),
+        commands: ["AUTH PLAIN ****"],
+      });
+    } else {
+      this.#send(["AUTH LOGIN"], [{ kind: "AUTH", mechanism, step: 0 }]);
+    }
+    return this.#drain();
+  }
+
+  /** Whether AUTH has succeeded on this connection. */
+  get isAuthenticated(): boolean {
+    return this.#isAuthenticated;
   }
 
   /**
@@ -778,12 +846,47 @@ export class ClientSession {
           this.#emit({ type: "starttls-refused", reply: r });
         }
         return;
+      case "AUTH":
+        this.#authReply(e, r);
+        return;
       case "QUIT":
         this.#close();
         return;
       default:
         this.#transactionReply(e, r);
     }
+  }
+
+  /** RFC 4954 §4: 334 asks for the next response; anything else ends the exchange. */
+  #authReply(e: Expect & { kind: "AUTH" }, r: Reply): void {
+    const credentials = this.#credentials;
+    if (r.code === 334 && credentials !== null) {
+      const next = e.mechanism === "LOGIN" && e.step === 0
+        ? credentials.username
+        : e.mechanism === "LOGIN" && e.step === 1
+        ? credentials.password
+        : null;
+      if (next !== null) {
+        this.#expect.push({ kind: "AUTH", mechanism: e.mechanism, step: e.step + 1 });
+        this.#emit({
+          type: "send",
+          bytes: encoder.encode(base64(next) + CRLF),
+          commands: ["****"],
+        });
+        return;
+      }
+      if (e.step !== CANCELLED) {
+        // A challenge we have no answer for: "*" cancels (RFC 4954 §4), the server then says 501.
+        this.#send(["*"], [{ kind: "AUTH", mechanism: e.mechanism, step: CANCELLED }]);
+        return;
+      }
+      this.#protocolError("334 after the AUTH exchange was cancelled");
+      return;
+    }
+    this.#credentials = null;
+    this.#state = "ready";
+    if (r.code === 235) this.#isAuthenticated = true;
+    this.#emit({ type: "auth", reply: r });
   }
 
   #transactionReply(e: Expect, r: Reply): void {

@@ -59,11 +59,14 @@ export {
   type ConnectionInfo,
   type MessageSink,
   type ServerHandlers,
+  type ServerLimits,
   type ServerLogEvent,
   SmtpServer,
   type SmtpServerOptions,
 } from "./server.ts";
 export {
+  type ReplyContext,
+  type ReplyStage,
   SEQUENCE,
   ServerSession,
   type ServerSessionOptions,
@@ -71,6 +74,7 @@ export {
   type SessionState,
 } from "./server_session.ts";
 export {
+  SmtpAuthError,
   SmtpClient,
   type SmtpClientOptions,
   SmtpConnectionError,

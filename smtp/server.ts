@@ -41,13 +41,18 @@
 import net from "node:net";
 import tls from "node:tls";
 import { concatBytes } from "./_bytes.ts";
-import type { AuthLimiter } from "./auth_limiter.ts";
+import type { AuthFailure, AuthLimiter } from "./auth_limiter.ts";
 import type { Envelope } from "./envelope.ts";
 import { countOpenFiles, type FdBudget, readOpenFileLimit } from "./fd_budget.ts";
 import type { Parameters } from "./command.ts";
 import { isPermanent, isPositive, REPLIES, type Reply } from "./reply.ts";
 import type { SaslCredentials, SaslMechanism } from "./sasl.ts";
-import { ServerSession, type ServerSessionOptions, type SessionEvent } from "./server_session.ts";
+import {
+  type ReplyContext,
+  ServerSession,
+  type ServerSessionOptions,
+  type SessionEvent,
+} from "./server_session.ts";
 
 /** What the handlers know about the connection a question comes from. */
 export interface ConnectionInfo {
@@ -150,6 +155,12 @@ export interface SmtpServerOptions extends ServerSessionOptions {
   address: string;
   /** The port; 0 picks a free one. */
   port: number;
+  /**
+   * A Unix-domain socket to listen on instead of `address` and `port` (local
+   * submission); the caller removes a stale file first and sets its mode.
+   * Clients then have no address: `remoteAddress` is `""`.
+   */
+  path?: string;
   /** Answers to the session's questions. */
   handlers: ServerHandlers;
   /** Wait for a command, ms (RFC 5321 §4.5.3.2.7: at least 5 minutes). @default {300000} */
@@ -188,6 +199,12 @@ export interface SmtpServerOptions extends ServerSessionOptions {
    */
   authLimiter?: AuthLimiter;
   /**
+   * Clients whose AUTH failures are not counted against their address, only
+   * against the account they try (a webmail on the same host: one address
+   * for all its users, which must not lock them all out). @default {none}
+   */
+  authAddressExempt?: (remoteAddress: string) => boolean;
+  /**
    * How long to wait before the banner, ms, or a function of the client's
    * address. A client that sends anything meanwhile is refused with
    * `421 4.7.0` (RFC 5321 §4.3.1: the client waits for the greeting). @default {0}
@@ -224,7 +241,14 @@ export type ServerLogEvent =
   | { readonly type: "command"; readonly connection: ConnectionInfo; readonly line: string }
   /** The content of a message ended: `octets` of it came (for traces, which never show content). */
   | { readonly type: "data"; readonly connection: ConnectionInfo; readonly octets: number }
-  | { readonly type: "reply"; readonly connection: ConnectionInfo; readonly reply: Reply }
+  /** A reply sent, and what it answers (the step, and the envelope as it stood). */
+  | {
+    readonly type: "reply";
+    readonly connection: ConnectionInfo;
+    readonly reply: Reply;
+    /** Set by the server for every reply it sends. */
+    readonly context?: ReplyContext;
+  }
   | { readonly type: "error"; readonly connection: ConnectionInfo; readonly error: unknown }
   /** The TLS handshake is done (STARTTLS or implicit TLS). */
   | {
@@ -243,9 +267,27 @@ export type ServerLogEvent =
     readonly connection: ConnectionInfo;
     readonly mechanism: SaslMechanism;
     readonly outcome: "succeeded" | "failed" | "locked";
-    /** Failures remembered for this address (with an AuthLimiter). */
+    /** Failures remembered for this address (with an AuthLimiter; 0 when the address is exempt). */
     readonly failures?: number;
+    /** Failures remembered for the account tried (with an AuthLimiter). */
+    readonly accountFailures?: number;
   };
+
+/** The options {@linkcode SmtpServer.reconfigure} may change on a running server. */
+export type ServerLimits = Partial<
+  Pick<
+    SmtpServerOptions,
+    | "hostname"
+    | "maxMessageSize"
+    | "maxRecipients"
+    | "maxErrors"
+    | "maxConnections"
+    | "maxConnectionsPerIp"
+    | "commandTimeout"
+    | "dataTimeout"
+    | "tlsHandshakeTimeout"
+  >
+>;
 
 let nextConnectionId = 1;
 
@@ -279,6 +321,18 @@ const CUT_MS = 1000;
 const REFUSAL_REPORT_MS = 10_000;
 
 function ignore(): void {}
+
+const digestEncoder = new TextEncoder();
+
+/**
+ * SHA-256 of the user name and password, to recognise the same login tried
+ * again with another mechanism without keeping the password.
+ */
+async function credentialsDigest(credentials: SaslCredentials): Promise<string> {
+  const bytes = digestEncoder.encode(`${credentials.username}\0${credentials.password}`);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 /** Where a connection's socket came from, read before any TLS wrapping. */
 interface Endpoints {
@@ -507,9 +561,10 @@ class Connection implements ConnectionInfo {
       switch (event.type) {
         case "send":
           this.#progressed = true;
-          for (const r of event.replies) {
-            this.#server.report({ type: "reply", connection: this, reply: r });
-          }
+          event.replies.forEach((r, i) => {
+            const context = event.contexts[i]!;
+            this.#server.report({ type: "reply", connection: this, reply: r, context });
+          });
           // RFC 2920 §3.1: the replies to a pipelined group may go together;
           // they are written when the batch ends (one write, not one per
           // command), or sooner before STARTTLS, a close, or when many wait.
@@ -626,18 +681,39 @@ class Connection implements ConnectionInfo {
   }
 
   /**
+   * The last checked and refused credentials of this session, as a digest
+   * (never the password), with what the limiter said of them. Mail programs
+   * retry the same login with the next mechanism after a `535` (Python's
+   * `smtplib` tries PLAIN, then LOGIN): that is one mistake, not two, so the
+   * retry is refused again without being counted or checked. Kept until the
+   * next AUTH of the session or its end.
+   */
+  #lastRefusal: { digest: string; failure: AuthFailure } | null = null;
+
+  /**
    * Checks credentials under the AUTH limiter. The attempt is counted before
    * the check (as a failure until it succeeds), so parallel connections get
    * no more checks than the limit. A locked-out address is refused unchecked
    * and disconnected; a locked account is refused unchecked like a wrong
-   * password; a failure is answered after the limiter's delay.
+   * password; a failure is answered after the limiter's delay. Clients the
+   * server exempts (`authAddressExempt`) are counted at the account only.
    */
   async #authenticate(
     credentials: SaslCredentials,
   ): Promise<{ reply: Reply; isLocked: boolean }> {
     const limiter = this.#server.authLimiter;
     const mechanism = credentials.mechanism;
-    const admission = limiter?.begin(this.remoteAddress, credentials.username);
+    const digest = limiter === undefined ? null : await credentialsDigest(credentials);
+    const repeated = this.#lastRefusal;
+    this.#lastRefusal = null;
+    if (repeated !== null && repeated.digest === digest) {
+      // The same user name and password as the refusal just before: the same answer.
+      this.#lastRefusal = repeated;
+      this.#reportFailure(mechanism, repeated.failure);
+      return { reply: REPLIES.authFailed, isLocked: false };
+    }
+    const address = this.#server.authAddressExempt(this.remoteAddress) ? null : this.remoteAddress;
+    const admission = limiter?.begin(address, credentials.username);
     if (admission !== undefined && admission.attempt === null) {
       this.#server.report({ type: "auth", connection: this, mechanism, outcome: "locked" });
       if (admission.locked === "address") {
@@ -669,16 +745,22 @@ class Connection implements ConnectionInfo {
       return { reply: r, isLocked: false };
     }
     const failure = attempt.failed();
+    if (digest !== null) this.#lastRefusal = { digest, failure };
+    this.#reportFailure(mechanism, failure);
+    // A guesser waits longer after each failure; the socket is paused meanwhile.
+    await this.#wait(failure.delayMs);
+    return { reply: r, isLocked: failure.isLocked };
+  }
+
+  #reportFailure(mechanism: SaslMechanism, failure: AuthFailure): void {
     this.#server.report({
       type: "auth",
       connection: this,
       mechanism,
       outcome: "failed",
       failures: failure.failures,
+      accountFailures: failure.accountFailures,
     });
-    // A guesser waits longer after each failure; the socket is paused meanwhile.
-    await this.#wait(failure.delayMs);
-    return { reply: r, isLocked: failure.isLocked };
   }
 
   /**
@@ -827,16 +909,18 @@ function normalizeAddress(address: string): string {
 export class SmtpServer {
   /** The handlers given in the options. */
   readonly handlers: ServerHandlers;
-  /** Command timeout, ms. */
-  readonly commandTimeout: number;
-  /** Data timeout, ms. */
-  readonly dataTimeout: number;
-  /** TLS handshake timeout, ms. */
-  readonly tlsHandshakeTimeout: number;
+  /** Command timeout, ms (see {@linkcode SmtpServer.reconfigure}). */
+  commandTimeout: number;
+  /** Data timeout, ms (see {@linkcode SmtpServer.reconfigure}). */
+  dataTimeout: number;
+  /** TLS handshake timeout, ms (see {@linkcode SmtpServer.reconfigure}). */
+  tlsHandshakeTimeout: number;
   /** The certificate, or `null` without TLS. */
   readonly tls: TlsSource | null;
   /** The AUTH limiter, if any. */
   readonly authLimiter: AuthLimiter | undefined;
+  /** Whether a client's AUTH failures are exempt from the per-address count. */
+  readonly authAddressExempt: (remoteAddress: string) => boolean;
   #options: SmtpServerOptions;
   #keyOf: (address: string) => string;
   #budget: FdBudget | null;
@@ -870,11 +954,27 @@ export class SmtpServer {
     this.tlsHandshakeTimeout = options.tlsHandshakeTimeout ?? 10_000;
     this.tls = options.tls ?? null;
     this.authLimiter = options.authLimiter;
+    this.authAddressExempt = options.authAddressExempt ?? (() => false);
     this.#keyOf = options.keyOf ?? ((address) => address);
     this.#budget = options.fdBudget ?? null;
     if (options.implicitTls && this.tls === null) {
       throw new TypeError("Cannot listen with implicit TLS: no certificate (tls) given");
     }
+  }
+
+  /**
+   * Changes limits on a running server (a configuration reload). Sessions
+   * that start from now on take all of them; sessions already open keep
+   * their size, recipient and error limits and host name, and take the new
+   * timeouts from their next wait.
+   *
+   * @param limits The options to change.
+   */
+  reconfigure(limits: ServerLimits): void {
+    this.#options = { ...this.#options, ...limits };
+    this.commandTimeout = this.#options.commandTimeout ?? this.commandTimeout;
+    this.dataTimeout = this.#options.dataTimeout ?? this.dataTimeout;
+    this.tlsHandshakeTimeout = this.#options.tlsHandshakeTimeout ?? this.tlsHandshakeTimeout;
   }
 
   /** How many clients are connected now. */
@@ -924,13 +1024,18 @@ export class SmtpServer {
     );
     return new Promise((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ host: this.#options.address, port }, () => {
+      const where = this.#options.path === undefined
+        ? { host: this.#options.address, port }
+        : { path: this.#options.path };
+      server.listen(where, () => {
         server.off("error", reject);
         // A listener that fails later is noticed by the watchdog, not here.
         server.on("error", ignore);
         this.#server = server;
-        const a = server.address() as net.AddressInfo;
-        resolve({ address: a.address, port: a.port });
+        const a = server.address();
+        // A Unix-domain socket is named by its path, and has no port.
+        const isPath = typeof a === "string" || a === null;
+        resolve(isPath ? { address: a ?? "", port: 0 } : { address: a.address, port: a.port });
       });
     });
   }

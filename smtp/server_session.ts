@@ -90,8 +90,16 @@ export type SessionState =
 
 /** What the session reports. Questions (`sender`, `recipient`, `open`, `message`, `auth`) wait for {@linkcode ServerSession.answer}. */
 export type SessionEvent =
-  /** Write these bytes to the client; `replies` are the same, parsed, for traces. */
-  | { readonly type: "send"; readonly bytes: Uint8Array; readonly replies: readonly Reply[] }
+  /**
+   * Write these bytes to the client; `replies` are the same, parsed, for
+   * traces, and `contexts[i]` says what `replies[i]` answers, for logs.
+   */
+  | {
+    readonly type: "send";
+    readonly bytes: Uint8Array;
+    readonly replies: readonly Reply[];
+    readonly contexts: readonly ReplyContext[];
+  }
   /** A command line was read (for traces; AUTH lines are never reported). */
   | { readonly type: "command"; readonly line: string }
   /** Question: accept this reverse-path (`""` is `<>`)? */
@@ -121,6 +129,44 @@ export type SessionEvent =
   | { readonly type: "starttls"; readonly discarded: number }
   /** Close the connection (after writing what was sent). */
   | { readonly type: "close" };
+
+/**
+ * The step of the dialogue a reply answers: `connect` (the banner), `helo`
+ * (EHLO or HELO), `starttls`, `auth` (AUTH and its exchange), `mail`, `rcpt`,
+ * `data` (the DATA command), `bdat` (a BDAT chunk), `end-of-data` (the final
+ * reply to the content, DATA or BDAT LAST), `command` (any other line, or one
+ * that could not be read), `session` (a close from outside: a timeout, a
+ * shutdown, an early talker).
+ */
+export type ReplyStage =
+  | "connect"
+  | "helo"
+  | "starttls"
+  | "auth"
+  | "mail"
+  | "rcpt"
+  | "data"
+  | "bdat"
+  | "end-of-data"
+  | "command"
+  | "session";
+
+/** What one reply answers, for logs: the step, and the envelope as it stood. */
+export interface ReplyContext {
+  /** The step answered. */
+  readonly stage: ReplyStage;
+  /** The EHLO/HELO name given so far, `""` before any. */
+  readonly clientName: string;
+  /**
+   * The reverse-path of the MAIL answered or of the transaction (`""` is
+   * `<>`), `null` outside a transaction.
+   */
+  readonly reversePath: string | null;
+  /** The forward-path of the RCPT answered; at DATA, BDAT and the end of data, the accepted ones. */
+  readonly forwardPaths: readonly string[];
+}
+
+const NO_PATHS: readonly string[] = Object.freeze([]);
 
 /** Options of {@linkcode ServerSession}. */
 export interface ServerSessionOptions {
@@ -283,6 +329,11 @@ export class ServerSession {
   #skip = 0; // BDAT octets to read and throw away
   #bdat: { remaining: number; last: boolean } | null = null;
   #out: Reply[] = [];
+  #outContexts: ReplyContext[] = [];
+  /** What the replies queued from now on answer; made on first use after each change. */
+  #context: ReplyContext | null = null;
+  #stage: ReplyStage = "connect";
+  #about: { reversePath: string | null; forwardPaths: readonly string[] } | null = null;
   #outText = "";
   #events: SessionEvent[] = [];
   #stopping = false;
@@ -485,6 +536,7 @@ export class ServerSession {
    * @returns The events: the reply, a discard if content was being stored, and close.
    */
   close(r: Reply): SessionEvent[] {
+    this.#answering("session");
     this.#close(r);
     return this.#drain();
   }
@@ -575,6 +627,7 @@ export class ServerSession {
       return false;
     }
     this.#offset = lf + 1;
+    this.#answering(isAuth ? "auth" : "command");
     // A response to a challenge is this exchange's; any failure below ends it.
     const sasl = this.#sasl;
     this.#sasl = null;
@@ -670,6 +723,10 @@ export class ServerSession {
 
   /** The end of the content: refuse it, or ask whether to take it. */
   #contentComplete(t: Transaction): void {
+    this.#answering("end-of-data", {
+      reversePath: t.reversePath,
+      forwardPaths: [...t.forwardPaths],
+    });
     const decoder = t.decoder!;
     if (t.refusal === undefined && decoder.receivedCount > this.#maxReceived) {
       this.#refuse(t, REPLIES.loopDetected, "too many Received fields");
@@ -689,6 +746,7 @@ export class ServerSession {
     const command = parseCommand(line);
     // AUTH is reported with its initial response masked: it carries credentials.
     this.#events.push({ type: "command", line: command.verb === "AUTH" ? maskAuth(line) : line });
+    this.#answeringCommand(command);
     if (this.#stopping) {
       this.#close(REPLIES.shuttingDown);
       return;
@@ -1087,6 +1145,64 @@ export class ServerSession {
     }
   }
 
+  /**
+   * Sets what the next replies answer. `about` defaults to the transaction
+   * in progress, read when the first reply is queued.
+   */
+  #answering(
+    stage: ReplyStage,
+    about: { reversePath: string | null; forwardPaths: readonly string[] } | null = null,
+  ): void {
+    this.#stage = stage;
+    this.#about = about;
+    this.#context = null;
+  }
+
+  /** What a command's replies answer: MAIL and RCPT carry their own path. */
+  #answeringCommand(command: Command): void {
+    const t = this.#transaction;
+    const reversePath = t?.reversePath ?? null;
+    switch (command.verb) {
+      case "EHLO":
+      case "HELO":
+        return this.#answering("helo");
+      case "STARTTLS":
+        return this.#answering("starttls");
+      case "AUTH":
+        return this.#answering("auth");
+      case "MAIL":
+        return this.#answering("mail", {
+          reversePath: command.reversePath === null ? "" : formatMailbox(command.reversePath),
+          forwardPaths: NO_PATHS,
+        });
+      case "RCPT":
+        return this.#answering("rcpt", {
+          reversePath,
+          forwardPaths: [
+            command.forwardPath === null ? "Postmaster" : formatMailbox(command.forwardPath),
+          ],
+        });
+      case "DATA":
+      case "BDAT":
+        return this.#answering(command.verb === "DATA" ? "data" : "bdat", {
+          reversePath,
+          forwardPaths: t === null ? NO_PATHS : [...t.forwardPaths],
+        });
+      default:
+        return this.#answering("command");
+    }
+  }
+
+  #makeContext(): ReplyContext {
+    const about = this.#about;
+    return {
+      stage: this.#stage,
+      clientName: this.#clientName,
+      reversePath: about === null ? this.#transaction?.reversePath ?? null : about.reversePath,
+      forwardPaths: about === null ? NO_PATHS : about.forwardPaths,
+    };
+  }
+
   #ask(pending: Pending, event: SessionEvent): void {
     this.#pending = pending;
     this.#emit(event);
@@ -1100,6 +1216,7 @@ export class ServerSession {
   /** Queues a reply, formatted now: whether it carries an enhanced code depends on the EHLO before it. */
   #reply(r: Reply): void {
     this.#out.push(r);
+    this.#outContexts.push(this.#context ??= this.#makeContext());
     // RFC 4954 §4: `continue-req = "334" SP [base64] CRLF`, the space kept even
     // before an empty challenge, and no enhanced status code in the way.
     this.#outText += r.code === 334
@@ -1117,10 +1234,12 @@ export class ServerSession {
   #flush(): SessionEvent[] {
     if (this.#out.length === 0) return [];
     const replies = this.#out;
+    const contexts = this.#outContexts;
     const text = this.#outText;
     this.#out = [];
+    this.#outContexts = [];
     this.#outText = "";
-    return [{ type: "send", bytes: encoder.encode(text), replies }];
+    return [{ type: "send", bytes: encoder.encode(text), replies, contexts }];
   }
 
   #drain(): SessionEvent[] {

@@ -270,6 +270,8 @@ tls: { cert: "${CERT.cert}", key: "${CERT.key}" }
 local_domains: [example.test]
 accounts: { alice@example.test: { password: "${await hashPassword(password)}" } }
 limits: { max_auth_failures: 3, auth_failure_delay: 150ms }
+# Loopback is trusted by default, and trusted clients are counted per account only.
+relay: { trusted_networks: [] }
 `);
   const v4 = t.port("submissions");
   const timed = async (client: TestClient, line: string) => {
@@ -277,13 +279,14 @@ limits: { max_auth_failures: 3, auth_failure_delay: 150ms }
     const r = await client.command(line);
     return { reply: r, ms: Date.now() - began };
   };
-  const wrong = `AUTH PLAIN ${plainResponse("alice@example.test", "guess")}`;
+  // A different guess each time: the same wrong password retried in one session is one mistake.
+  const wrong = (n: number) => `AUTH PLAIN ${plainResponse("alice@example.test", `guess ${n}`)}`;
   const right = `AUTH PLAIN ${plainResponse("alice@example.test", password)}`;
 
   const one = await TestClient.connect(v4, { implicitTls: true });
   await one.command("EHLO c.test");
-  const first = await timed(one, wrong);
-  const second = await timed(one, wrong);
+  const first = await timed(one, wrong(1));
+  const second = await timed(one, wrong(2));
   one.close();
   assert.match(first.reply!, /^535 5\.7\.8 /);
   assert.match(second.reply!, /^535 5\.7\.8 /);
@@ -293,7 +296,7 @@ limits: { max_auth_failures: 3, auth_failure_delay: 150ms }
   // The count follows the address to a new connection: the third failure disconnects.
   const two = await TestClient.connect(v4, { implicitTls: true });
   await two.command("EHLO c.test");
-  assert.match((await two.command(wrong))!, /^535 5\.7\.8 /);
+  assert.match((await two.command(wrong(3)))!, /^535 5\.7\.8 /);
   assert.match((await two.reply())!, /^421 4\.7\.0 Too many failed authentication attempts/);
   assert.equal(await two.reply(), null); // closed
   two.close();

@@ -10,7 +10,7 @@ import tls from "node:tls";
 import { hashPassword } from "../config/password.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import { Mta } from "../mta/mta.ts";
-import { spawnServe, tempConfig } from "./_helpers.ts";
+import { python, spawnServe, tempConfig } from "./_helpers.ts";
 import { CERT, plainResponse } from "./_tls.ts";
 
 const PASSWORD = "right horse battery";
@@ -143,7 +143,12 @@ interface Running {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function startSubmissions(limits: string): Promise<Running> {
+/**
+ * A submissions listener on loopback. Loopback is trusted by default, and
+ * trusted clients are counted per account only: `trusted` says which networks
+ * to trust instead (none by default here, so addresses are counted).
+ */
+async function startSubmissions(limits: string, trusted = "[]"): Promise<Running> {
   const { dir, config } = await tempConfig(`
 listeners:
   - { address: 127.0.0.1, port: 0, mode: submissions }
@@ -151,7 +156,9 @@ tls: { cert: "${CERT.cert}", key: "${CERT.key}" }
 local_domains: [example.test]
 accounts:
   alice@example.test: { password: "${HASH}" }
+  bob@example.test: { password: "${HASH}" }
 limits: { greeting_delay: 0s, max_connections_per_ip: 100, ${limits} }
+relay: { trusted_networks: ${trusted} }
 `);
   const logger = new MemoryLogger();
   const mta = await Mta.start(config, { logger, pollMs: 200 });
@@ -231,6 +238,102 @@ Deno.test("a guesser spread over many addresses is stopped at the account, and t
   const log = JSON.stringify(t.logger.records);
   assert.ok(!log.includes(PASSWORD) && !log.includes("guess"));
 });
+
+Deno.test("a trusted client failing at one account locks that account only, not its address", async () => {
+  // Per address 2, per account 4; 127.0.0.2 is trusted, like a webmail on the same host.
+  await using t = await startSubmissions(
+    "max_auth_failures: 2, auth_failure_delay: 10ms",
+    "[127.0.0.2/32]",
+  );
+  const webmail = () => openSessions(t.port, 1, () => "127.0.0.2").then(([c]) => c!);
+  const failed: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const c = await webmail();
+    try {
+      failed.push((await c.command(authLine("alice@example.test", `guess ${i}`)))!.slice(0, 3));
+      // Never disconnected for its address: the session goes on.
+      assert.match((await c.command("NOOP"))!, /^250 /);
+    } finally {
+      c.close();
+    }
+  }
+  assert.deepEqual(failed, ["535", "535", "535", "535", "535", "535"]);
+  // Another user of the same webmail, same address, another account: let in.
+  const bob = await webmail();
+  try {
+    assert.match((await bob.command(authLine("bob@example.test", PASSWORD)))!, /^235 /);
+  } finally {
+    bob.close();
+  }
+  // The account tried is locked all the same, from the webmail as from anywhere.
+  const alice = await webmail();
+  try {
+    assert.match((await alice.command(authLine("alice@example.test", PASSWORD)))!, /^535 /);
+  } finally {
+    alice.close();
+  }
+  assert.ok(checkedAttempts(t.logger) <= 5, `${checkedAttempts(t.logger)} checked`);
+  assert.ok(
+    t.logger.records.some((r) => r.event === "session.auth" && r.fields.result === "locked"),
+  );
+  // An untrusted address is still counted as a whole: 127.0.0.3 is disconnected at 2.
+  const [stranger] = await openSessions(t.port, 1, () => "127.0.0.3");
+  try {
+    assert.match((await stranger!.command(authLine("bob@example.test", "guess a")))!, /^535 /);
+    assert.match((await stranger!.command(authLine("bob@example.test", "guess b")))!, /^535 /);
+    assert.match((await stranger!.reply())!, /^421 4\.7\.0 /);
+  } finally {
+    stranger!.close();
+  }
+});
+
+/** Python's smtplib login() with a wrong password from `from`: its AUTH lines and the error. */
+const SMTPLIB_LOGIN = `
+import smtplib, ssl, sys
+port, cafile, source = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(cafile=cafile)
+with smtplib.SMTP_SSL("127.0.0.1", port, context=context, source_address=(source, 0)) as s:
+    s.ehlo("py.test")
+    try:
+        s.login("alice@example.test", "wrong password")
+        print("logged in")
+    except smtplib.SMTPAuthenticationError as e:
+        print(e.smtp_code)
+`;
+
+for (const trusted of [false, true]) {
+  Deno.test(
+    `smtplib login() trying PLAIN then LOGIN with one wrong password counts one failure (${
+      trusted ? "trusted" : "untrusted"
+    } client)`,
+    async () => {
+      await using t = await startSubmissions(
+        "max_auth_failures: 3, auth_failure_delay: 10ms",
+        trusted ? "[127.0.0.2/32]" : "[]",
+      );
+      const run = () => python(SMTPLIB_LOGIN, [String(t.port), CERT.cert, "127.0.0.2"]);
+      assert.equal((await run()).trim(), "535");
+      const failures = t.logger.records.filter((r) =>
+        r.event === "session.auth" && r.fields.result === "failed"
+      );
+      // Both mechanisms were tried and refused, and counted as one failure.
+      assert.deepEqual(failures.map((r) => r.fields.mechanism), ["PLAIN", "LOGIN"]);
+      for (const r of failures) {
+        assert.equal(r.fields.failures, trusted ? 0 : 1);
+        assert.equal(r.fields.account_failures, 1);
+      }
+      // Two more logins: three failures in all, so an untrusted address is locked
+      // only now (counting each mechanism would have locked it in the second).
+      assert.equal((await run()).trim(), "535");
+      const last = t.logger.records.filter((r) =>
+        r.event === "session.auth" && r.fields.result === "failed"
+      ).at(-1)!;
+      assert.equal(last.fields.account_failures, 2);
+      const log = JSON.stringify(t.logger.records);
+      assert.ok(!log.includes("wrong password"));
+    },
+  );
+}
 
 /** The peak resident set of a process so far, in bytes (Linux). */
 async function peakRss(pid: number): Promise<number> {

@@ -130,7 +130,7 @@ async function serveOnceUnderUmask022(dir: string, file: string): Promise<void> 
   }
 }
 
-Deno.test("under umask 022, tern serve keeps data_dir 0700 and the queue store files 0600", async () => {
+Deno.test("under umask 022, tern serve keeps data_dir 0711 (traversable, not listable) and the queue store files 0600", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tern-umask-" });
   try {
     const file = join(dir, "tern.yaml");
@@ -150,7 +150,7 @@ Deno.test("under umask 022, tern serve keeps data_dir 0700 and the queue store f
 
     // A fresh start: tern makes data_dir and the store.
     await serveOnceUnderUmask022(dir, file);
-    assert.equal((await modeOf(data)).toString(8), "700");
+    assert.equal((await modeOf(data)).toString(8), "711");
     const fresh = await storeFiles();
     assert.ok(fresh.includes(join(data, "queue.sqlite3")), fresh.join(" "));
     for (const f of fresh) assert.equal((await modeOf(f)).toString(8), "600", f);
@@ -159,7 +159,7 @@ Deno.test("under umask 022, tern serve keeps data_dir 0700 and the queue store f
     await Deno.chmod(data, 0o755);
     for (const f of fresh) await Deno.chmod(f, 0o644);
     await serveOnceUnderUmask022(dir, file);
-    assert.equal((await modeOf(data)).toString(8), "700");
+    assert.equal((await modeOf(data)).toString(8), "711");
     for (const f of await storeFiles()) assert.equal((await modeOf(f)).toString(8), "600", f);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openQueue } from "../cli/_common.ts";
-import { maildirFiles, python, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
+import { maildirFiles, MAIN, python, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
 
 const CONFIG = `
 listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]
@@ -231,6 +231,171 @@ Deno.test("queue list and show escape the control characters a next hop put in i
     // Not a terminal: the content itself comes out byte for byte.
     // deno-lint-ignore no-control-regex
     assert.match(shown.stdout, /Subject: \x1b\]0;t\x07hi\r\n/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Queues a message straight into the store; `deferred` records one failed attempt. */
+async function enqueue(
+  queue: Awaited<ReturnType<typeof openQueue>>,
+  from: string,
+  to: string[],
+  deferred = false,
+): Promise<string> {
+  const now = Date.now();
+  const incoming = await queue.receive({
+    envelope: { reversePath: from, forwardPaths: to, body: "7BIT", smtputf8: false },
+    recipients: to.map((a) => ({ address: a, originalRecipient: a, mailbox: null })),
+    clientAddress: "127.0.0.1",
+    now,
+  });
+  await incoming.write(new TextEncoder().encode("Subject: q\r\n\r\nx\r\n"));
+  if (!deferred) {
+    await incoming.commit();
+    return incoming.queueId;
+  }
+  const claim = await incoming.commitAndClaim(now);
+  await queue.recordAttempt(
+    claim,
+    to.map((_, index) => ({
+      index,
+      status: "deferred" as const,
+      reply: { code: 451, enhancedStatus: "4.3.0", text: "try later" },
+    })),
+    now,
+  );
+  return claim.message.queueId;
+}
+
+/** Standard error without the admin log lines (`... info ID queue.held user=...`). */
+function errors(stderr: string): string {
+  return stderr.split(/(?<=\n)/).filter((l) => !/ queue\.\w+ .*uid=/.test(l)).join("");
+}
+
+function jsonIds(stdout: string): string[] {
+  return stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l).id);
+}
+
+Deno.test("queue delete, hold, release and flush take several ids, ALL and a selection, and refuse what does not apply", async () => {
+  const { dir, file, config } = await tempConfig(CONFIG);
+  try {
+    const queue = await openQueue(config);
+    const a = await enqueue(queue, "alice@example.test", ["x@example.net"]);
+    const b = await enqueue(queue, "alice@example.test", ["y@example.org"]);
+    const c = await enqueue(queue, "carol@example.test", ["z@example.org"], true);
+    await queue.close();
+    const q = (...args: string[]) => tern(["queue", ...args, "--config", file]);
+    const ok = async (args: string[], stdout: string) => {
+      const r = await q(...args);
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stdout, stdout, args.join(" "));
+    };
+    const fails = async (args: string[], stderr: string, stdout = "") => {
+      const r = await q(...args);
+      assert.equal(r.code, 1, args.join(" "));
+      assert.equal(errors(r.stderr), stderr, args.join(" "));
+      assert.equal(r.stdout, stdout, args.join(" "));
+    };
+
+    await ok(["hold", a, b.toLowerCase()], `${a}: held\n${b}: held\n`);
+    await fails(["hold", a], `tern queue hold: ${a}: already held\n`);
+    await fails(["release", c], `tern queue release: ${c}: not held\n`);
+    // Each id is reported; one failure is enough for exit 1.
+    await fails(
+      ["release", a, "01NOSUCHMESSAG"],
+      `tern queue release: no message with queue ID "01NOSUCHMESSAG"\n`,
+      `${a}: released\n`,
+    );
+
+    // Selections, for list and for actions.
+    assert.deepEqual(jsonIds((await q("list", "--json", "--state", "held")).stdout), [b]);
+    assert.deepEqual(jsonIds((await q("list", "--json", "--state", "deferred")).stdout), [c]);
+    assert.deepEqual(jsonIds((await q("list", "--json", "--state", "active")).stdout), [a]);
+    assert.deepEqual(jsonIds((await q("list", "--json", "--domain", "example.org")).stdout), [
+      b,
+      c,
+    ]);
+    assert.deepEqual(jsonIds((await q("list", "--json", "--from", "Carol@example.test")).stdout), [
+      c,
+    ]);
+    assert.deepEqual(jsonIds((await q("list", "--json", "--to", "x@example.net")).stdout), [a]);
+    await fails(
+      ["list", "--state", "frozen"],
+      `tern queue list: --state must be held, deferred or active, found "frozen"\n`,
+    );
+    // ALL passes over the messages the action does not apply to.
+    await ok(["release", "ALL"], `${b}: released\n1 message released\n`);
+    await ok(
+      ["hold", "ALL", "--domain", "example.org"],
+      `${b}: held\n${c}: held\n2 messages held\n`,
+    );
+
+    // flush ID: one message due now; a held one is refused, an unknown one too.
+    await fails(["flush", c], `tern queue flush: ${c}: held (release it to deliver it)\n`);
+    await ok(["release", c], `${c}: released\n`);
+    const before = Date.now();
+    await ok(["flush", c], `${c}: due now\n`);
+    const reopened = await openQueue(config);
+    const flushed = await reopened.get(c);
+    await reopened.close();
+    assert.ok(
+      flushed !== null && flushed.nextAttempt >= before && flushed.nextAttempt <= Date.now(),
+    );
+    await fails(
+      ["flush", "01NOSUCHMESSAG"],
+      `tern queue flush: no message with queue ID "01NOSUCHMESSAG"\n`,
+    );
+
+    await fails(
+      ["delete"],
+      `tern queue delete: needs queue IDs, or ALL (see "tern queue delete --help")\n`,
+    );
+    await ok(["delete", "ALL", "--state", "deferred"], `${c}: deleted\n1 message deleted\n`);
+    await ok(["delete", a, b], `${a}: deleted\n${b}: deleted\n`);
+    await ok(["list"], "Queue is empty\n");
+    await ok(["delete", "ALL"], "0 messages deleted\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("queue list ends quietly with status 0 when its reader goes away (| head -1)", async () => {
+  const { dir, file, config } = await tempConfig(CONFIG);
+  try {
+    // Lines long enough that the output outgrows the pipe once head has gone.
+    const queue = await openQueue(config);
+    for (let i = 0; i < 6; i++) {
+      await enqueue(
+        queue,
+        "alice@example.test",
+        Array.from({ length: 600 }, (_, n) => `user${n}@example.net`),
+      );
+    }
+    await queue.close();
+    for (const json of [["--json"], []]) {
+      const script = `"$@" 2>"${dir}/stderr" | head -c 100 >/dev/null; echo "\${PIPESTATUS[0]}"`;
+      const out = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          script,
+          "tern",
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--unstable-kv",
+          MAIN,
+          "queue",
+          "list",
+          "--config",
+          file,
+          ...json,
+        ],
+        stdout: "piped",
+      }).output();
+      assert.equal(new TextDecoder().decode(out.stdout).trim(), "0", `list ${json}`);
+      assert.equal(await Deno.readTextFile(`${dir}/stderr`), "", `list ${json}`);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

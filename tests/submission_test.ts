@@ -392,7 +392,7 @@ tls: { cert: ./missing.pem, key: "${CERT.key}" }
     assert.equal(out.code, 1);
     const lines = stderr.trim().split("\n");
     assert.deepEqual(lines, [
-      `tern serve: Cannot read TLS certificate "${join(dir, "missing.pem")}": no such file`,
+      `${file}: tls.cert: cannot read ${join(dir, "missing.pem")}: no such file`,
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
