@@ -9,6 +9,7 @@ import { ConfigError } from "../config/errors.ts";
 import { DEFAULT_CONFIG_FILE, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import { queuePath } from "../mta/mta.ts";
 import { userName } from "../mta/pickup.ts";
 import { createLogger } from "../log/logger.ts";
@@ -30,9 +31,11 @@ export class CliError extends Error {
  * Turns a `node:util` parseArgs failure into a short sentence.
  *
  * @param error What parseArgs threw.
+ * @param missingValue The line for an option given without its value (or a
+ *   value for a flag), when the command can say better than Node's message.
  * @returns One line.
  */
-export function describeArgsError(error: unknown): string {
+export function describeArgsError(error: unknown, missingValue?: string): string {
   const code = typeof error === "object" && error !== null && "code" in error
     ? String(error.code)
     : "";
@@ -44,10 +47,40 @@ export function describeArgsError(error: unknown): string {
     case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
       return `unexpected argument ${JSON.stringify(quoted)}`;
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return message.replace(/^Option '([^']*)'.*/, 'option "$1" needs a value');
+      return missingValue ?? message.replace(/^Option '([^']*)'.*/, 'option "$1" needs a value');
     default:
       return message;
   }
+}
+
+/**
+ * The arguments of a command that takes none but `--help`: prints the usage
+ * for `--help` (or `-h`), and one line for anything else.
+ *
+ * @param command The command, as in `tern COMMAND`.
+ * @param args The arguments after it.
+ * @param usage The text `--help` prints.
+ * @param note Said before the help hint when an argument is refused, ending in `"; "`, or `""`.
+ * @returns The exit code when the command ends here (0 after the help, 1 after
+ *   a refusal), or `null` when there were no arguments.
+ */
+export function refuseArguments(
+  command: string,
+  args: readonly string[],
+  usage: string,
+  note = "",
+): number | null {
+  const [first] = args;
+  if (first === "--help" || first === "-h") {
+    console.log(usage);
+    return 0;
+  }
+  if (first === undefined) return null;
+  const what = first.startsWith("-") ? "unknown option" : "unexpected argument";
+  console.error(
+    `tern ${command}: ${what} ${JSON.stringify(first)} (${note}see "tern ${command} --help")`,
+  );
+  return 1;
 }
 
 /** The system-wide configuration, read when no other is found. */
@@ -145,7 +178,7 @@ export async function checkStoreOwner(config: Config): Promise<void> {
  * @param config The configuration.
  * @returns The queue; close it when done.
  */
-export async function openQueue(config: Config): Promise<KvQueue> {
+export async function openQueue(config: Config): Promise<Queue> {
   try {
     await checkStoreOwner(config);
     // Like the server makes it: the store holds whole messages, only the way through is open.

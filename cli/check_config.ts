@@ -17,6 +17,7 @@ import {
   loadConfig,
   type LoadConfigOptions,
 } from "../config/mod.ts";
+import { describeArgsError } from "./_common.ts";
 
 const USAGE = `usage: tern check-config [--config FILE]
   Validate the configuration and the files it names, and print it in full.
@@ -24,28 +25,6 @@ const USAGE = `usage: tern check-config [--config FILE]
   -h, --help      this help`;
 
 const HELP_HINT = '(see "tern check-config --help")';
-
-/**
- * Turns a `parseArgs` failure into one line for the user. Node's messages
- * quote the option (`Unknown option '--x'`); keep just the name.
- */
-function describeArgsError(error: unknown): string {
-  const code = typeof error === "object" && error !== null && "code" in error
-    ? String(error.code)
-    : "";
-  const message = error instanceof Error ? error.message : String(error);
-  const quoted = /'([^']*)'/.exec(message)?.[1] ?? "";
-  switch (code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `unknown option ${JSON.stringify(quoted)} ${HELP_HINT}`;
-    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
-      return `unexpected argument ${JSON.stringify(quoted)} ${HELP_HINT}`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return `option "--config" needs a FILE ${HELP_HINT}`;
-    default:
-      return message;
-  }
-}
 
 /** What {@linkcode checkConfigFiles} found: problems that stop a start, and warnings. */
 export interface FileProblems {
@@ -210,7 +189,8 @@ export async function checkConfig(args: string[]): Promise<number> {
     }
     file = values.config;
   } catch (error: unknown) {
-    console.error(`tern check-config: ${describeArgsError(error)}`);
+    const line = describeArgsError(error, 'option "--config" needs a FILE');
+    console.error(`tern check-config: ${line} ${HELP_HINT}`);
     return 1;
   }
   const options: LoadConfigOptions = file === undefined ? {} : { file };

@@ -2,7 +2,8 @@
  * `tern explain <code> [<enhanced status>]`: what a reply means, when a
  * server sends it, and where the RFC defines it; also commands and EHLO
  * keywords (`tern explain MAIL`, `tern explain PIPELINING`). Everything comes
- * from the one table in `smtp/annotations.ts`.
+ * from the annotation table in `smtp/annotations.ts`, whose notes on the
+ * replies tern sends come from the reply table in `smtp/reply.ts`.
  *
  * @module
  */

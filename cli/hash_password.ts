@@ -10,6 +10,7 @@
  */
 
 import { hashPassword } from "../config/mod.ts";
+import { refuseArguments } from "./_common.ts";
 
 const ENTER = new Set([0x0a, 0x0d]);
 const CTRL_C = 0x03;
@@ -80,20 +81,9 @@ const USAGE = `usage: tern hash-password < password
  * ```
  */
 export async function hashPasswordCommand(args: string[]): Promise<number> {
-  const [first] = args;
-  if (first === "--help" || first === "-h") {
-    console.log(USAGE);
-    return 0;
-  }
-  if (first !== undefined) {
-    const what = first.startsWith("-") ? "unknown option" : "unexpected argument";
-    console.error(
-      `tern hash-password: ${what} ${
-        JSON.stringify(first)
-      } (the password is read from standard input; see "tern hash-password --help")`,
-    );
-    return 1;
-  }
+  const note = "the password is read from standard input; ";
+  const refused = refuseArguments("hash-password", args, USAGE, note);
+  if (refused !== null) return refused;
   let password: string | null;
   if (Deno.stdin.isTerminal()) {
     console.error("Password (not shown), then Enter:");

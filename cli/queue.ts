@@ -12,7 +12,7 @@
 
 import { parseArgs } from "node:util";
 import type { Config } from "../config/schema.ts";
-import type { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { QueuedMessage } from "../queue/types.ts";
 import { CliError, describeArgsError, openConfig, openQueue, runCommand } from "./_common.ts";
 import { logAdminAction } from "./_admin_log.ts";
@@ -227,7 +227,7 @@ function parseSelection(values: {
 }
 
 /** The ids of the messages a selection matches, read before any is changed. */
-async function selectIds(queue: KvQueue, selection: Selection): Promise<string[]> {
+async function selectIds(queue: Queue, selection: Selection): Promise<string[]> {
   const ids: string[] = [];
   for await (const m of queue.list()) if (matches(m, selection)) ids.push(m.queueId);
   return ids;
@@ -247,13 +247,13 @@ const unknown = (id: string): Outcome => ({
   skippable: true,
 });
 
-async function deleteMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+async function deleteMessage(queue: Queue, config: Config, id: string): Promise<Outcome> {
   if (!(await queue.delete(id))) return unknown(id);
   logAdminAction(config, "delete", id);
   return { ok: true, text: `${id}: deleted` };
 }
 
-async function holdMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+async function holdMessage(queue: Queue, config: Config, id: string): Promise<Outcome> {
   const m = await queue.get(id);
   if (m === null) return unknown(id);
   if (m.held) return { ok: false, text: `${id}: already held`, skippable: true };
@@ -262,7 +262,7 @@ async function holdMessage(queue: KvQueue, config: Config, id: string): Promise<
   return { ok: true, text: `${id}: held` };
 }
 
-async function releaseMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+async function releaseMessage(queue: Queue, config: Config, id: string): Promise<Outcome> {
   const m = await queue.get(id);
   if (m === null) return unknown(id);
   if (!m.held) return { ok: false, text: `${id}: not held`, skippable: true };
@@ -271,7 +271,7 @@ async function releaseMessage(queue: KvQueue, config: Config, id: string): Promi
   return { ok: true, text: `${id}: released` };
 }
 
-async function flushMessage(queue: KvQueue, config: Config, id: string): Promise<Outcome> {
+async function flushMessage(queue: Queue, config: Config, id: string): Promise<Outcome> {
   switch (await queue.flushOne(id, Date.now())) {
     case "unknown":
       return unknown(id);
@@ -287,7 +287,7 @@ async function flushMessage(queue: KvQueue, config: Config, id: string): Promise
 
 const ACTIONS: Record<
   string,
-  (queue: KvQueue, config: Config, id: string) => Promise<Outcome>
+  (queue: Queue, config: Config, id: string) => Promise<Outcome>
 > = {
   delete: deleteMessage,
   hold: holdMessage,
@@ -302,7 +302,7 @@ const ACTIONS: Record<
  */
 async function act(
   sub: string,
-  queue: KvQueue,
+  queue: Queue,
   config: Config,
   ids: string[] | null,
   selection: Selection,
@@ -332,7 +332,7 @@ const PAST: Record<string, string> = {
   flush: "due now",
 };
 
-async function listMessages(queue: KvQueue, selection: Selection, json: boolean): Promise<number> {
+async function listMessages(queue: Queue, selection: Selection, json: boolean): Promise<number> {
   let count = 0;
   let bytes = 0;
   for await (const m of queue.list()) {
@@ -351,7 +351,7 @@ async function listMessages(queue: KvQueue, selection: Selection, json: boolean)
   return 0;
 }
 
-async function showMessage(queue: KvQueue, id: string): Promise<number> {
+async function showMessage(queue: Queue, id: string): Promise<number> {
   const m = await queue.get(id);
   if (m === null) throw new CliError(`no message with queue ID "${id}"`);
   write(toText(m));
@@ -370,7 +370,7 @@ async function showMessage(queue: KvQueue, id: string): Promise<number> {
 }
 
 /** The whole queue made due now (`tern queue flush` with no id or selection). */
-async function flushAll(queue: KvQueue, config: Config): Promise<number> {
+async function flushAll(queue: Queue, config: Config): Promise<number> {
   const n = await queue.flush(Date.now());
   logAdminAction(config, "flush", undefined, { count: n });
   tell(`${n} message${n === 1 ? "" : "s"} due now\n`);

@@ -5,6 +5,7 @@
  */
 
 import meta from "../deno.json" with { type: "json" };
+import { refuseArguments } from "./_common.ts";
 
 /** tern's version, from deno.json. */
 export const VERSION: string = meta.version;
@@ -20,16 +21,8 @@ const USAGE = `usage: tern version
  * @returns 0, or 1 for an unexpected argument.
  */
 export function versionCommand(args: string[] = []): number {
-  const [first] = args;
-  if (first === "--help" || first === "-h") {
-    console.log(USAGE);
-    return 0;
-  }
-  if (first !== undefined) {
-    const what = first.startsWith("-") ? "unknown option" : "unexpected argument";
-    console.error(`tern version: ${what} ${JSON.stringify(first)} (see "tern version --help")`);
-    return 1;
-  }
+  const refused = refuseArguments("version", args, USAGE);
+  if (refused !== null) return refused;
   console.log(`tern ${VERSION}`);
   return 0;
 }

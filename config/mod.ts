@@ -1,7 +1,9 @@
 /**
- * The configuration of tern: load `tern.yaml` into a complete, frozen
- * {@linkcode Config}, check it, print it, and make the password hashes its
- * `accounts` hold.
+ * The configuration of tern: {@linkcode Config}, complete and frozen, as
+ * {@linkcode loadConfig} reads it from `tern.yaml` and
+ * {@linkcode validateConfig} checks it (every problem a
+ * {@linkcode ConfigError}); also printing it, and making the password hashes
+ * its `accounts` hold.
  *
  * ```ts
  * import { formatConfig, validateConfig } from "./mod.ts";

@@ -1,12 +1,12 @@
 /**
- * DNS for tern: a stub resolver that tells a missing domain (bounce) from a
- * DNS failure (defer), which `Deno.resolveDns` cannot, and the MX procedure of
- * RFC 5321 §5.1 with the null MX of RFC 7505.
+ * DNS for tern: {@linkcode StubResolver}, a stub resolver that tells a
+ * missing domain (bounce) from a DNS failure (defer), which `Deno.resolveDns`
+ * cannot, and the MX procedure of RFC 5321 §5.1 with the null MX of RFC 7505.
  *
- * - `message.ts`: the DNS message codec (RFC 1035 §4), no I/O.
- * - `resolv_conf.ts`: reads `/etc/resolv.conf`.
  * - `resolver.ts`: {@linkcode StubResolver}, UDP with TCP on truncation.
  * - `mx.ts`: {@linkcode resolveMx} and {@linkcode resolveAddresses}.
+ * - `message.ts`: the DNS message codec (RFC 1035 §4), no I/O.
+ * - `resolv_conf.ts`: reads `/etc/resolv.conf`.
  *
  * @example Route a domain
  * ```ts ignore
@@ -40,10 +40,10 @@
  * @module
  */
 
-export * from "./message.ts";
-export * from "./resolv_conf.ts";
 export * from "./resolver.ts";
 export * from "./mx.ts";
+export * from "./message.ts";
+export * from "./resolv_conf.ts";
 // Types of other folders that appear in this API, so its documentation is whole.
 export {
   LOG_EVENTS,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isIPv4, isIPv6 } from "node:net";
+import { ipVersion } from "../net/ip.ts";
 
 /** The `options` of resolv.conf that a stub resolver uses, with glibc's defaults. */
 export interface ResolvConfOptions {
@@ -71,11 +71,10 @@ export function parseResolvConf(text: string): ResolvConf {
     if (keyword === "nameserver") {
       const address = values[0];
       if (address === undefined || nameservers.length >= MAX_NAMESERVERS) continue;
-      if (isIPv4(address)) nameservers.push(`${address}:53`);
+      const version = ipVersion(address);
+      if (version === 4) nameservers.push(`${address}:53`);
       // A scope (fe80::1%eth0) is kept: the socket layer understands it.
-      else if (isIPv6(address.replace(/%[^%]+$/, ""))) {
-        nameservers.push(`[${address.toLowerCase()}]:53`);
-      }
+      else if (version === 6) nameservers.push(`[${address.toLowerCase()}]:53`);
     } else if (keyword === "options") {
       for (const option of values) {
         const colon = option.indexOf(":");

@@ -6,7 +6,10 @@
  *   `GENERATED` markers: a real dialogue with tern's server session
  *   (`smtp/server_session.ts`), each line annotated from `smtp/annotations.ts`;
  * - `docs/replies.md`: every reply tern sends (`REPLIES` in `smtp/reply.ts`),
- *   with the rule and RFC section behind it.
+ *   with the rule and RFC section behind it;
+ * - the state diagrams in `docs/state-machine.md`, between its `GENERATED`
+ *   markers: drawn from the server's command table (`smtp/server_commands.ts`)
+ *   and the client's table of expectations (`smtp/client_expectations.ts`).
  *
  * ```sh
  * deno task docs                    # rewrite the generated parts
@@ -22,12 +25,28 @@
 import { Lab, type TranscriptLine } from "../examples/playground/lab.ts";
 import { annotateReply, formatReference, type RfcReference, rfcUrl } from "../smtp/annotations.ts";
 import { formatReply, REPLIES, type Reply } from "../smtp/reply.ts";
+import {
+  CLIENT_EXPECTATIONS,
+  CLIENT_STATES,
+  clientTransitions,
+} from "../smtp/client_expectations.ts";
+import {
+  arrowsOf,
+  COMMAND_STATES,
+  SERVER_COMMANDS,
+  SERVER_STATES,
+  serverTransitions,
+} from "../smtp/server_commands.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
 /** The marker lines around the generated transcript in message-journey.md. */
 const BEGIN = "<!-- BEGIN GENERATED: transcript (deno task docs) -->";
 const END = "<!-- END GENERATED: transcript -->";
+
+/** The marker lines around the generated diagrams in state-machine.md. */
+const BEGIN_STATES = "<!-- BEGIN GENERATED: state machines (deno task docs) -->";
+const END_STATES = "<!-- END GENERATED: state machines -->";
 
 /** The message Alice sends, line by line, as she would type it (dot-stuffed, RFC 5321 §4.5.2). */
 const CONTENT = [
@@ -126,6 +145,108 @@ function repliesPage(): string {
   ].join("\n");
 }
 
+/**
+ * A Mermaid `stateDiagram-v2` (GitHub draws it): one arrow per pair of
+ * states, labelled with every command or event that makes it.
+ */
+function mermaid(
+  first: string,
+  transitions: readonly { from: string; to: string; label: string }[],
+  last: string,
+): string {
+  return [
+    "```mermaid",
+    "stateDiagram-v2",
+    `  [*] --> ${first}`,
+    ...arrowsOf(transitions).map((a) => `  ${a.from} --> ${a.to}: ${a.labels.join(", ")}`),
+    `  ${last} --> [*]`,
+    "```",
+  ].join("\n");
+}
+
+/** A Markdown table: its header, then one row per array of cells. */
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "-")), ...rows.map(line)];
+}
+
+/** One machine's part of state-machine.md: its diagram, its states, then its own table. */
+function machine(
+  title: string,
+  transitions: readonly { from: string; to: string; label: string }[],
+  states: Readonly<Record<string, string>>,
+  ...tables: string[][]
+): string {
+  return [
+    title,
+    "",
+    mermaid("greeting", transitions, "closed"),
+    "",
+    ...table(
+      ["State", "What it means"],
+      Object.entries(states).map(([state, what]) => [`\`${state}\``, cell(what)]),
+    ),
+    ...tables.flatMap((t) => ["", ...t]),
+  ].join("\n");
+}
+
+/** The server's part of state-machine.md: each arrow, and each command's entry. */
+function serverMachine(): string {
+  const transitions = serverTransitions();
+  return machine(
+    "### The server (`smtp/server_commands.ts`)",
+    transitions,
+    SERVER_STATES,
+    table(
+      ["Arrow", "Caused by", "What happens", "Rule"],
+      transitions.map((t) => [
+        `\`${t.from}\` → \`${t.to}\``,
+        code(t.label),
+        cell(t.summary),
+        t.rfc,
+      ]),
+    ),
+    table(
+      ["Command", "What it does", "Legal in", "Rule"],
+      Object.entries(SERVER_COMMANDS).map(([verb, r]) => [
+        `\`${verb}\``,
+        cell(r.summary),
+        (r.legal ?? COMMAND_STATES).map((state) => `\`${state}\``).join(", "),
+        r.rfc,
+      ]),
+    ),
+  );
+}
+
+/** The client's part of state-machine.md: what each reply awaited leads to. */
+function clientMachine(): string {
+  return machine(
+    "### The client (`smtp/client_expectations.ts`)",
+    clientTransitions(),
+    CLIENT_STATES,
+    table(
+      ["Reply to", "Awaits", "What follows", "Rule"],
+      Object.entries(CLIENT_EXPECTATIONS).map(([kind, e]) => [
+        code(kind),
+        cell(e.awaits),
+        e.next.map((t) => `${cell(t.label)}: \`${t.from}\` → \`${t.to}\``).join("; ") || "–",
+        e.rfc,
+      ]),
+    ),
+  );
+}
+
+/** Replaces what lies between two marker lines of a Markdown file. */
+async function between(path: string, begin: string, end: string, body: string): Promise<string> {
+  const text = await Deno.readTextFile(new URL(path, ROOT));
+  const from = text.indexOf(begin);
+  const to = text.indexOf(end);
+  if (from < 0 || to < from) {
+    throw new Error(`Cannot find the markers "${begin}" and "${end}" in ${path}`);
+  }
+  return text.slice(0, from + begin.length) + "\n\n" + body + "\n\n" + text.slice(to);
+}
+
 /** Formats Markdown the way `deno fmt` does. */
 async function fmt(markdown: string): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
@@ -150,7 +271,7 @@ async function fmt(markdown: string): Promise<string> {
  * path from the repository root.
  *
  * @returns The files, formatted as `deno fmt` would.
- * @throws {Error} When message-journey.md has lost its markers.
+ * @throws {Error} When message-journey.md or state-machine.md has lost its markers.
  *
  * @example See whether the docs are up to date
  * ```ts
@@ -163,17 +284,18 @@ async function fmt(markdown: string): Promise<string> {
  */
 export async function renderDocs(): Promise<Record<string, string>> {
   const journeyPath = "docs/message-journey.md";
-  const journey = await Deno.readTextFile(new URL(journeyPath, ROOT));
-  const begin = journey.indexOf(BEGIN);
-  const end = journey.indexOf(END);
-  if (begin < 0 || end < begin) {
-    throw new Error(`Cannot find the markers "${BEGIN}" and "${END}" in ${journeyPath}`);
-  }
-  const newJourney = journey.slice(0, begin + BEGIN.length) + "\n\n" + transcript() + "\n\n" +
-    journey.slice(end);
+  const statesPath = "docs/state-machine.md";
   return {
-    [journeyPath]: await fmt(newJourney),
+    [journeyPath]: await fmt(await between(journeyPath, BEGIN, END, transcript())),
     "docs/replies.md": await fmt(repliesPage()),
+    [statesPath]: await fmt(
+      await between(
+        statesPath,
+        BEGIN_STATES,
+        END_STATES,
+        serverMachine() + "\n\n" + clientMachine(),
+      ),
+    ),
   };
 }
 

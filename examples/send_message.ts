@@ -14,8 +14,14 @@
 
 import { parseArgs } from "node:util";
 // In your own project, import these from "@tern/mta/smtp".
-import { formatDate, formatReply, isPositive, SmtpClient } from "../smtp/mod.ts";
-import { annotateReply, formatAnnotation } from "../smtp/annotations.ts";
+import {
+  annotateReply,
+  formatAnnotation,
+  formatDate,
+  formatReply,
+  isPositive,
+  SmtpClient,
+} from "../smtp/mod.ts";
 
 const { values } = parseArgs({
   options: {

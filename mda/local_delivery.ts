@@ -23,7 +23,12 @@
 
 import { errorCode, errorReason } from "../fs/error_text.ts";
 import type { Logger } from "../log/logger.ts";
-import type { QueuedMessage, RecipientOutcome, ReplySummary } from "../queue/types.ts";
+import type {
+  ClaimedMessage,
+  QueuedMessage,
+  RecipientOutcome,
+  ReplySummary,
+} from "../queue/types.ts";
 import { deliverToMaildir, maildirPath, maildirUniqueName } from "./maildir.ts";
 
 /** Options of {@linkcode LocalDelivery}. */
@@ -36,22 +41,6 @@ export interface LocalDeliveryOptions {
   readonly logger: Logger;
   /** The clock, epoch ms, for the `delay` in logs. @default {Date.now} */
   readonly now?: () => number;
-}
-
-/** A message claimed by the delivery loop for one attempt. */
-export interface DeliveryClaim {
-  /** The queued message. */
-  readonly message: QueuedMessage;
-  /**
-   * Whether the claim was taken over from an attempt that did not finish (a
-   * crash or an expired lease): an earlier copy may already be in a Maildir.
-   */
-  readonly recovered: boolean;
-  /**
-   * The whole content, when it is already in memory (a message claimed as it
-   * was committed): written as it is, and `openContent` is not called.
-   */
-  readonly content?: Uint8Array;
 }
 
 /** How a local failure is reported: temporary or permanent, with its RFC 3463 status. */
@@ -280,14 +269,16 @@ export class LocalDelivery {
    * directory is checked once a minute at most (a few `realpath` calls), so
    * the common path costs no extra system call.
    *
-   * @param claim The message and whether its claim was recovered.
+   * @param claim The message, whether its claim was recovered (an earlier
+   *   copy may already be in a Maildir), and its content when it is in memory
+   *   (written as it is; `openContent` is then not called).
    * @param indices Indices into `message.recipients` to deliver.
    * @param openContent Opens the stored content, once per recipient (unless
    *   `claim.content` holds it).
    * @returns One outcome per recipient delivered to, in the order of `indices`.
    */
   async deliver(
-    claim: DeliveryClaim,
+    claim: Pick<ClaimedMessage, "message" | "recovered" | "content">,
     indices: readonly number[],
     openContent: () => ReadableStream<Uint8Array>,
   ): Promise<RecipientOutcome[]> {

@@ -27,7 +27,7 @@
 
 import { dirname } from "node:path";
 import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
-import { concatBytes } from "../smtp/_bytes.ts";
+import { concatBytes } from "../bytes/concat.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();

@@ -1,11 +1,11 @@
 /**
- * Local delivery for tern: which recipients are local
+ * Local delivery for tern. {@linkcode LocalDelivery} takes a claimed
+ * message from the queue and turns one delivery attempt into per-recipient
+ * outcomes; beneath it, which recipients are local
  * ({@linkcode resolveRecipient}), where their mail goes
  * ({@linkcode maildirPath}), and how it gets there safely
  * ({@linkcode deliverToMaildir}, through `tmp/` then `new/`, as the Maildir
- * spec at https://cr.yp.to/proto/maildir.html describes), with
- * {@linkcode LocalDelivery} turning one attempt into per-recipient outcomes
- * for the queue.
+ * spec at https://cr.yp.to/proto/maildir.html describes).
  *
  * @example Resolve a recipient and deliver into its Maildir
  * ```ts
@@ -38,6 +38,12 @@
  */
 
 export {
+  classifyLocalFailure,
+  LocalDelivery,
+  type LocalDeliveryOptions,
+  type LocalFailure,
+} from "./local_delivery.ts";
+export {
   deliverToMaildir,
   isMaildirName,
   type MaildirContent,
@@ -54,18 +60,13 @@ export {
   resolveRecipient,
   validateAliases,
 } from "./recipient.ts";
-export {
-  classifyLocalFailure,
-  type DeliveryClaim,
-  LocalDelivery,
-  type LocalDeliveryOptions,
-  type LocalFailure,
-} from "./local_delivery.ts";
 // The shared types in this folder's signatures, so `deno doc --lint mda/mod.ts`
 // sees them documented. They are the same bindings queue/, smtp/ and log/
 // export, so `export *` of several folders from the root mod.ts stays
 // unambiguous.
 export type {
+  ClaimedMessage,
+  Lease,
   QueuedMessage,
   QueueRecipient,
   RecipientOutcome,
@@ -73,7 +74,7 @@ export type {
   RecipientStatus,
   ReplySummary,
 } from "../queue/types.ts";
-export type { BodyType, Envelope } from "../smtp/envelope.ts";
+export type { BodyType, DsnNotify, Envelope, RecipientDsn } from "../smtp/envelope.ts";
 export {
   LOG_EVENTS,
   type LogEvent,

@@ -13,7 +13,7 @@
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { type DsnRecipient, dsnStream, shouldNotify } from "../queue/dsn.ts";
-import type { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { QueuedMessage } from "../queue/types.ts";
 import { formatDate } from "../smtp/received.ts";
 import { routeAddress } from "./intake.ts";
@@ -25,7 +25,7 @@ export interface QueueDsnOptions {
   /** The configuration: host name and recipient directory. */
   readonly config: Config;
   /** Where the DSN is queued. */
-  readonly queue: KvQueue;
+  readonly queue: Queue;
   /** Where `dsn.queued` / `dsn.suppressed` go. */
   readonly logger: Logger;
   /** The message reported on. */

@@ -15,9 +15,14 @@ import { configOf, type ConfigSource } from "./live_config.ts";
 import { formatDuration } from "../config/duration.ts";
 import type { Logger, LogValue } from "../log/logger.ts";
 import type { LocalDelivery } from "../mda/local_delivery.ts";
-import type { ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { DeliveryContext } from "../queue/delivery_loop.ts";
-import type { QueuedMessage, RecipientOutcome, RecipientState } from "../queue/types.ts";
+import type {
+  ClaimedMessage,
+  QueuedMessage,
+  RecipientOutcome,
+  RecipientState,
+} from "../queue/types.ts";
 import type { DsnAction, DsnRecipient } from "../queue/dsn.ts";
 import { queueDsn } from "./bounce.ts";
 
@@ -49,7 +54,7 @@ export interface DeliverOptions {
    */
   readonly config: Config | ConfigSource;
   /** The queue, for bounces. */
-  readonly queue: KvQueue;
+  readonly queue: Queue;
   /** The Maildir transport. */
   readonly local: LocalDelivery;
   /** The relay transport, or `undefined` when relaying is not available. */

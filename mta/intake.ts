@@ -13,9 +13,8 @@ import type { Config, ListenerMode } from "../config/schema.ts";
 import { configOf, type ConfigSource } from "./live_config.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageIdScanner } from "../log/fields.ts";
-import { resolveRecipient } from "../mda/recipient.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
-import type { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import type { Envelope, RecipientDsn } from "../smtp/envelope.ts";
 import { formatReceived } from "../smtp/received.ts";
@@ -23,7 +22,7 @@ import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
 import { checkRecipient, checkSender } from "./policy.ts";
-import { srsReverse } from "./srs.ts";
+import { routeAddress } from "./routing.ts";
 
 const encoder = new TextEncoder();
 
@@ -99,7 +98,7 @@ export interface IntakeOptions {
   /** The listener the handlers serve. */
   readonly mode: ListenerMode;
   /** Where accepted messages go. */
-  readonly queue: KvQueue;
+  readonly queue: Queue;
   /** Where `message.accepted` lines go. */
   readonly logger: Logger;
   /** Called after each commit, to start delivery at once. */
@@ -152,33 +151,7 @@ export function expandRecipients(
   return out;
 }
 
-/**
- * Where mail to one address goes: its local mailboxes (aliases followed),
- * the address itself for a remote domain, or nowhere (`[]`) for an unknown
- * local address or an alias loop.
- *
- * @param config The directory.
- * @param address The address.
- * @returns The queue recipients.
- */
-export function routeAddress(config: Config, address: string): QueueRecipient[] {
-  // A bounce to an SRS address goes back to the sender it encodes (relayed).
-  const srs = config.srs ? srsReverse(address, config.srs, Date.now()) : null;
-  if (srs !== null) {
-    return srs.kind === "valid"
-      ? [{ address: srs.address, originalRecipient: address, mailbox: null }]
-      : [];
-  }
-  const resolution = resolveRecipient(address, config);
-  switch (resolution.kind) {
-    case "local":
-      return resolution.targets;
-    case "remote":
-      return [{ address, originalRecipient: address, mailbox: null }];
-    default:
-      return [];
-  }
-}
+export { routeAddress } from "./routing.ts";
 
 /** A remote address for duplicate checks: the local part as written, the domain in lower case. */
 function remoteKey(address: string): string {

@@ -12,6 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import { LocalDelivery } from "../mda/local_delivery.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
 import { createIntake } from "./intake.ts";
@@ -92,7 +93,7 @@ export class Mta {
   /** The listeners, as bound. */
   readonly listeners: readonly BoundListener[];
   /** The queue store. */
-  readonly queue: KvQueue;
+  readonly queue: Queue;
   #servers: SmtpServer[];
   #loop: DeliveryLoop;
   #remote: RelayTransport;
@@ -106,7 +107,7 @@ export class Mta {
 
   private constructor(
     listeners: BoundListener[],
-    queue: KvQueue,
+    queue: Queue,
     servers: SmtpServer[],
     loop: DeliveryLoop,
     remote: RelayTransport,

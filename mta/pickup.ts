@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
-import type { KvQueue } from "../queue/kv_queue.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { Envelope } from "../smtp/envelope.ts";
 import { formatDate } from "../smtp/received.ts";
 import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
@@ -203,7 +203,7 @@ export interface PickupOptions {
   /** The configuration. */
   readonly config: Config;
   /** Where accepted messages go. */
-  readonly queue: KvQueue;
+  readonly queue: Queue;
   /** Where `message.accepted` lines go. */
   readonly logger: Logger;
   /** Takes a committed message for delivery at once. */

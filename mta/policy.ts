@@ -26,13 +26,14 @@
  * @module
  */
 
-import { isIPv4, isIPv6 } from "node:net";
 import type { Config, ListenerMode } from "../config/schema.ts";
 import { isMaildirName } from "../mda/maildir.ts";
 import { resolveRecipient } from "../mda/recipient.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import { REPLIES, type Reply, reply } from "../smtp/reply.ts";
 import { srsReverse } from "./srs.ts";
+import { type Cidr, cidrContains, isInCidr, parseCidr } from "../net/cidr.ts";
+import { formatIp, isIpv4Mapped, parseIp } from "../net/ip.ts";
 
 /**
  * The parts of the configuration the policy reads (a whole `Config` fits).
@@ -65,39 +66,7 @@ export interface RecipientRequest extends PolicyClient {
 }
 
 // ---------------------------------------------------------------------------
-// Addresses and networks.
-
-const IPV4_MAPPED = 0xffffn << 32n; // ::ffff:0:0/96, RFC 4291 §2.5.5.2
-
-function parseIpv4(text: string): bigint | null {
-  if (!isIPv4(text)) return null;
-  return text.split(".").reduce((n, part) => (n << 8n) | BigInt(Number(part)), 0n);
-}
-
-function parseIpv6(text: string): bigint | null {
-  const address = text.replace(/%.*$/, ""); // a zone index does not change the address
-  if (!isIPv6(address)) return null;
-  let head = address;
-  let tail32: bigint | null = null;
-  const lastColon = address.lastIndexOf(":");
-  if (address.slice(lastColon + 1).includes(".")) {
-    // RFC 4291 §2.2: the last 32 bits may be written as an IPv4 address.
-    tail32 = parseIpv4(address.slice(lastColon + 1));
-    if (tail32 === null) return null;
-    head = address.slice(0, lastColon + 1) + "0:0";
-  }
-  const [left = "", right] = head.split("::");
-  const leftGroups = left === "" ? [] : left.split(":");
-  const rightGroups = right === undefined || right === "" ? [] : right.split(":");
-  const missing = 8 - leftGroups.length - rightGroups.length;
-  const groups = right === undefined
-    ? leftGroups
-    : [...leftGroups, ...Array<string>(missing).fill("0"), ...rightGroups];
-  if (groups.length !== 8) return null;
-  let n = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-  if (tail32 !== null) n = (n & ~0xffffffffn) | tail32;
-  return n;
-}
+// Addresses and networks: the arithmetic lives in net/.
 
 /**
  * An IP address as a 128-bit number, an IPv4 address as its IPv4-mapped
@@ -115,47 +84,7 @@ function parseIpv6(text: string): bigint | null {
  * ```
  */
 export function parseIpAddress(text: string): bigint | null {
-  const v4 = parseIpv4(text);
-  if (v4 !== null) return IPV4_MAPPED | v4;
-  return parseIpv6(text);
-}
-
-interface Network {
-  readonly base: bigint;
-  readonly mask: bigint;
-  /**
-   * An IPv6 network wider than ::ffff:0:0/96 (`::/0`, `2000::/3`): it covers
-   * IPv6 clients only. Stricter than the arithmetic: a wide IPv6 block is not
-   * meant to trust every IPv4 client too.
-   */
-  readonly isIpv6Only: boolean;
-}
-
-const ALL_BITS = (1n << 128n) - 1n;
-
-function parseNetwork(cidr: string): Network | null {
-  const slash = cidr.indexOf("/");
-  const text = slash < 0 ? cidr : cidr.slice(0, slash);
-  const base = parseIpAddress(text);
-  if (base === null) return null;
-  const isV4 = parseIpv4(text) !== null;
-  const bits = isV4 ? 32 : 128;
-  const prefix = slash < 0 ? bits : Number(cidr.slice(slash + 1));
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) return null;
-  // An IPv4 prefix counts within the IPv4-mapped block: /8 there is /104 of 128.
-  const length = isV4 ? 96 + prefix : prefix;
-  const mask = length === 0 ? 0n : (ALL_BITS << BigInt(128 - length)) & ALL_BITS;
-  return { base: base & mask, mask, isIpv6Only: length < 96 };
-}
-
-/** Whether an address (as a number) is an IPv4 client, written either way. */
-function isIpv4Client(n: bigint): boolean {
-  return n >> 32n === 0xffffn;
-}
-
-function contains(block: Network, n: bigint): boolean {
-  if (block.isIpv6Only && isIpv4Client(n)) return false;
-  return (n & block.mask) === block.base;
+  return parseIp(text);
 }
 
 /**
@@ -176,12 +105,10 @@ function contains(block: Network, n: bigint): boolean {
  * ```
  */
 export function isInNetwork(address: string, network: string): boolean {
-  const n = parseIpAddress(address);
-  const block = parseNetwork(network);
-  return n !== null && block !== null && contains(block, n);
+  return isInCidr(address, network);
 }
 
-const parsedNetworks = new WeakMap<readonly string[], Network[]>();
+const parsedNetworks = new WeakMap<readonly string[], Cidr[]>();
 
 /**
  * Whether a client's address is inside any of the networks. An empty list
@@ -205,11 +132,11 @@ const parsedNetworks = new WeakMap<readonly string[], Network[]>();
 export function isTrustedClient(address: string, networks: readonly string[]): boolean {
   let blocks = parsedNetworks.get(networks);
   if (blocks === undefined) {
-    blocks = networks.map(parseNetwork).filter((n): n is Network => n !== null);
+    blocks = networks.map(parseCidr).filter((n): n is Cidr => n !== null);
     parsedNetworks.set(networks, blocks);
   }
-  const n = parseIpAddress(address);
-  return n !== null && blocks.some((block) => contains(block, n));
+  const n = parseIp(address);
+  return n !== null && blocks.some((block) => cidrContains(block, n));
 }
 
 /**
@@ -228,12 +155,10 @@ export function isTrustedClient(address: string, networks: readonly string[]): b
  * ```
  */
 export function clientBlock(address: string): string {
-  const n = parseIpAddress(address);
+  const n = parseIp(address);
   if (n === null) return address;
-  if (isIpv4Client(n)) {
-    // IPv4, or IPv4-mapped IPv6: the IPv4 address.
-    return [24n, 16n, 8n, 0n].map((shift) => String((n >> shift) & 255n)).join(".");
-  }
+  // IPv4, or IPv4-mapped IPv6: the IPv4 address.
+  if (isIpv4Mapped(n)) return formatIp(n & 0xffffffffn, 4);
   return `${(n >> 64n).toString(16)}::/64`;
 }
 

@@ -30,8 +30,12 @@ import { resolveAddresses, resolveMx } from "../dns/mx.ts";
 import type { Logger, LogValue } from "../log/logger.ts";
 import { cleanText, remoteQueueId } from "../log/fields.ts";
 import { readHeaderSection } from "../queue/dsn.ts";
-import type { ClaimedMessage } from "../queue/kv_queue.ts";
-import type { QueuedMessage, RecipientOutcome, ReplySummary } from "../queue/types.ts";
+import type {
+  ClaimedMessage,
+  QueuedMessage,
+  RecipientOutcome,
+  ReplySummary,
+} from "../queue/types.ts";
 import {
   SmtpAuthError,
   SmtpClient,
@@ -44,6 +48,7 @@ import { isIpv4, isIpv6 } from "../smtp/path.ts";
 import type { Reply } from "../smtp/reply.ts";
 import { logOutcome, type RemoteTransport } from "./delivery.ts";
 import { srsForward } from "./srs.ts";
+import { mxHops, type NextHop, relayRoute } from "./routing.ts";
 
 /** RFC 5321 §6.3 allows rejecting at 100 Received fields; like other MTAs, tern bounces past 50. */
 export const MAX_HOPS = 50;
@@ -427,13 +432,6 @@ function remoteFields(client: SmtpClient, r: Reply): Record<string, LogValue> {
   };
 }
 
-/** Parses `host:port` or `[v6]:port` from `relay.routes`. */
-function parseRoute(route: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(route) ?? /^([^:]+):(\d+)$/.exec(route);
-  if (!m) throw new Error(`Bad route "${route}"`);
-  return { host: m[1]!.includes(":") ? `[IPv6:${m[1]}]` : m[1]!, port: Number(m[2]) };
-}
-
 /** Delivers to other MTAs. */
 export class RelayTransport implements RemoteTransport {
   readonly #options: RelayOptions;
@@ -546,70 +544,16 @@ export class RelayTransport implements RemoteTransport {
     });
   }
 
-  /** The hosts to try for a domain, or why there are none. */
+  /** The hosts to try for a domain, or why there are none: routing decides, DNS is asked here. */
   async #hosts(
     domain: string,
-  ): Promise<
-    { hosts: { name: string; port: number; policy?: RoutePolicy }[] } | DomainFailure
-  > {
+  ): Promise<{ hosts: NextHop[] } | DomainFailure> {
     const config = configOf(this.#options.config);
-    const key = domain in config.relay.routes ? domain : "*";
-    const route = config.relay.routes[key] ?? "mx";
-    if (route !== "mx") {
-      const { host, port } = parseRoute(route);
-      const policy = config.relay.routePolicies?.[key];
-      return { hosts: [{ name: host, port, ...(policy === undefined ? {} : { policy }) }] };
-    }
+    const route = relayRoute(config, domain);
+    if (route.kind === "hop") return { hosts: [route.hop] };
     const port = this.#options.mxPort ?? 25;
     try {
-      const mx = await resolveMx(domain, this.#options.resolver);
-      switch (mx.kind) {
-        case "nullmx":
-          // RFC 7505 §4.1: a null MX means the domain takes no mail.
-          return {
-            status: "bounced",
-            reply: {
-              code: 556,
-              enhancedStatus: "5.1.10",
-              text: `Domain ${domain} does not accept mail (null MX)`,
-            },
-          };
-        case "nxdomain":
-          return {
-            status: "bounced",
-            reply: {
-              code: 0,
-              enhancedStatus: "5.1.2",
-              text: `Domain ${domain} does not exist (NXDOMAIN)`,
-            },
-          };
-        case "noaddress":
-          return {
-            status: "bounced",
-            reply: {
-              code: 0,
-              enhancedStatus: "5.1.2",
-              text: `Domain ${domain} has no MX and no address records`,
-            },
-          };
-        case "hosts": {
-          // RFC 5321 §5.1: if this host is an MX, drop it and every MX of equal or greater preference.
-          const self = config.hostname.toLowerCase();
-          const own = mx.hosts.find((h) => h.name.toLowerCase() === self);
-          const hosts = own ? mx.hosts.filter((h) => h.preference < own.preference) : mx.hosts;
-          if (hosts.length === 0) {
-            return {
-              status: "bounced",
-              reply: {
-                code: 0,
-                enhancedStatus: "5.4.6",
-                text: `Mail for ${domain} loops back to myself`,
-              },
-            };
-          }
-          return { hosts: hosts.map((h) => ({ name: h.name, port })) };
-        }
-      }
+      return mxHops(config.hostname, domain, await resolveMx(domain, this.#options.resolver), port);
     } catch (error: unknown) {
       if (error instanceof DnsTemporaryError) {
         return {

@@ -14,9 +14,8 @@
  */
 
 import type { Logger } from "../log/logger.ts";
-import type { ClaimedMessage, KvQueue } from "./kv_queue.ts";
-import { CHUNK_SIZE } from "./kv_queue.ts";
-import type { QueuedMessage, RecipientOutcome } from "./types.ts";
+import type { DeliveryQueue } from "./queue.ts";
+import type { ClaimedMessage, QueuedMessage, RecipientOutcome } from "./types.ts";
 
 /**
  * What the loop offers one delivery besides its message: a way out of its
@@ -154,7 +153,9 @@ function memoryStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
  * ```
  */
 export class DeliveryLoop {
-  readonly #queue: KvQueue;
+  readonly #queue: DeliveryQueue;
+  /** The store's {@linkcode DeliveryQueue.inMemoryContentLimit}, read once. */
+  readonly #inMemoryLimit: number;
   readonly #deliver: Deliver;
   readonly #concurrency: number;
   readonly #pollMs: number;
@@ -205,11 +206,12 @@ export class DeliveryLoop {
    * @param queue The queue to take messages from.
    * @param options The deliverer, concurrency, poll interval, logger, clock.
    */
-  constructor(queue: KvQueue, options: DeliveryLoopOptions) {
+  constructor(queue: DeliveryQueue, options: DeliveryLoopOptions) {
     if (!(options.concurrency >= 1)) {
       throw new RangeError(`Cannot start deliveries with concurrency ${options.concurrency}`);
     }
     this.#queue = queue;
+    this.#inMemoryLimit = queue.inMemoryContentLimit;
     this.#deliver = options.deliver;
     this.#concurrency = Math.floor(options.concurrency);
     this.#pollMs = options.pollMs ?? DEFAULT_POLL_MS;
@@ -250,7 +252,7 @@ export class DeliveryLoop {
    * @returns `true` when a hand-off is welcome.
    */
   acceptsHandOff(size: number): boolean {
-    const bytes = size <= CHUNK_SIZE ? size : 0;
+    const bytes = size <= this.#inMemoryLimit ? size : 0;
     return this.#running && this.waiting < this.#handOffLimit &&
       this.#waitingBytes + bytes <= this.#handOffBytes;
   }

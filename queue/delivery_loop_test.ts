@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
 import { DeliveryLoop, type DeliveryLoopOptions } from "./delivery_loop.ts";
-import {
-  CHUNK_SIZE,
-  type ClaimedMessage,
-  type IncomingMessage,
-  KvQueue,
-  type KvQueueOptions,
-} from "./kv_queue.ts";
-import type { QueuedMessage, RecipientOutcome } from "./types.ts";
+import { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import { CHUNK_SIZE } from "./kv_keys.ts";
+import type { IncomingMessage } from "./queue.ts";
+import type { ClaimedMessage, QueuedMessage, RecipientOutcome } from "./types.ts";
 
 const OPTIONS: KvQueueOptions = { retry: [60_000, 300_000], maxAge: 5 * 86_400_000 };
 

@@ -1,10 +1,13 @@
 /**
- * The durable queue of tern: messages are committed to a Deno KV store
- * before the server answers 250 (RFC 5321 §6.1), then claimed, delivered and
- * retried on the RFC 5321 §4.5.4.1 schedule until every recipient is sent or
- * bounced.
+ * The durable queue of tern: messages are committed to a store before the
+ * server answers 250 (RFC 5321 §6.1), then claimed, delivered and retried on
+ * the RFC 5321 §4.5.4.1 schedule until every recipient is sent or bounced.
  *
- * - {@linkcode KvQueue}: the store (receive, claim, record, inspect, recover);
+ * - {@linkcode Queue}: the contract every store implements (receive, claim,
+ *   record, inspect, recover), with its typed errors
+ *   ({@linkcode QueueNotFoundError}, {@linkcode QueueConflictError},
+ *   {@linkcode QueueUnavailableError});
+ * - {@linkcode KvQueue}: the store in Deno KV;
  * - {@linkcode DeliveryLoop}: claims due messages and hands them to a deliverer;
  * - {@linkcode retryDelay} and {@linkcode isExpired}: the retry schedule;
  * - {@linkcode newQueueId}: queue ids that sort by arrival.
@@ -33,17 +36,17 @@
  * @module
  */
 
-export {
-  CHUNK_SIZE,
-  type ClaimedMessage,
-  type ClaimOptions,
-  type IncomingMessage,
-  KvQueue,
-  type KvQueueOptions,
-  type Lease,
-  type ReceiveInit,
-  type RecoverResult,
-} from "./kv_queue.ts";
+export type {
+  ClaimOptions,
+  DeliveryQueue,
+  IncomingMessage,
+  Queue,
+  ReceiveInit,
+  RecoverResult,
+} from "./queue.ts";
+export { QueueConflictError, QueueNotFoundError, QueueUnavailableError } from "./errors.ts";
+export { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+export { CHUNK_SIZE } from "./kv_keys.ts";
 export {
   type Deliver,
   type DeliveryContext,
@@ -61,7 +64,9 @@ export {
   shouldNotify,
 } from "./dsn.ts";
 export type {
+  ClaimedMessage,
   DsnNotify,
+  Lease,
   QueuedMessage,
   QueueRecipient,
   RecipientOutcome,

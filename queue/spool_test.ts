@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
-import { CHUNK_SIZE, KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+import { CHUNK_SIZE } from "./kv_keys.ts";
 import { Spool } from "./spool.ts";
 
 const T0 = Date.UTC(2025, 0, 6, 9, 0, 0);

@@ -1,7 +1,7 @@
 /**
  * What the queue holds: a message's record, its recipients and their
- * delivery state. Shared by the store (`kv_queue.ts`), the delivery loop and
- * the `tern queue` commands.
+ * delivery state, and a claim on it. Shared by every store (`queue.ts`), the
+ * delivery loop, local delivery and the `tern queue` commands.
  *
  * @module
  */
@@ -99,4 +99,39 @@ export interface RecipientOutcome {
    * (it offered DSN), so reports are now its job (RFC 3461 §6.2.2).
    */
   readonly remoteDsn?: boolean;
+}
+
+/** A claim on one message, taken by `Queue.claimDue` or `IncomingMessage.commitAndClaim`. */
+export interface Lease {
+  /** Unique to this claim: a later claim by anyone has another token. */
+  readonly token: string;
+  /** When the claim lapses unless renewed, epoch ms. */
+  readonly expires: number;
+  /** The versionstamp of the lease as written by the claim. */
+  readonly versionstamp: string;
+}
+
+/**
+ * A message claimed for delivery: what a deliverer gets, and gives back to
+ * record the attempt. Local delivery uses its `message`, `recovered` and
+ * `content`.
+ */
+export interface ClaimedMessage {
+  /** The message, as it was when claimed. */
+  readonly message: QueuedMessage;
+  /**
+   * `true` when the message had an expired lease: a worker died during an
+   * attempt, so some recipients may already have received it. The deliverer
+   * should look for duplicates (RFC 5321 §6.1 prefers a duplicate to a loss).
+   */
+  readonly recovered: boolean;
+  /** The claim; pass the whole `ClaimedMessage` back to `recordAttempt`. */
+  readonly lease: Lease;
+  /**
+   * The whole content, when the claim was taken at commit
+   * (`IncomingMessage.commitAndClaim`) and it was small enough
+   * (`Queue.inMemoryContentLimit`) or kept in memory
+   * (`ReceiveInit.keepContent`); otherwise read it with `Queue.openContent`.
+   */
+  readonly content?: Uint8Array;
 }

@@ -1,7 +1,9 @@
 /**
  * What SMTP's codes and commands mean, and where the RFCs define them: one
  * table ({@linkcode ANNOTATIONS}) that `tern explain`, the browser
- * playground, the protocol trace and the docs all read.
+ * playground, the protocol trace and the docs all read. The notes on the
+ * replies tern sends by name are written beside those replies, in
+ * `REPLY_TABLE` (`reply.ts`), and gathered into this table from there.
  *
  * A reply carries two codes. The three-digit reply code (RFC 5321 §4.2) says
  * what the client should do next: its first digit is 2 (done), 3 (go on), 4
@@ -29,30 +31,12 @@
  * @module
  */
 
-import type { Reply } from "./reply.ts";
+import { type Reply, REPLY_TABLE } from "./reply.ts";
+import { type Note, ref, type RfcReference } from "./rfc_note.ts";
 
-// The type this module's API speaks in, for callers that import only it.
+// The types this module's API speaks in, for callers that import only it.
 export type { Reply } from "./reply.ts";
-
-/** Where a rule is written down: an RFC, and a section of it when one says it. */
-export interface RfcReference {
-  /** The RFC's number, such as `5321`. */
-  readonly rfc: number;
-  /** The section, such as `"4.1.1.2"`, when the rule has one. */
-  readonly section?: string;
-}
-
-/** One entry of the table: a code, command, extension or parameter explained. */
-export interface Note {
-  /** The RFC's own name for it: `"Requested mail action okay, completed"`. */
-  readonly title: string;
-  /** A few plain words for a one-line annotation: `"done"`. */
-  readonly rule: string;
-  /** What it means, in sentences, for someone learning SMTP. */
-  readonly meaning: string;
-  /** Where it is defined. */
-  readonly reference: RfcReference;
-}
+export type { Note, RfcReference } from "./rfc_note.ts";
 
 /** A reply code (RFC 5321 §4.2.3 and the extensions that add codes). */
 export interface ReplyCodeNote extends Note {
@@ -94,11 +78,22 @@ export interface AnnotationTable {
   readonly parameters: Readonly<Record<string, Note>>;
 }
 
-function ref(rfc: number, section?: string): RfcReference {
-  return section === undefined ? { rfc } : { rfc, section };
-}
-
 const RFC5321_CODES = ref(5321, "4.2.3");
+
+/**
+ * The notes of the named replies, keyed by code and enhanced status as in
+ * {@linkcode AnnotationTable.replies}: `"452 4.5.3"`, or `"354"` for a reply
+ * without an enhanced status.
+ */
+function namedReplyNotes(): Record<string, Note> {
+  const notes: Record<string, Note> = {};
+  for (const entry of Object.values(REPLY_TABLE)) {
+    if (entry.note === undefined) continue;
+    const status = entry.enhancedStatus;
+    notes[status === undefined ? String(entry.code) : `${entry.code} ${status}`] = entry.note;
+  }
+  return notes;
+}
 
 /**
  * The table: reply codes, enhanced status codes, commands, extensions and
@@ -394,6 +389,10 @@ export const ANNOTATIONS: AnnotationTable = {
   },
 
   replies: {
+    // The named replies' notes live beside their texts, in REPLY_TABLE (reply.ts).
+    ...namedReplyNotes(),
+    // Replies that are not in REPLY_TABLE: the greeting and the queued-as reply carry
+    // a text of the case, AUTH challenges are base64, and a null MX is a relay's answer.
     "220": {
       title: "Greeting",
       rule: "the greeting: the server is ready for EHLO",
@@ -401,37 +400,6 @@ export const ANNOTATIONS: AnnotationTable = {
         "before it says anything (RFC 5321 §4.3.1). A server that refuses the session greets " +
         "with 554 instead.",
       reference: ref(5321, "3.1"),
-    },
-    "220 2.0.0": {
-      title: "Ready to start TLS",
-      rule: "STARTTLS accepted: the TLS handshake starts now",
-      meaning: "After the handshake both sides forget what they knew; the client says EHLO " +
-        "again (RFC 3207 §4.2).",
-      reference: ref(3207, "4"),
-    },
-    "221 2.0.0": {
-      title: "Bye",
-      rule: "QUIT: the server closes the connection",
-      meaning: "The session ends; the server closes the connection.",
-      reference: ref(5321, "4.1.1.10"),
-    },
-    "235 2.7.0": {
-      title: "Authentication succeeded",
-      rule: "logged in",
-      meaning: "The session now acts for the authenticated user.",
-      reference: ref(4954, "6"),
-    },
-    "250 2.1.0": {
-      title: "Sender accepted",
-      rule: "MAIL accepted: the transaction has started",
-      meaning: "The reverse-path is recorded; now RCPT, once per recipient.",
-      reference: ref(5321, "4.1.1.2"),
-    },
-    "250 2.1.5": {
-      title: "Recipient accepted",
-      rule: "RCPT accepted: one more forward-path",
-      meaning: "The recipient is added to the transaction's forward-paths.",
-      reference: ref(5321, "4.1.1.3"),
     },
     "250 after content": {
       title: "Message accepted",
@@ -441,166 +409,11 @@ export const ANNOTATIONS: AnnotationTable = {
         "the message is on disk.",
       reference: ref(5321, "6.1"),
     },
-    "252 2.5.2": {
-      title: "Cannot VRFY user",
-      rule: "will not verify, but will accept mail for it",
-      meaning: "The server does not say which mailboxes exist.",
-      reference: ref(5321, "3.5.3"),
-    },
     "334": {
       title: "AUTH challenge",
       rule: "AUTH: answer with a base64 line, or * to cancel",
       meaning: "The SASL exchange goes on.",
       reference: ref(4954, "4"),
-    },
-    "354": {
-      title: "Start mail input",
-      rule: "send the content, end it with a line holding only a dot",
-      meaning: "Lines of content that start with a dot get a second one (RFC 5321 §4.5.2).",
-      reference: ref(5321, "4.1.1.4"),
-    },
-    "421 4.3.2": {
-      title: "Shutting down",
-      rule: "the server is stopping: try again later",
-      meaning: "A server that must shut down answers 421 and closes (RFC 5321 §3.8).",
-      reference: ref(5321, "3.8"),
-    },
-    "421 4.4.2": {
-      title: "Timeout or bad connection",
-      rule: "closing: the client was silent too long, or the connection is failing",
-      meaning: "Each wait has its own timeout; the server waits at least 5 minutes for a " +
-        "command. The client tries again later.",
-      reference: ref(5321, "4.5.3.2"),
-    },
-    "451 4.3.0": {
-      title: "Local error in processing",
-      rule: "the message was not stored: try again later",
-      meaning: "Nothing was accepted; the client keeps the message and tries again.",
-      reference: ref(5321, "4.2.3"),
-    },
-    "452 4.5.3": {
-      title: "Too many recipients",
-      rule: "too many recipients: send the others in another transaction",
-      meaning: '"Too many recipients" is 452, a transient failure, and not 552: the ' +
-        "client delivers to the recipients accepted so far, then sends the rest again.",
-      reference: ref(5321, "4.5.3.1.10"),
-    },
-    "454 4.7.0": {
-      title: "Temporary authentication failure",
-      rule: "AUTH cannot be checked now: try again later",
-      meaning: "The server could not check the credentials at the moment.",
-      reference: ref(4954, "6"),
-    },
-    "500 5.5.2": {
-      title: "Command not recognized",
-      rule: "unknown command: the session goes on",
-      meaning: "A server answers 500 and carries on; it never closes on an unknown command.",
-      reference: ref(5321, "4.2.4"),
-    },
-    "500 5.5.6": {
-      title: "Authentication exchange line is too long",
-      rule: "AUTH: line too long",
-      meaning: "AUTH lines may be up to 12,288 octets (RFC 4954 §4); this one was longer.",
-      reference: ref(4954, "6"),
-    },
-    "502 5.5.1": {
-      title: "Command not implemented",
-      rule: "known, but not offered here",
-      meaning: "A server never advertises a command it answers with 502.",
-      reference: ref(5321, "4.2.4"),
-    },
-    "503 5.5.1": {
-      title: "Bad sequence of commands",
-      rule: "not now: commands out of order",
-      meaning: "Which command is legal when: EHLO first, then MAIL, RCPT, DATA.",
-      reference: ref(5321, "4.1.4"),
-    },
-    "530 5.7.0": {
-      title: "Authentication required",
-      rule: "log in (AUTH) before MAIL",
-      meaning: "Submission servers take mail only from their users (RFC 6409 §4.3).",
-      reference: ref(4954, "6"),
-    },
-    "535 5.7.8": {
-      title: "Authentication credentials invalid",
-      rule: "AUTH: wrong user name or password",
-      meaning: "Ask the user again; do not retry the same credentials.",
-      reference: ref(4954, "6"),
-    },
-    "538 5.7.11": {
-      title: "Encryption required for requested authentication mechanism",
-      rule: "AUTH: use STARTTLS first",
-      meaning: "Passwords are not sent over an unencrypted connection.",
-      reference: ref(4954, "6"),
-    },
-    "550 5.1.1": {
-      title: "No such user",
-      rule: "no such mailbox here",
-      meaning: "A permanent failure for this recipient; the others are not affected.",
-      reference: ref(3463, "3.2"),
-    },
-    "550 5.1.3": {
-      title: "Bad destination mailbox address syntax",
-      rule: "this address cannot name a mailbox here",
-      meaning: "The local part could never be a mailbox on this server (too long for a " +
-        "directory name, say). Refused at RCPT, while the client is there to be told, " +
-        "rather than bounced later to a sender who may be forged.",
-      reference: ref(3463, "3.2"),
-    },
-    "550 5.6.11": {
-      title: "Bare CR or LF in the content",
-      rule: "lines must end with CRLF: bare CR or LF refused (SMTP smuggling)",
-      meaning: "Only CRLF ends a line, so only <CRLF>.<CRLF> ends the content. A message with " +
-        "a bare CR or LF is refused as a whole, so no server can be tricked into seeing a " +
-        "second, forged message inside it.",
-      reference: ref(5321, "2.3.8"),
-    },
-    "552 5.3.4": {
-      title: "Message too big",
-      rule: "over the size limit advertised as SIZE",
-      meaning: "Checked at MAIL when SIZE= declares the size, and again while the content " +
-        "arrives.",
-      reference: ref(1870),
-    },
-    "553 5.6.7": {
-      title: "Non-ASCII address without SMTPUTF8",
-      rule: "a UTF-8 address needs the SMTPUTF8 parameter",
-      meaning: "Internationalized addresses need SMTPUTF8 on MAIL FROM.",
-      reference: ref(6531, "3.5"),
-    },
-    "553 5.7.1": {
-      title: "Sender address not owned",
-      rule: "you may not send as this address",
-      meaning: "A submission server checks that users send only as their own addresses " +
-        "(RFC 6409 §6.1).",
-      reference: ref(6409, "6.1"),
-    },
-    "554 5.4.6": {
-      title: "Mail loop",
-      rule: "too many Received fields: a mail loop",
-      meaning: "A message that has passed through 100 or more servers is looping.",
-      reference: ref(5321, "6.3"),
-    },
-    "554 5.5.1": {
-      title: "No valid recipients",
-      rule: "no recipient was accepted, so no content",
-      meaning: "DATA or BDAT with no accepted recipient is refused; the client must not send " +
-        "the content.",
-      reference: ref(5321, "3.3"),
-    },
-    "554 5.7.1": {
-      title: "Relay access denied",
-      rule: "not relayed: this domain is not ours and you are not our user",
-      meaning: "A server takes mail for its own domains from anyone, and for other domains " +
-        "only from its own users. Otherwise it would be an open relay.",
-      reference: ref(3463, "3.8"),
-    },
-    "555 5.5.4": {
-      title: "Parameter not recognized",
-      rule: "an unknown MAIL or RCPT parameter",
-      meaning: "A parameter after the address that the server does not know or offer gets " +
-        "555; one it cannot honour just now gets 455.",
-      reference: ref(5321, "4.1.1.11"),
     },
     "556 5.1.10": {
       title: "Recipient address has null MX",

@@ -10,7 +10,7 @@ import {
   parseEnhancedStatus,
   rfcUrl,
 } from "./annotations.ts";
-import { queuedReply, REPLIES } from "./reply.ts";
+import { queuedReply, REPLIES, type Reply, REPLY_TABLE } from "./reply.ts";
 
 const commands = [
   {
@@ -210,4 +210,42 @@ Deno.test("ANNOTATIONS: every detail has a subject, every note has its texts and
     assert.match(key, /^(MAIL|RCPT) [A-Z0-9-]+$/, key);
     assert.ok(ANNOTATIONS.commands[key.split(" ")[0]!], key);
   }
+});
+
+// --- the reply table carries the notes of the replies tern sends ------------------
+
+Deno.test("REPLY_TABLE: replies sharing a code and status share one note, and it reaches ANNOTATIONS", () => {
+  const annotated = new Map<string, string>();
+  for (const [name, entry] of Object.entries(REPLY_TABLE)) {
+    const key = entry.enhancedStatus === undefined
+      ? String(entry.code)
+      : `${entry.code} ${entry.enhancedStatus}`;
+    if (entry.note === undefined) continue;
+    assert.ok(!annotated.has(key), `${name} and ${annotated.get(key)} both annotate "${key}"`);
+    annotated.set(key, name);
+    assert.equal(
+      ANNOTATIONS.replies[key],
+      entry.note,
+      `${name}: its note is not the one for "${key}"`,
+    );
+  }
+  // The notes the trace shows for REPLIES come from the table, through annotateReply.
+  assert.equal(
+    formatAnnotation(annotateReply(REPLIES.noSuchUser)),
+    `${formatReference(REPLY_TABLE.noSuchUser.note!.reference)} 550 5.1.1: ` +
+      REPLY_TABLE.noSuchUser.note!.rule,
+  );
+});
+
+Deno.test("REPLIES are the REPLY_TABLE entries made ready", () => {
+  for (const [name, entry] of Object.entries(REPLY_TABLE)) {
+    const value: unknown = (REPLIES as unknown as Record<string, unknown>)[name];
+    const r = (typeof value === "function" ? value("x", "y") : value) as Reply;
+    assert.equal(r.code, entry.code, name);
+    assert.equal(r.enhancedStatus, entry.enhancedStatus, name);
+  }
+  assert.deepEqual(REPLIES.help.lines, REPLY_TABLE.help.text);
+  assert.deepEqual(REPLIES.senderNotOwned("a@x.test").lines, [
+    "Sender address not owned by user <a@x.test>",
+  ]);
 });

@@ -67,6 +67,10 @@
  *                handshake ◀─220─ starttls            ready ─QUIT─▶ quit ─▶ closed
  * ```
  *
+ * What each awaited reply leads to is one table, `CLIENT_EXPECTATIONS` in
+ * `client_expectations.ts`: one entry per command whose reply is awaited,
+ * with what follows each class of reply. docs/state-machine.md draws it.
+ *
  * ## Events
  *
  * Bytes from the server go in through {@linkcode ClientSession.receive};
@@ -81,10 +85,39 @@
  */
 
 import { DataEncoder } from "./data_encoder.ts";
-import type { BodyType } from "./envelope.ts";
-import { isNonAscii, parseMailbox, PathSyntaxError } from "./path.ts";
-import { isPositive, type Reply, reply } from "./reply.ts";
+import { isPositive, type Reply } from "./reply.ts";
 import { ReplyParser, ReplySyntaxError } from "./_reply_parser.ts";
+import {
+  base64,
+  checkMessage,
+  LOCAL,
+  mailLine,
+  NO_EXTENSIONS,
+  rcptLine,
+} from "./client_commands.ts";
+import {
+  CLIENT_EXPECTATIONS,
+  type ClientMachine,
+  type Expect,
+  type Expectation,
+  type Transaction,
+} from "./client_expectations.ts";
+
+export { NO_EXTENSIONS, parseEhlo, xtext } from "./client_commands.ts";
+export type {
+  ClientEvent,
+  Extensions,
+  OutgoingMessage,
+  OutgoingRecipient,
+  RecipientResult,
+  TransactionResult,
+} from "./client_session_types.ts";
+import type {
+  ClientEvent,
+  Extensions,
+  OutgoingMessage,
+  RecipientResult,
+} from "./client_session_types.ts";
 
 // The types this module's API speaks in, for callers that import only it.
 export type { BodyType } from "./envelope.ts";
@@ -124,108 +157,6 @@ export type Awaiting =
   | "."
   | "QUIT";
 
-/** What the server offers, from its EHLO reply (RFC 5321 §4.1.1.1). */
-export interface Extensions {
-  /** Every keyword, upper case, with its parameters as written. */
-  readonly keywords: ReadonlyMap<string, readonly string[]>;
-  /** RFC 1870: the largest message in octets; `0` when SIZE has no fixed limit; `null` without SIZE. */
-  readonly size: number | null;
-  /** RFC 2920: commands may be sent in groups. */
-  readonly pipelining: boolean;
-  /** RFC 6152: 8-bit content may be sent with `BODY=8BITMIME`. */
-  readonly eightBitMime: boolean;
-  /** RFC 6531: UTF-8 addresses and headers may be sent with `SMTPUTF8`. */
-  readonly smtputf8: boolean;
-  /** RFC 3030: content may be sent in BDAT chunks. */
-  readonly chunking: boolean;
-  /** RFC 3030: binary content may be sent with `BODY=BINARYMIME` (and BDAT). */
-  readonly binaryMime: boolean;
-  /** RFC 3207: the connection may be upgraded to TLS. */
-  readonly startTls: boolean;
-  /** RFC 3461: NOTIFY, ORCPT, RET and ENVID are understood. */
-  readonly dsn: boolean;
-  /** RFC 2034: replies carry enhanced status codes. */
-  readonly enhancedStatusCodes: boolean;
-  /** RFC 4954: the SASL mechanisms offered, upper case (`AUTH` and the legacy `AUTH=` merged). */
-  readonly auth: readonly string[];
-}
-
-/** One recipient of an {@linkcode OutgoingMessage}. */
-export interface OutgoingRecipient {
-  /** The forward-path as `local@domain` (or `Postmaster`), without angle brackets. */
-  readonly address: string;
-  /** RFC 3461 NOTIFY values (`NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY`), sent only to a DSN server. */
-  readonly notify?: readonly string[] | undefined;
-  /**
-   * RFC 3461 ORCPT, sent only to a DSN server: as received (`rfc822;bob@example.test`,
-   * xtext), or a bare address, which is sent as `rfc822;` plus its xtext.
-   */
-  readonly orcpt?: string | undefined;
-}
-
-/** The envelope of a message to send: what MAIL and RCPT say. */
-export interface OutgoingMessage {
-  /** The reverse-path as `local@domain`, or `""` for `<>` (RFC 5321 §4.5.5). */
-  readonly reversePath: string;
-  /** The recipients, in order; each gets its own result. */
-  readonly recipients: readonly OutgoingRecipient[];
-  /** What the content holds (RFC 6152, RFC 3030): decides BODY= and whether the server can take it. */
-  readonly body: BodyType;
-  /** Whether the message needs SMTPUTF8 (RFC 6531): UTF-8 headers, or a UTF-8 address. */
-  readonly smtputf8: boolean;
-  /** The content's size in octets, for `SIZE=` (RFC 1870) and the check against the server's limit. */
-  readonly size: number;
-  /** RFC 3461 RET, sent only to a DSN server. */
-  readonly ret?: "FULL" | "HDRS" | undefined;
-  /** RFC 3461 ENVID (xtext), sent only to a DSN server. */
-  readonly envid?: string | undefined;
-}
-
-/** The fate of one recipient. */
-export interface RecipientResult {
-  /** The address, as given. */
-  readonly address: string;
-  /** The RCPT reply if it was refused; otherwise the reply that ended the transaction. */
-  readonly reply: Reply;
-}
-
-/** The outcome of one mail transaction. */
-export interface TransactionResult {
-  /** One entry per recipient, in the order given. */
-  readonly recipients: readonly RecipientResult[];
-  /**
-   * The reply that ended the transaction for the accepted recipients: the
-   * final reply to the content, or the refusal of DATA or BDAT; `null` when
-   * no recipient was accepted (so no content was offered).
-   */
-  readonly reply: Reply | null;
-}
-
-/** What the session reports. */
-export type ClientEvent =
-  /** Write these bytes to the server; `commands` are the command lines among them, for traces. */
-  | { readonly type: "send"; readonly bytes: Uint8Array; readonly commands: readonly string[] }
-  /** A reply was read, answering `command` (`null`: a reply nobody asked for, such as a 421 while idle). */
-  | { readonly type: "reply"; readonly command: Awaiting | null; readonly reply: Reply }
-  /** The server has been greeted: a message, STARTTLS or QUIT may follow. */
-  | { readonly type: "ready"; readonly extensions: Extensions }
-  /** 220 to STARTTLS: upgrade the connection now, then call {@linkcode ClientSession.tlsEstablished}. `discarded` bytes that followed the 220 were thrown away. */
-  | { readonly type: "starttls"; readonly discarded: number }
-  /** AUTH is over (RFC 4954): `235` logged in, anything else refused; the session is ready again either way. */
-  | { readonly type: "auth"; readonly reply: Reply }
-  /** STARTTLS was refused (such as 454); the session is ready again, in plaintext. */
-  | { readonly type: "starttls-refused"; readonly reply: Reply }
-  /** Send content now, with {@linkcode ClientSession.content} and {@linkcode ClientSession.endContent}. */
-  | { readonly type: "content" }
-  /** The transaction is over. */
-  | { readonly type: "result"; readonly result: TransactionResult }
-  /** The server refused the session (greeting, EHLO and HELO, or a 421 at any time). */
-  | { readonly type: "refused"; readonly reply: Reply }
-  /** The server broke the protocol (a malformed or unexpected reply); nothing more can be believed. */
-  | { readonly type: "error"; readonly message: string }
-  /** Close the connection (after writing what was sent). */
-  | { readonly type: "close" };
-
 /** Options of {@linkcode ClientSession}. */
 export interface ClientSessionOptions {
   /** Our name for EHLO and HELO: a fully qualified domain name, or an address literal (RFC 5321 §4.1.3). */
@@ -238,182 +169,8 @@ export interface ClientSessionOptions {
   usePipelining?: boolean;
 }
 
-/** The extensions after HELO: none (RFC 5321 §3.2: HELO gets no extended reply). */
-export const NO_EXTENSIONS: Extensions = Object.freeze({
-  keywords: new Map<string, readonly string[]>(),
-  size: null,
-  pipelining: false,
-  eightBitMime: false,
-  smtputf8: false,
-  chunking: false,
-  binaryMime: false,
-  startTls: false,
-  dsn: false,
-  enhancedStatusCodes: false,
-  auth: [],
-});
-
-/**
- * Reads the extensions from an EHLO reply (RFC 5321 §4.1.1.1): every line
- * after the first is `keyword *(SP param)`, case-insensitive; the legacy
- * form `AUTH=LOGIN PLAIN` is read as `AUTH LOGIN PLAIN`.
- *
- * @param r The 250 reply to EHLO.
- * @returns What the server offers.
- *
- * @example Keywords in any case, legacy AUTH, SIZE with no value
- * ```ts
- * import { parseEhlo } from "./client_session.ts";
- * const ext = parseEhlo({
- *   code: 250,
- *   lines: ["mx.example.test greets us", "size", "Pipelining", "AUTH=LOGIN", "AUTH PLAIN LOGIN"],
- * });
- * console.log(ext.size, ext.pipelining, ext.auth); // 0 true ["LOGIN", "PLAIN"]
- * ```
- */
-export function parseEhlo(r: Reply): Extensions {
-  const keywords = new Map<string, string[]>();
-  for (const line of r.lines.slice(1)) {
-    const m = /^([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?$/.exec(line.trim());
-    if (m === null) continue; // not a keyword line: ignored, as §4.1.1.1 leaves no other use
-    const keyword = m[1]!.toUpperCase();
-    const params = (m[2] ?? "").split(/\s+/).filter((p) => p !== "");
-    const known = keywords.get(keyword);
-    if (known === undefined) keywords.set(keyword, params);
-    else for (const p of params) if (!known.includes(p)) known.push(p);
-  }
-  const sizeParam = keywords.get("SIZE")?.[0];
-  return {
-    keywords,
-    // RFC 1870 §4: SIZE with no value (or 0) means no fixed limit.
-    size: keywords.has("SIZE")
-      ? (sizeParam !== undefined && /^[0-9]{1,15}$/.test(sizeParam) ? Number(sizeParam) : 0)
-      : null,
-    pipelining: keywords.has("PIPELINING"),
-    eightBitMime: keywords.has("8BITMIME"),
-    smtputf8: keywords.has("SMTPUTF8"),
-    chunking: keywords.has("CHUNKING"),
-    binaryMime: keywords.has("BINARYMIME"),
-    startTls: keywords.has("STARTTLS"),
-    dsn: keywords.has("DSN"),
-    enhancedStatusCodes: keywords.has("ENHANCEDSTATUSCODES"),
-    auth: (keywords.get("AUTH") ?? []).map((p) => p.toUpperCase())
-      .filter((p, i, all) => all.indexOf(p) === i),
-  };
-}
-
-/**
- * Encodes text as xtext (RFC 3461 §4): `+` and `=`, controls, space and
- * anything beyond ASCII become `+XX` (hex of each UTF-8 octet).
- *
- * @param value The text.
- * @returns The xtext.
- *
- * @example
- * ```ts
- * import { xtext } from "./client_session.ts";
- * console.log(xtext("bob+tag@example.test")); // "bob+2Btag@example.test"
- * ```
- */
-export function xtext(value: string): string {
-  let out = "";
-  for (const b of encoder.encode(value)) {
-    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d
-      ? String.fromCharCode(b)
-      : "+" + b.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
-
-/** Keeps xtext as it is, but escapes what cannot stand in an esmtp-value (RFC 5321 §4.1.2). */
-function asEsmtpValue(value: string): string {
-  let out = "";
-  for (const b of encoder.encode(value)) {
-    out += b >= 0x21 && b <= 0x7e && b !== 0x3d
-      ? String.fromCharCode(b)
-      : "+" + b.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
-
-// Replies the client makes up itself, for failures known before MAIL.
-const LOCAL = {
-  tooBig: (size: number, limit: number) =>
-    reply(
-      552,
-      "5.3.4",
-      `Message size ${size} exceeds the fixed maximum message size ${limit} of the receiving server (RFC 1870)`,
-    ),
-  needs8bit: reply(
-    554,
-    "5.6.3",
-    "Message has 8-bit content but the receiving server does not offer 8BITMIME, and it is not converted (RFC 6152)",
-  ),
-  needsBinary: reply(
-    554,
-    "5.6.3",
-    "Message has binary content but the receiving server does not offer BINARYMIME and CHUNKING (RFC 3030)",
-  ),
-  needsSmtputf8: reply(
-    553,
-    "5.6.7",
-    "Message needs SMTPUTF8 but the receiving server does not offer it, and there is no downgrade (RFC 6531 §3.2)",
-  ),
-  badSender: (why: string) => reply(553, "5.1.7", `Cannot send from this reverse-path: ${why}`),
-  badRecipient: (why: string) => reply(553, "5.1.3", `Cannot send to this forward-path: ${why}`),
-  badParameter: (what: string) => reply(501, "5.5.4", `Cannot send this DSN parameter: ${what}`),
-  incomplete: reply(451, "4.4.2", "Transaction did not complete"),
-};
-
 const encoder = new TextEncoder();
 const CRLF = "\r\n";
-
-/** The step of an AUTH exchange we cancelled with "*". */
-const CANCELLED = -1;
-
-/** Base64 of the UTF-8 octets of a string (RFC 4954 §4: SASL responses are base64). */
-function base64(text: string): string {
-  let binary = "";
-  for (const b of encoder.encode(text)) binary += String.fromCharCode(b);
-  return btoa(binary);
-}
-const NOTIFY_VALUES = new Set(["NEVER", "SUCCESS", "FAILURE", "DELAY"]);
-
-type Expect =
-  | { readonly kind: "greeting" | "EHLO" | "HELO" | "STARTTLS" | "RSET" | "MAIL" | "QUIT" }
-  | { readonly kind: "AUTH"; readonly mechanism: "PLAIN" | "LOGIN"; readonly step: number }
-  | { readonly kind: "RCPT"; readonly index: number }
-  | { readonly kind: "DATA" }
-  | { readonly kind: "BDAT"; readonly last: boolean }
-  | { readonly kind: "." };
-
-interface Transaction {
-  readonly message: OutgoingMessage;
-  readonly mailLine: string;
-  readonly rcptLines: readonly string[];
-  readonly mode: "data" | "bdat" | "binary";
-  readonly pipelined: boolean;
-  resetPending: boolean; // an RSET goes first
-  mailSent: boolean;
-  rcptSent: number;
-  dataSent: boolean;
-  mailReply: Reply | null;
-  readonly rcptReplies: (Reply | null)[];
-  accepted: number;
-  /** The refusal of DATA or a BDAT chunk, or a 421. */
-  failure: Reply | null;
-  /** The reply to the end of the content. */
-  final: Reply | null;
-  /** The content has been ended by the caller. */
-  contentEnded: boolean;
-  encoder: DataEncoder | null;
-  /** BDAT: the chunk being filled, and complete chunks waiting to go (without PIPELINING). */
-  chunk: Uint8Array;
-  fill: number;
-  readonly queued: { bytes: Uint8Array; last: boolean }[];
-  /** BDAT commands sent whose replies have not come. */
-  outstanding: number;
-}
 
 /**
  * One SMTP client session. Feed it the server's bytes; write what it says
@@ -469,6 +226,7 @@ export class ClientSession {
   #transaction: Transaction | null = null;
   #greeting: Reply | null = null;
   #closeEmitted = false;
+  #machine: ClientMachine;
 
   /**
    * Makes a session for one connection; it waits for the server's greeting.
@@ -480,6 +238,7 @@ export class ClientSession {
     this.#chunkSize = Math.max(1, options.chunkSize ?? 65536);
     this.#useChunking = options.useChunking ?? true;
     this.#usePipelining = options.usePipelining ?? true;
+    this.#machine = this.#makeMachine();
   }
 
   /** Where the session stands. */
@@ -640,7 +399,7 @@ export class ClientSession {
   startTransaction(message: OutgoingMessage): ClientEvent[] {
     this.#require("ready", "start a transaction");
     const ext = this.#extensions ?? NO_EXTENSIONS;
-    const refusal = this.#checkMessage(message, ext);
+    const refusal = checkMessage(message, ext, this.#useChunking);
     if (refusal !== null) {
       this.#emit({
         type: "result",
@@ -810,138 +569,64 @@ export class ClientSession {
       this.#serverClosing(r);
       return;
     }
-    switch (e.kind) {
-      case "greeting":
-        this.#greeting = r;
-        if (r.code === 220) {
-          this.#state = "hello";
-          this.#send([`EHLO ${this.#hostname}`], [{ kind: "EHLO" }]);
-        } else {
-          // RFC 5321 §3.1: 554 instead of 220 means "not here"; QUIT, then report.
-          this.#refuse(r);
-        }
-        return;
-      case "EHLO":
-        if (r.code === 250) {
-          this.#isExtended = true;
-          this.#ready(parseEhlo(r));
-        } else if (r.code === 500 || r.code === 502) {
-          // RFC 5321 §3.2: a server without EHLO; fall back to HELO (docs/smtp-pitfalls.md: EHLO, then HELO).
-          this.#send([`HELO ${this.#hostname}`], [{ kind: "HELO" }]);
-        } else {
-          this.#refuse(r);
-        }
-        return;
-      case "HELO":
-        if (r.code === 250) this.#ready(NO_EXTENSIONS);
-        else this.#refuse(r);
-        return;
-      case "STARTTLS":
-        if (r.code === 220) {
-          // RFC 3207 §4.2: forget the plaintext, bytes included (response injection).
-          this.#state = "handshake";
-          this.#emit({ type: "starttls", discarded: this.#parser.clear() });
-        } else {
-          this.#state = "ready";
-          this.#emit({ type: "starttls-refused", reply: r });
-        }
-        return;
-      case "AUTH":
-        this.#authReply(e, r);
-        return;
-      case "QUIT":
-        this.#close();
-        return;
-      default:
-        this.#transactionReply(e, r);
-    }
-  }
-
-  /** RFC 4954 §4: 334 asks for the next response; anything else ends the exchange. */
-  #authReply(e: Expect & { kind: "AUTH" }, r: Reply): void {
-    const credentials = this.#credentials;
-    if (r.code === 334 && credentials !== null) {
-      const next = e.mechanism === "LOGIN" && e.step === 0
-        ? credentials.username
-        : e.mechanism === "LOGIN" && e.step === 1
-        ? credentials.password
-        : null;
-      if (next !== null) {
-        this.#expect.push({ kind: "AUTH", mechanism: e.mechanism, step: e.step + 1 });
-        this.#emit({
-          type: "send",
-          bytes: encoder.encode(base64(next) + CRLF),
-          commands: ["****"],
-        });
-        return;
-      }
-      if (e.step !== CANCELLED) {
-        // A challenge we have no answer for: "*" cancels (RFC 4954 §4), the server then says 501.
-        this.#send(["*"], [{ kind: "AUTH", mechanism: e.mechanism, step: CANCELLED }]);
-        return;
-      }
-      this.#protocolError("334 after the AUTH exchange was cancelled");
+    // The one lookup: what this reply means is the entry of the command it answers.
+    const entry = CLIENT_EXPECTATIONS[e.kind] as Expectation<Expect["kind"]>;
+    if (!entry.inTransaction) {
+      entry.onReply(this.#machine, e, r);
       return;
     }
-    this.#credentials = null;
-    this.#state = "ready";
-    if (r.code === 235) this.#isAuthenticated = true;
-    this.#emit({ type: "auth", reply: r });
-  }
-
-  #transactionReply(e: Expect, r: Reply): void {
     const t = this.#transaction;
     if (t === null) {
       this.#protocolError(`Unexpected reply ${r.code} outside a transaction`);
       return;
     }
-    switch (e.kind) {
-      case "RSET":
-        // A failed RSET shows in the MAIL reply that follows; nothing else to do.
-        break;
-      case "MAIL":
-        t.mailReply = r;
-        break;
-      case "RCPT":
-        t.rcptReplies[e.index] = r;
-        if (isPositive(r)) t.accepted++;
-        break;
-      case "DATA":
-        if (r.code !== 354) {
-          t.failure = r;
-          if (t.mailReply !== null && isPositive(t.mailReply)) this.#needsReset = true;
-        } else if (t.accepted > 0 && t.mailReply !== null && isPositive(t.mailReply)) {
-          this.#state = "data";
-          t.encoder = new DataEncoder({ dotStuffing: true });
-          this.#emit({ type: "content" });
-        } else {
-          // RFC 2920 §3.1: DATA accepted with no valid recipient; a lone dot ends it.
-          this.#state = "final";
-          t.contentEnded = true;
-          this.#send(["."], [{ kind: "." }], ".");
-        }
-        break;
-      case "BDAT":
-        t.outstanding--;
-        if (e.last || !isPositive(r)) {
-          if (e.last) t.final ??= r;
-          if (!isPositive(r)) {
-            // RFC 3030 §2: after a refused chunk, send no more; RSET before the next MAIL.
-            t.failure ??= r;
-            t.queued.length = 0;
-            this.#needsReset = true;
-            if (this.#state === "bdat") this.#state = "final";
-          }
-        } else {
-          this.#sendChunks(t);
-        }
-        break;
-      case ".":
-        t.final = r;
-        break;
-    }
+    entry.onReply(this.#machine, e, r);
     if (this.#expect.length === 0 && this.#state === "envelope") this.#advance(t);
     else if (this.#expect.length === 0 && this.#state === "final") this.#finish(t);
+  }
+
+  /** What the table of expectations reads and does: this session's facts and transitions. */
+  #makeMachine(): ClientMachine {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      get hostname() {
+        return self.#hostname;
+      },
+      get state() {
+        return self.#state;
+      },
+      get transaction() {
+        return self.#transaction;
+      },
+      get credentials() {
+        return self.#credentials;
+      },
+      enter: (state) => void (this.#state = state),
+      send: (lines, expects, raw) => this.#send(lines, expects, raw),
+      sendSecret: (text, expect) => {
+        this.#expect.push(expect);
+        this.#emit({ type: "send", bytes: encoder.encode(text + CRLF), commands: ["****"] });
+      },
+      emit: (event) => this.#emit(event),
+      greeted: (r) => void (this.#greeting = r),
+      ready: (extensions, extended) => {
+        if (extended) this.#isExtended = true;
+        this.#ready(extensions);
+      },
+      refuse: (r) => this.#refuse(r),
+      clearPlaintext: () => this.#parser.clear(),
+      authDone: (r) => {
+        this.#credentials = null;
+        this.#state = "ready";
+        if (r.code === 235) this.#isAuthenticated = true;
+        this.#emit({ type: "auth", reply: r });
+      },
+      protocolError: (message) => this.#protocolError(message),
+      close: () => this.#close(),
+      needsReset: () => void (this.#needsReset = true),
+      sendChunks: (t) => this.#sendChunks(t),
+    };
   }
 
   /** With nothing outstanding, sends the next command of the transaction, or ends it. */
@@ -1112,72 +797,4 @@ export class ClientSession {
     this.#events = [];
     return events;
   }
-
-  /** The failure known before MAIL, if any (RFC 1870, RFC 6152, RFC 3030, RFC 6531). */
-  #checkMessage(m: OutgoingMessage, ext: Extensions): Reply | null {
-    if (m.reversePath !== "") {
-      try {
-        parseMailbox(m.reversePath);
-      } catch (error: unknown) {
-        if (error instanceof PathSyntaxError) return LOCAL.badSender(error.message);
-        throw error;
-      }
-    }
-    const needsUtf8 = m.smtputf8 || isNonAscii(m.reversePath) ||
-      m.recipients.some((r) => isNonAscii(r.address));
-    if (needsUtf8 && !ext.smtputf8) return LOCAL.needsSmtputf8;
-    if (m.body === "8BITMIME" && !ext.eightBitMime) return LOCAL.needs8bit;
-    if (m.body === "BINARYMIME" && !(ext.binaryMime && ext.chunking && this.#useChunking)) {
-      return LOCAL.needsBinary;
-    }
-    // RFC 1870 §6: do not send what the server has said it will refuse.
-    if (ext.size !== null && ext.size > 0 && m.size > ext.size) {
-      return LOCAL.tooBig(m.size, ext.size);
-    }
-    return null;
-  }
-}
-
-/** `MAIL FROM:<path>` with the parameters the server offers (RFC 5321 §4.1.1.2). */
-function mailLine(m: OutgoingMessage, ext: Extensions): string {
-  let line = `MAIL FROM:<${m.reversePath}>`;
-  if (ext.size !== null) line += ` SIZE=${m.size}`; // RFC 1870 §6
-  if (m.body === "8BITMIME") line += " BODY=8BITMIME"; // RFC 6152 §2
-  if (m.body === "BINARYMIME") line += " BODY=BINARYMIME"; // RFC 3030 §3
-  const needsUtf8 = m.smtputf8 || isNonAscii(m.reversePath) ||
-    m.recipients.some((r) => isNonAscii(r.address));
-  if (needsUtf8) line += " SMTPUTF8"; // RFC 6531 §3.4
-  if (ext.dsn) {
-    // RFC 3461 §4.3, §4.4: only to a server that offers DSN.
-    if (m.ret !== undefined) line += ` RET=${m.ret}`;
-    if (m.envid !== undefined && m.envid !== "") line += ` ENVID=${asEsmtpValue(m.envid)}`;
-  }
-  return line;
-}
-
-/** `RCPT TO:<path>` with the DSN parameters when offered, or the reply refusing it here. */
-function rcptLine(r: OutgoingRecipient, ext: Extensions): string | Reply {
-  if (!/^postmaster$/i.test(r.address)) {
-    try {
-      parseMailbox(r.address);
-    } catch (error: unknown) {
-      if (error instanceof PathSyntaxError) return LOCAL.badRecipient(error.message);
-      throw error;
-    }
-  }
-  let line = `RCPT TO:<${r.address}>`;
-  if (!ext.dsn) return line;
-  if (r.notify !== undefined && r.notify.length > 0) {
-    // RFC 3461 §4.1: NEVER, or any of SUCCESS, FAILURE, DELAY.
-    const values = r.notify.map((v) => v.toUpperCase());
-    const valid = values.every((v) => NOTIFY_VALUES.has(v)) &&
-      (!values.includes("NEVER") || values.length === 1);
-    if (!valid) return LOCAL.badParameter(`NOTIFY=${values.join(",")}`);
-    line += ` NOTIFY=${values.join(",")}`;
-  }
-  if (r.orcpt !== undefined && r.orcpt !== "") {
-    // RFC 3461 §4.2: ORCPT=addr-type;xtext
-    line += ` ORCPT=${r.orcpt.includes(";") ? asEsmtpValue(r.orcpt) : "rfc822;" + xtext(r.orcpt)}`;
-  }
-  return line;
 }

@@ -755,3 +755,29 @@ Deno.test("ClientSession refuses calls made in the wrong state", () => {
   assert.throws(() => session.tlsEstablished(), /Cannot go on after TLS/);
   assert.deepEqual(session.content(bytes("x")), []);
 });
+
+// --- the table of expectations ----------------------------------------------------
+
+Deno.test("the table of expectations covers every reply the session can await", async () => {
+  const { CLIENT_EXPECTATIONS, CLIENT_STATES } = await import("./client_expectations.ts");
+  const awaited = [
+    "greeting",
+    "EHLO",
+    "HELO",
+    "STARTTLS",
+    "AUTH",
+    "RSET",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "BDAT",
+    ".",
+    "QUIT",
+  ];
+  assert.deepEqual(Object.keys(CLIENT_EXPECTATIONS).sort(), [...awaited].sort());
+  for (const [kind, e] of Object.entries(CLIENT_EXPECTATIONS)) {
+    for (const t of e.next) {
+      assert.ok(t.from in CLIENT_STATES && t.to in CLIENT_STATES, `${kind}: ${t.from} → ${t.to}`);
+    }
+  }
+});

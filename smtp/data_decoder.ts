@@ -26,7 +26,7 @@
  * @module
  */
 
-import { concatBytes } from "./_bytes.ts";
+import { concatBytes } from "../bytes/concat.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;

@@ -22,7 +22,8 @@
  * @module
  */
 
-import { isAddressLiteral, isDomain, isIpv4, isNonAscii } from "./path.ts";
+import { isAddressLiteral } from "../net/address_literal.ts";
+import { isDomain, isNonAscii } from "./path.ts";
 
 /**
  * Checks an EHLO/HELO argument and says what is wrong with it.
@@ -54,11 +55,9 @@ export function heloNameProblem(name: string): string | null {
     : "needs your host name (such as mail.example.test) or address literal (such as [192.0.2.1])";
 }
 
-/** RFC 5321 §4.1.3, restricted to the two literals that name an address. */
+/** RFC 5321 §4.1.3, restricted to the two literals that name an address (no general literal). */
 function isHeloAddressLiteral(literal: string): boolean {
-  if (!isAddressLiteral(literal)) return false;
-  const inner = literal.slice(1, -1);
-  return isIpv4(inner) || inner.slice(0, 5).toLowerCase() === "ipv6:";
+  return isAddressLiteral(literal);
 }
 
 /** RFC 5321 §4.1.2 `Domain`, allowing `_` in labels and one trailing dot. */

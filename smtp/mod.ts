@@ -1,8 +1,11 @@
 /**
  * SMTP for Deno: the RFC 5321 server dialogue as a state machine with no I/O
  * ({@linkcode ServerSession}), the parsers it is built from (commands, paths,
- * the data phase), the reply constants, and a thin TCP server
- * ({@linkcode SmtpServer}) that runs sessions with your own handlers.
+ * the data phase), the reply table ({@linkcode REPLY_TABLE}: each reply tern
+ * sends with the rule behind it) and the annotations that explain SMTP, a
+ * thin TCP server ({@linkcode SmtpServer}) that runs sessions with your own
+ * handlers, and the client side: {@linkcode ClientSession} and
+ * {@linkcode SmtpClient}.
  *
  * @example Run a session in memory
  * ```ts
@@ -20,6 +23,16 @@
  * @module
  */
 
+// The main type: the server dialogue as a state machine.
+export {
+  type ReplyContext,
+  type ReplyStage,
+  SEQUENCE,
+  ServerSession,
+  type ServerSessionOptions,
+  type SessionEvent,
+  type SessionState,
+} from "./server_session.ts";
 export {
   type Command,
   type Parameters,
@@ -54,6 +67,10 @@ export {
   type Replies,
   type Reply,
   reply,
+  REPLY_TABLE,
+  type ReplyEntry,
+  type ReplyTable,
+  type ReplyText,
 } from "./reply.ts";
 export {
   type ConnectionInfo,
@@ -64,15 +81,6 @@ export {
   SmtpServer,
   type SmtpServerOptions,
 } from "./server.ts";
-export {
-  type ReplyContext,
-  type ReplyStage,
-  SEQUENCE,
-  ServerSession,
-  type ServerSessionOptions,
-  type SessionEvent,
-  type SessionState,
-} from "./server_session.ts";
 export {
   SmtpAuthError,
   SmtpClient,

@@ -16,7 +16,11 @@
  * @module
  */
 
-import { utf8Length } from "./_utf8.ts";
+import { utf8Length } from "../bytes/utf8_length.ts";
+import {
+  isAddressLiteral as isNetAddressLiteral,
+  isIpv4AddressLiteral,
+} from "../net/address_literal.ts";
 
 /** An address `local-part@domain` split into its parts, both as written. */
 export interface Mailbox {
@@ -94,16 +98,7 @@ export function isDomain(domain: string, utf8: boolean): boolean {
  * ```
  */
 export function isAddressLiteral(literal: string): boolean {
-  if (!literal.startsWith("[") || !literal.endsWith("]")) return false;
-  const inner = literal.slice(1, -1);
-  if (isIpv4(inner)) return true;
-  const colon = inner.indexOf(":");
-  if (colon <= 0) return false;
-  const tag = inner.slice(0, colon);
-  const content = inner.slice(colon + 1);
-  if (tag.toLowerCase() === "ipv6") return isIpv6(content);
-  // General-address-literal: Standardized-tag ":" 1*dcontent (%d33-90 / %d94-126)
-  return /^[A-Za-z0-9-]*[A-Za-z0-9]$/.test(tag) && /^[\x21-\x5a\x5e-\x7e]+$/.test(content);
+  return isNetAddressLiteral(literal, true);
 }
 
 /**
@@ -113,26 +108,10 @@ export function isAddressLiteral(literal: string): boolean {
  * @returns Whether it is an IPv4 address.
  */
 export function isIpv4(s: string): boolean {
-  const parts = s.split(".");
-  return parts.length === 4 &&
-    parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
+  return isIpv4AddressLiteral(s);
 }
 
-/**
- * Whether a string is an IPv6 address in any of RFC 4291's text forms.
- *
- * @param s The text, without brackets.
- * @returns Whether it is an IPv6 address.
- */
-export function isIpv6(s: string): boolean {
-  if (!/^[0-9A-Fa-f:.]+$/.test(s) || !s.includes(":")) return false;
-  try {
-    new URL(`http://[${s}]/`);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isIpv6 } from "../net/ip.ts";
 
 /** Reads a Local-part (RFC 5321 §4.1.2) at `start`; returns its end index. */
 function scanLocalPart(s: string, start: number, utf8: boolean): number {

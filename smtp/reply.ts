@@ -10,8 +10,15 @@
  * - `4yz` transient failure, try again later;
  * - `5yz` permanent failure, do not repeat the same command.
  *
+ * Each named reply is one entry of {@linkcode REPLY_TABLE}: its code,
+ * enhanced status and text, and the teaching note that `tern explain`, the
+ * trace, the playground and `docs/replies.md` show for it.
+ * {@linkcode REPLIES} is that table made into ready replies.
+ *
  * @module
  */
+
+import { type Note, ref } from "./rfc_note.ts";
 
 /** One SMTP reply, as sent by a server (RFC 5321 §4.2). */
 export interface Reply {
@@ -105,7 +112,7 @@ export function formatReply(r: Reply, enhanced: boolean): string {
   return out;
 }
 
-/** The reply that reports a message accepted into the queue (CONTRACT: `250 2.0.0 Ok: queued as <ID>`). */
+/** The reply that reports a message accepted into the queue (`250 2.0.0 Ok: queued as <ID>`). */
 export function queuedReply(queueId: string): Reply {
   return reply(250, "2.0.0", `Ok: queued as ${queueId}`);
 }
@@ -212,8 +219,449 @@ export interface Replies {
 }
 
 /**
- * Named replies tern sends. Reply texts are plain and helpful: students read
- * them in transcripts.
+ * A named reply's text: fixed lines for a fixed reply, or a function of the
+ * case's details for one whose text varies (such as {@linkcode Replies.helo}).
+ */
+export type ReplyText<R> = R extends (...args: infer A) => Reply ? (...args: A) => string
+  : string | readonly string[];
+
+/** One entry of {@linkcode REPLY_TABLE}: a reply tern sends, and the rule behind it. */
+export interface ReplyEntry<R> {
+  /** The three-digit reply code. */
+  readonly code: number;
+  /** The enhanced status code (RFC 3463), when the reply has one. */
+  readonly enhancedStatus?: string;
+  /** The text. */
+  readonly text: ReplyText<R>;
+  /**
+   * The teaching note for this code and enhanced status together (such as
+   * `452 4.5.3`), shown by `tern explain`, the trace and the playground.
+   * Replies that share a code and status (`503 5.5.1`) share one note,
+   * carried by one of them.
+   */
+  readonly note?: Note;
+}
+
+/** The type of {@linkcode REPLY_TABLE}: one entry per name of {@linkcode Replies}. */
+export type ReplyTable = { readonly [K in keyof Replies]: ReplyEntry<Replies[K]> };
+
+/**
+ * Every reply tern sends, by name, with its teaching note. Reply texts are
+ * plain and helpful: students read them in transcripts.
+ *
+ * @example Read a reply's note
+ * ```ts
+ * import { REPLY_TABLE } from "./reply.ts";
+ * const entry = REPLY_TABLE.tooManyRecipients;
+ * console.log(entry.code, entry.enhancedStatus, entry.note?.rule);
+ * // 452 4.5.3 too many recipients: send the others in another transaction
+ * ```
+ */
+export const REPLY_TABLE: ReplyTable = {
+  helo: { code: 250, text: (hostname, clientName) => `${hostname} greets ${clientName}` },
+  bye: {
+    code: 221,
+    enhancedStatus: "2.0.0",
+    text: "Bye",
+    note: {
+      title: "Bye",
+      rule: "QUIT: the server closes the connection",
+      meaning: "The session ends; the server closes the connection.",
+      reference: ref(5321, "4.1.1.10"),
+    },
+  },
+  ok: { code: 250, enhancedStatus: "2.0.0", text: "Ok" },
+  noop: { code: 250, enhancedStatus: "2.0.0", text: "Ok" },
+  reset: { code: 250, enhancedStatus: "2.0.0", text: "Ok: transaction reset" },
+  senderOk: {
+    code: 250,
+    enhancedStatus: "2.1.0",
+    text: "Ok: sender accepted",
+    note: {
+      title: "Sender accepted",
+      rule: "MAIL accepted: the transaction has started",
+      meaning: "The reverse-path is recorded; now RCPT, once per recipient.",
+      reference: ref(5321, "4.1.1.2"),
+    },
+  },
+  recipientOk: {
+    code: 250,
+    enhancedStatus: "2.1.5",
+    text: "Ok: recipient accepted",
+    note: {
+      title: "Recipient accepted",
+      rule: "RCPT accepted: one more forward-path",
+      meaning: "The recipient is added to the transaction's forward-paths.",
+      reference: ref(5321, "4.1.1.3"),
+    },
+  },
+  chunkOk: { code: 250, enhancedStatus: "2.0.0", text: (size) => `Ok: ${size} octets received` },
+  vrfy: {
+    code: 252,
+    enhancedStatus: "2.5.2",
+    text: "Cannot VRFY user, but will accept message and attempt delivery",
+    note: {
+      title: "Cannot VRFY user",
+      rule: "will not verify, but will accept mail for it",
+      meaning: "The server does not say which mailboxes exist.",
+      reference: ref(5321, "3.5.3"),
+    },
+  },
+  help: {
+    code: 214,
+    enhancedStatus: "2.0.0",
+    text: [
+      "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+      "See RFC 5321 for what each one does",
+    ],
+  },
+  startData: {
+    code: 354,
+    text: "End data with <CR><LF>.<CR><LF>",
+    note: {
+      title: "Start mail input",
+      rule: "send the content, end it with a line holding only a dot",
+      meaning: "Lines of content that start with a dot get a second one (RFC 5321 §4.5.2).",
+      reference: ref(5321, "4.1.1.4"),
+    },
+  },
+  closing: { code: 421, enhancedStatus: "4.4.2", text: (why) => why },
+  shuttingDown: {
+    code: 421,
+    enhancedStatus: "4.3.2",
+    text: "Service shutting down, try again later",
+    note: {
+      title: "Shutting down",
+      rule: "the server is stopping: try again later",
+      meaning: "A server that must shut down answers 421 and closes (RFC 5321 §3.8).",
+      reference: ref(5321, "3.8"),
+    },
+  },
+  tooManyConnections: {
+    code: 421,
+    enhancedStatus: "4.7.0",
+    text: "Too many connections, try again later",
+  },
+  timeout: {
+    code: 421,
+    enhancedStatus: "4.4.2",
+    text: "Timeout waiting for input, closing connection",
+    note: {
+      title: "Timeout or bad connection",
+      rule: "closing: the client was silent too long, or the connection is failing",
+      meaning: "Each wait has its own timeout; the server waits at least 5 minutes for a " +
+        "command. The client tries again later.",
+      reference: ref(5321, "4.5.3.2"),
+    },
+  },
+  tooManyRecipients: {
+    code: 452,
+    enhancedStatus: "4.5.3",
+    text: "Too many recipients",
+    note: {
+      title: "Too many recipients",
+      rule: "too many recipients: send the others in another transaction",
+      meaning: '"Too many recipients" is 452, a transient failure, and not 552: the ' +
+        "client delivers to the recipients accepted so far, then sends the rest again.",
+      reference: ref(5321, "4.5.3.1.10"),
+    },
+  },
+  storageFailed: {
+    code: 451,
+    enhancedStatus: "4.3.0",
+    text: "Local error in processing, message not queued, try again later",
+    note: {
+      title: "Local error in processing",
+      rule: "the message was not stored: try again later",
+      meaning: "Nothing was accepted; the client keeps the message and tries again.",
+      reference: ref(5321, "4.2.3"),
+    },
+  },
+  unknownCommand: {
+    code: 500,
+    enhancedStatus: "5.5.2",
+    text: "Command not recognized",
+    note: {
+      title: "Command not recognized",
+      rule: "unknown command: the session goes on",
+      meaning: "A server answers 500 and carries on; it never closes on an unknown command.",
+      reference: ref(5321, "4.2.4"),
+    },
+  },
+  lineTooLong: {
+    code: 500,
+    enhancedStatus: "5.5.2",
+    text: "Line too long (see RFC 5321 §4.5.3.1)",
+  },
+  syntax: { code: 501, enhancedStatus: "5.5.4", text: (what) => what },
+  badSequence: {
+    code: 503,
+    enhancedStatus: "5.5.1",
+    text: (what) => what,
+    note: {
+      title: "Bad sequence of commands",
+      rule: "not now: commands out of order",
+      meaning: "Which command is legal when: EHLO first, then MAIL, RCPT, DATA.",
+      reference: ref(5321, "4.1.4"),
+    },
+  },
+  notImplemented: {
+    code: 502,
+    enhancedStatus: "5.5.1",
+    text: "Command not implemented",
+    note: {
+      title: "Command not implemented",
+      rule: "known, but not offered here",
+      meaning: "A server never advertises a command it answers with 502.",
+      reference: ref(5321, "4.2.4"),
+    },
+  },
+  unknownParameter: {
+    code: 555,
+    enhancedStatus: "5.5.4",
+    text: (name) => `Parameter "${name}" not recognized`,
+    note: {
+      title: "Parameter not recognized",
+      rule: "an unknown MAIL or RCPT parameter",
+      meaning: "A parameter after the address that the server does not know or offer gets " +
+        "555; one it cannot honour just now gets 455.",
+      reference: ref(5321, "4.1.1.11"),
+    },
+  },
+  bareLineEnding: {
+    code: 550,
+    enhancedStatus: "5.6.11",
+    text:
+      "Message refused: bare CR or LF in the content, lines must end with CRLF (RFC 5321 §2.3.8)",
+    note: {
+      title: "Bare CR or LF in the content",
+      rule: "lines must end with CRLF: bare CR or LF refused (SMTP smuggling)",
+      meaning: "Only CRLF ends a line, so only <CRLF>.<CRLF> ends the content. A message with " +
+        "a bare CR or LF is refused as a whole, so no server can be tricked into seeing a " +
+        "second, forged message inside it.",
+      reference: ref(5321, "2.3.8"),
+    },
+  },
+  messageTooBig: {
+    code: 552,
+    enhancedStatus: "5.3.4",
+    text: "Message size exceeds fixed maximum message size",
+    note: {
+      title: "Message too big",
+      rule: "over the size limit advertised as SIZE",
+      meaning: "Checked at MAIL when SIZE= declares the size, and again while the content " +
+        "arrives.",
+      reference: ref(1870),
+    },
+  },
+  noSuchUser: {
+    code: 550,
+    enhancedStatus: "5.1.1",
+    text: "No such user here",
+    note: {
+      title: "No such user",
+      rule: "no such mailbox here",
+      meaning: "A permanent failure for this recipient; the others are not affected.",
+      reference: ref(3463, "3.2"),
+    },
+  },
+  mailboxNameUnusable: {
+    code: 550,
+    enhancedStatus: "5.1.3",
+    text: "Bad destination mailbox address: too long to be a mailbox name here",
+    note: {
+      title: "Bad destination mailbox address syntax",
+      rule: "this address cannot name a mailbox here",
+      meaning: "The local part could never be a mailbox on this server (too long for a " +
+        "directory name, say). Refused at RCPT, while the client is there to be told, " +
+        "rather than bounced later to a sender who may be forged.",
+      reference: ref(3463, "3.2"),
+    },
+  },
+  relayDenied: {
+    code: 554,
+    enhancedStatus: "5.7.1",
+    text: "Relay access denied",
+    note: {
+      title: "Relay access denied",
+      rule: "not relayed: this domain is not ours and you are not our user",
+      meaning: "A server takes mail for its own domains from anyone, and for other domains " +
+        "only from its own users. Otherwise it would be an open relay.",
+      reference: ref(3463, "3.8"),
+    },
+  },
+  noValidRecipients: {
+    code: 554,
+    enhancedStatus: "5.5.1",
+    text: "No valid recipients",
+    note: {
+      title: "No valid recipients",
+      rule: "no recipient was accepted, so no content",
+      meaning: "DATA or BDAT with no accepted recipient is refused; the client must not send " +
+        "the content.",
+      reference: ref(5321, "3.3"),
+    },
+  },
+  needsSmtputf8: {
+    code: 553,
+    enhancedStatus: "5.6.7",
+    text: "Non-ASCII address needs the SMTPUTF8 parameter",
+    note: {
+      title: "Non-ASCII address without SMTPUTF8",
+      rule: "a UTF-8 address needs the SMTPUTF8 parameter",
+      meaning: "Internationalized addresses need SMTPUTF8 on MAIL FROM.",
+      reference: ref(6531, "3.5"),
+    },
+  },
+  loopDetected: {
+    code: 554,
+    enhancedStatus: "5.4.6",
+    text: "Too many Received headers, mail loop suspected",
+    note: {
+      title: "Mail loop",
+      rule: "too many Received fields: a mail loop",
+      meaning: "A message that has passed through 100 or more servers is looping.",
+      reference: ref(5321, "6.3"),
+    },
+  },
+  readyForTls: {
+    code: 220,
+    enhancedStatus: "2.0.0",
+    text: "Ready to start TLS",
+    note: {
+      title: "Ready to start TLS",
+      rule: "STARTTLS accepted: the TLS handshake starts now",
+      meaning: "After the handshake both sides forget what they knew; the client says EHLO " +
+        "again (RFC 3207 §4.2).",
+      reference: ref(3207, "4"),
+    },
+  },
+  tlsAlreadyActive: { code: 503, enhancedStatus: "5.5.1", text: "TLS is already active" },
+  authSucceeded: {
+    code: 235,
+    enhancedStatus: "2.7.0",
+    text: "Authentication successful",
+    note: {
+      title: "Authentication succeeded",
+      rule: "logged in",
+      meaning: "The session now acts for the authenticated user.",
+      reference: ref(4954, "6"),
+    },
+  },
+  authFailed: {
+    code: 535,
+    enhancedStatus: "5.7.8",
+    text: "Authentication credentials invalid",
+    note: {
+      title: "Authentication credentials invalid",
+      rule: "AUTH: wrong user name or password",
+      meaning: "Ask the user again; do not retry the same credentials.",
+      reference: ref(4954, "6"),
+    },
+  },
+  encryptionRequired: {
+    code: 538,
+    enhancedStatus: "5.7.11",
+    text: "Encryption required for requested authentication mechanism, use STARTTLS first",
+    note: {
+      title: "Encryption required for requested authentication mechanism",
+      rule: "AUTH: use STARTTLS first",
+      meaning: "Passwords are not sent over an unencrypted connection.",
+      reference: ref(4954, "6"),
+    },
+  },
+  authRequired: {
+    code: 530,
+    enhancedStatus: "5.7.0",
+    text: "Authentication required",
+    note: {
+      title: "Authentication required",
+      rule: "log in (AUTH) before MAIL",
+      meaning: "Submission servers take mail only from their users (RFC 6409 §4.3).",
+      reference: ref(4954, "6"),
+    },
+  },
+  alreadyAuthenticated: { code: 503, enhancedStatus: "5.5.1", text: "Already authenticated" },
+  unknownMechanism: {
+    code: 504,
+    enhancedStatus: "5.5.4",
+    text: "Unrecognized authentication type",
+  },
+  authCancelled: { code: 501, enhancedStatus: "5.7.0", text: "Authentication cancelled" },
+  authNotBase64: {
+    code: 501,
+    enhancedStatus: "5.5.2",
+    text: "Cannot decode the response, base64 expected",
+  },
+  authMalformed: {
+    code: 501,
+    enhancedStatus: "5.5.2",
+    text: "Cannot read the credentials in the response",
+  },
+  authLineTooLong: {
+    code: 500,
+    enhancedStatus: "5.5.6",
+    text: "Authentication exchange line is too long",
+    note: {
+      title: "Authentication exchange line is too long",
+      rule: "AUTH: line too long",
+      meaning: "AUTH lines may be up to 12,288 octets (RFC 4954 §4); this one was longer.",
+      reference: ref(4954, "6"),
+    },
+  },
+  authUnavailable: {
+    code: 454,
+    enhancedStatus: "4.7.0",
+    text: "Temporary authentication failure, try again later",
+    note: {
+      title: "Temporary authentication failure",
+      rule: "AUTH cannot be checked now: try again later",
+      meaning: "The server could not check the credentials at the moment.",
+      reference: ref(4954, "6"),
+    },
+  },
+  tooManyAuthFailures: {
+    code: 421,
+    enhancedStatus: "4.7.0",
+    text: "Too many failed authentication attempts from your address, try again later",
+  },
+  senderNotOwned: {
+    code: 553,
+    enhancedStatus: "5.7.1",
+    text: (user) => `Sender address not owned by user <${user}>`,
+    note: {
+      title: "Sender address not owned",
+      rule: "you may not send as this address",
+      meaning: "A submission server checks that users send only as their own addresses " +
+        "(RFC 6409 §6.1).",
+      reference: ref(6409, "6.1"),
+    },
+  },
+  earlyTalker: {
+    code: 421,
+    enhancedStatus: "4.7.0",
+    text: "You talked before the greeting (RFC 5321 §4.3.1), closing connection",
+  },
+};
+
+/** A reply of the table, or the function that makes it, whatever its arguments. */
+type NamedReply = Reply | ((...args: never[]) => Reply);
+
+/** Makes the ready reply of one entry, once, when the module loads. */
+function namedReply(entry: ReplyEntry<NamedReply>): NamedReply {
+  const { code, enhancedStatus } = entry;
+  const text: unknown = entry.text;
+  if (typeof text === "function") {
+    const make = text as (...args: never[]) => string;
+    return (...args: never[]) => reply(code, enhancedStatus, make(...args));
+  }
+  return reply(code, enhancedStatus, ...(typeof text === "string" ? [text] : text as string[]));
+}
+
+/**
+ * Named replies tern sends, made from {@linkcode REPLY_TABLE}: each is a
+ * ready {@linkcode Reply}, or a function that makes one for the replies
+ * whose text varies.
  *
  * @example
  * ```ts
@@ -221,81 +669,6 @@ export interface Replies {
  * console.log(formatReply(REPLIES.noSuchUser, true)); // "550 5.1.1 No such user here\r\n"
  * ```
  */
-export const REPLIES: Replies = {
-  helo: (hostname, clientName) => reply(250, undefined, `${hostname} greets ${clientName}`),
-  bye: reply(221, "2.0.0", "Bye"),
-  ok: reply(250, "2.0.0", "Ok"),
-  noop: reply(250, "2.0.0", "Ok"),
-  reset: reply(250, "2.0.0", "Ok: transaction reset"),
-  senderOk: reply(250, "2.1.0", "Ok: sender accepted"),
-  recipientOk: reply(250, "2.1.5", "Ok: recipient accepted"),
-  chunkOk: (size) => reply(250, "2.0.0", `Ok: ${size} octets received`),
-  vrfy: reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"),
-  help: reply(
-    214,
-    "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
-    "See RFC 5321 for what each one does",
-  ),
-  startData: reply(354, undefined, "End data with <CR><LF>.<CR><LF>"),
-  closing: (why) => reply(421, "4.4.2", why),
-  shuttingDown: reply(421, "4.3.2", "Service shutting down, try again later"),
-  tooManyConnections: reply(421, "4.7.0", "Too many connections, try again later"),
-  timeout: reply(421, "4.4.2", "Timeout waiting for input, closing connection"),
-  tooManyRecipients: reply(452, "4.5.3", "Too many recipients"),
-  storageFailed: reply(
-    451,
-    "4.3.0",
-    "Local error in processing, message not queued, try again later",
-  ),
-  unknownCommand: reply(500, "5.5.2", "Command not recognized"),
-  lineTooLong: reply(500, "5.5.2", "Line too long (see RFC 5321 §4.5.3.1)"),
-  syntax: (what) => reply(501, "5.5.4", what),
-  badSequence: (what) => reply(503, "5.5.1", what),
-  notImplemented: reply(502, "5.5.1", "Command not implemented"),
-  unknownParameter: (name) => reply(555, "5.5.4", `Parameter "${name}" not recognized`),
-  bareLineEnding: reply(
-    550,
-    "5.6.11",
-    "Message refused: bare CR or LF in the content, lines must end with CRLF (RFC 5321 §2.3.8)",
-  ),
-  messageTooBig: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"),
-  noSuchUser: reply(550, "5.1.1", "No such user here"),
-  mailboxNameUnusable: reply(
-    550,
-    "5.1.3",
-    "Bad destination mailbox address: too long to be a mailbox name here",
-  ),
-  relayDenied: reply(554, "5.7.1", "Relay access denied"),
-  noValidRecipients: reply(554, "5.5.1", "No valid recipients"),
-  needsSmtputf8: reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"),
-  loopDetected: reply(554, "5.4.6", "Too many Received headers, mail loop suspected"),
-  readyForTls: reply(220, "2.0.0", "Ready to start TLS"),
-  tlsAlreadyActive: reply(503, "5.5.1", "TLS is already active"),
-  authSucceeded: reply(235, "2.7.0", "Authentication successful"),
-  authFailed: reply(535, "5.7.8", "Authentication credentials invalid"),
-  encryptionRequired: reply(
-    538,
-    "5.7.11",
-    "Encryption required for requested authentication mechanism, use STARTTLS first",
-  ),
-  authRequired: reply(530, "5.7.0", "Authentication required"),
-  alreadyAuthenticated: reply(503, "5.5.1", "Already authenticated"),
-  unknownMechanism: reply(504, "5.5.4", "Unrecognized authentication type"),
-  authCancelled: reply(501, "5.7.0", "Authentication cancelled"),
-  authNotBase64: reply(501, "5.5.2", "Cannot decode the response, base64 expected"),
-  authMalformed: reply(501, "5.5.2", "Cannot read the credentials in the response"),
-  authLineTooLong: reply(500, "5.5.6", "Authentication exchange line is too long"),
-  authUnavailable: reply(454, "4.7.0", "Temporary authentication failure, try again later"),
-  tooManyAuthFailures: reply(
-    421,
-    "4.7.0",
-    "Too many failed authentication attempts from your address, try again later",
-  ),
-  senderNotOwned: (user) => reply(553, "5.7.1", `Sender address not owned by user <${user}>`),
-  earlyTalker: reply(
-    421,
-    "4.7.0",
-    "You talked before the greeting (RFC 5321 §4.3.1), closing connection",
-  ),
-};
+export const REPLIES: Replies = Object.fromEntries(
+  Object.entries(REPLY_TABLE).map(([name, entry]) => [name, namedReply(entry)]),
+) as unknown as Replies;

@@ -30,7 +30,11 @@
  *                                                   └─ end of data / RSET ◀─ BDAT ─┘
  * ```
  *
- * Which command is legal in which state lives in {@linkcode SEQUENCE} (§4.1.4).
+ * Each command is one entry of the table in `server_commands.ts`: the
+ * states where it is legal (§4.1.4; elsewhere, `503 5.5.1`), its check, and
+ * its effect, including the question it puts to the caller and what its
+ * answer does. This file reads the bytes, looks each verb up there, and
+ * keeps the order of replies. docs/state-machine.md draws the table.
  *
  * ## STARTTLS and AUTH
  *
@@ -62,172 +66,52 @@
  * @module
  */
 
-import { type Command, type Parameters, parseCommand } from "./command.ts";
-import { DataDecoder } from "./data_decoder.ts";
-import type { BodyType, DsnNotify, Envelope, RecipientDsn } from "./envelope.ts";
-import { parseEnvid, parseNotify, parseOrcpt } from "./dsn_parameters.ts";
-import { formatMailbox, isNonAscii } from "./path.ts";
+import { type Command, parseCommand } from "./command.ts";
+import type { Envelope } from "./envelope.ts";
+import { formatMailbox } from "./path.ts";
 import { formatReply, isPositive, REPLIES, type Reply, reply } from "./reply.ts";
-import { heloNameProblem } from "./helo.ts";
+import type { SaslExchange, SaslMechanism } from "./sasl.ts";
+import type {
+  ReplyContext,
+  ReplyStage,
+  ServerSessionOptions,
+  SessionEvent,
+  SessionState,
+} from "./server_session_types.ts";
 import {
-  parseSaslMechanism,
-  type SaslCredentials,
-  SaslExchange,
-  type SaslMechanism,
-  type SaslStep,
-} from "./sasl.ts";
+  type CommandRule,
+  ehloKeywords,
+  isRefusal,
+  messageAnswered,
+  type Question,
+  saslStep,
+  SERVER_COMMANDS,
+  type SessionMachine,
+  type Transaction,
+} from "./server_commands.ts";
 
-/** Where the session stands. */
-export type SessionState =
-  | "greeting" // before the banner
-  | "connected" // banner sent, no EHLO/HELO yet
-  | "ready" // greeted, no transaction
-  | "mail" // MAIL accepted, no recipient yet
-  | "rcpt" // at least one recipient accepted
-  | "data" // reading content after DATA
-  | "bdat" // between or inside BDAT chunks
-  | "closed";
-
-/** What the session reports. Questions (`sender`, `recipient`, `open`, `message`, `auth`) wait for {@linkcode ServerSession.answer}. */
-export type SessionEvent =
-  /**
-   * Write these bytes to the client; `replies` are the same, parsed, for
-   * traces, and `contexts[i]` says what `replies[i]` answers, for logs.
-   */
-  | {
-    readonly type: "send";
-    readonly bytes: Uint8Array;
-    readonly replies: readonly Reply[];
-    readonly contexts: readonly ReplyContext[];
-  }
-  /** A command line was read (for traces; AUTH lines are never reported). */
-  | { readonly type: "command"; readonly line: string }
-  /** Question: accept this reverse-path (`""` is `<>`)? */
-  | { readonly type: "sender"; readonly reversePath: string; readonly parameters: Parameters }
-  /** Question: accept this forward-path? (`"Postmaster"` alone for RFC 5321 §4.5.1.) */
-  | { readonly type: "recipient"; readonly forwardPath: string; readonly parameters: Parameters }
-  /** Question: content is about to come; open the store (a positive reply lets it come). */
-  | { readonly type: "open"; readonly envelope: Envelope }
-  /** Decoded message content, in order; store it. */
-  | { readonly type: "content"; readonly chunk: Uint8Array }
-  /** Question: the content is complete; take the message? The reply is the final one. */
-  | { readonly type: "message"; readonly envelope: Envelope }
-  /** Throw away the content stored for this transaction: it will not be committed. */
-  | { readonly type: "discard"; readonly reason: string }
-  /**
-   * Question: are these credentials right? A 2yz answer (`235 2.7.0`)
-   * authenticates the session (RFC 4954 §4). Holds a password: never log it.
-   */
-  | { readonly type: "auth"; readonly credentials: SaslCredentials }
-  /**
-   * The `220` to STARTTLS is in the `send` before this event: once it is
-   * written, run the server side of the TLS handshake, and from then on feed
-   * only decrypted bytes (RFC 3207 §4). `discarded` octets of plaintext that
-   * followed STARTTLS were thrown away; drop anything more that arrives in
-   * plaintext too.
-   */
-  | { readonly type: "starttls"; readonly discarded: number }
-  /** Close the connection (after writing what was sent). */
-  | { readonly type: "close" };
-
-/**
- * The step of the dialogue a reply answers: `connect` (the banner), `helo`
- * (EHLO or HELO), `starttls`, `auth` (AUTH and its exchange), `mail`, `rcpt`,
- * `data` (the DATA command), `bdat` (a BDAT chunk), `end-of-data` (the final
- * reply to the content, DATA or BDAT LAST), `command` (any other line, or one
- * that could not be read), `session` (a close from outside: a timeout, a
- * shutdown, an early talker).
- */
-export type ReplyStage =
-  | "connect"
-  | "helo"
-  | "starttls"
-  | "auth"
-  | "mail"
-  | "rcpt"
-  | "data"
-  | "bdat"
-  | "end-of-data"
-  | "command"
-  | "session";
-
-/** What one reply answers, for logs: the step, and the envelope as it stood. */
-export interface ReplyContext {
-  /** The step answered. */
-  readonly stage: ReplyStage;
-  /** The EHLO/HELO name given so far, `""` before any. */
-  readonly clientName: string;
-  /**
-   * The reverse-path of the MAIL answered or of the transaction (`""` is
-   * `<>`), `null` outside a transaction.
-   */
-  readonly reversePath: string | null;
-  /** The forward-path of the RCPT answered; at DATA, BDAT and the end of data, the accepted ones. */
-  readonly forwardPaths: readonly string[];
-}
+export type {
+  ReplyContext,
+  ReplyStage,
+  ServerSessionOptions,
+  SessionEvent,
+  SessionState,
+} from "./server_session_types.ts";
 
 const NO_PATHS: readonly string[] = Object.freeze([]);
 
-/** Options of {@linkcode ServerSession}. */
-export interface ServerSessionOptions {
-  /** Our name, for the banner and EHLO. */
-  hostname: string;
-  /** Largest message in octets, advertised as SIZE (RFC 1870); 0 for no limit. @default {26214400} */
-  maxMessageSize?: number;
-  /** Recipients per transaction (RFC 5321 §4.5.3.1.8: at least 100). @default {100} */
-  maxRecipients?: number;
-  /**
-   * Longest command line, CRLF included. RFC 5321 §4.5.3.1.4 sets 512 and
-   * lets extensions raise it; parameters such as SIZE, BODY, SMTPUTF8 and the
-   * DSN ones do. @default {2048}
-   */
-  maxCommandLength?: number;
-  /** RFC 5321 §6.3: a message with more `Received:` fields than this is refused as a loop. @default {100} */
-  maxReceived?: number;
-  /** Errors (5yz replies to commands) after which the session is closed with 421. @default {20} */
-  maxErrors?: number;
-  /** The banner text after the hostname. @default {"ESMTP"} */
-  banner?: string;
-  /**
-   * Offer STARTTLS (RFC 3207): the caller can upgrade the connection when the
-   * session reports `starttls`. @default {false}
-   */
-  startTls?: boolean;
-  /** The connection is encrypted from its start (implicit TLS, RFC 8314 §3). @default {false} */
-  implicitTls?: boolean;
-  /** SASL mechanisms offered by AUTH (RFC 4954), in order; none: AUTH is not offered. @default {[]} */
-  authMechanisms?: readonly SaslMechanism[];
-  /** Offer and accept AUTH only on an encrypted connection (RFC 4954 §4, RFC 8314 §3). @default {true} */
-  authRequiresTls?: boolean;
-  /** Longest AUTH command or response line, CRLF included (RFC 4954 §4: 12,288). @default {12288} */
-  maxAuthLineLength?: number;
-}
-
 /**
  * RFC 5321 §4.1.4: which states each command is legal in, and the reply
- * otherwise. Commands not listed are legal in every state.
+ * otherwise; commands not listed are legal in every state. Read from
+ * {@linkcode SERVER_COMMANDS}, the table in `server_commands.ts`.
  */
 export const SEQUENCE: Partial<
   Record<Command["verb"], { allowed: readonly SessionState[]; otherwise: Reply }>
-> = {
-  MAIL: {
-    allowed: ["ready"],
-    otherwise: REPLIES.badSequence("Send EHLO or HELO first, or finish this transaction (RSET)"),
-  },
-  RCPT: { allowed: ["mail", "rcpt"], otherwise: REPLIES.badSequence("Need MAIL before RCPT") },
-  DATA: { allowed: ["rcpt"], otherwise: REPLIES.badSequence("Need RCPT before DATA") },
-  BDAT: { allowed: ["rcpt", "bdat"], otherwise: REPLIES.badSequence("Need RCPT before BDAT") },
-  // RFC 3207 §4: STARTTLS is an EHLO extension; it resets the session, so not inside a transaction.
-  STARTTLS: {
-    allowed: ["ready"],
-    otherwise: REPLIES.badSequence("STARTTLS needs EHLO first, and no transaction in progress"),
-  },
-  // RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
-  AUTH: {
-    allowed: ["ready"],
-    otherwise: REPLIES.badSequence("AUTH needs EHLO first, and no transaction in progress"),
-  },
-};
+> = Object.fromEntries(
+  Object.entries(SERVER_COMMANDS).flatMap(([verb, r]) =>
+    r.legal === null ? [] : [[verb, { allowed: r.legal, otherwise: r.otherwise }]]
+  ),
+);
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -237,42 +121,6 @@ function maskAuth(line: string): string {
   const parts = line.split(" ").filter((p) => p !== "");
   return parts.length > 2 ? `${parts[0]} ${parts[1]} ****` : parts.join(" ");
 }
-
-interface Transaction {
-  reversePath: string;
-  body: BodyType;
-  smtputf8: boolean;
-  declaredSize?: number;
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  forwardPaths: string[];
-  /** RFC 3461 parameters of each accepted RCPT, in order. */
-  recipientDsn: RecipientDsn[];
-  /** Content is being stored (the "open" question was answered yes). */
-  opened: boolean;
-  decoder?: DataDecoder;
-  /** Content was thrown away; the reply at the end is this. */
-  refusal?: Reply;
-  /** A BDAT transaction whose chunks are all refused with this. */
-  failed?: Reply;
-}
-
-type Pending =
-  | {
-    kind: "sender";
-    reversePath: string;
-    parameters: Parameters;
-    body: BodyType;
-    smtputf8: boolean;
-    size?: number;
-    ret?: "FULL" | "HDRS";
-    envid?: string;
-  }
-  | { kind: "recipient"; forwardPath: string; dsn: RecipientDsn }
-  | { kind: "open-data" }
-  | { kind: "open-bdat"; size: number; last: boolean }
-  | { kind: "message" }
-  | { kind: "auth"; username: string };
 
 /**
  * One SMTP server session. Feed it the client's bytes; send what it says to
@@ -322,7 +170,7 @@ export class ServerSession {
   #clientName = "";
   #errors = 0;
   #transaction: Transaction | null = null;
-  #pending: Pending | null = null;
+  #pending: Question | null = null;
   #input: Uint8Array = new Uint8Array(0);
   #offset = 0;
   #discardingLine: "command" | "auth" | null = null; // inside an over-long line
@@ -337,6 +185,7 @@ export class ServerSession {
   #outText = "";
   #events: SessionEvent[] = [];
   #stopping = false;
+  #machine: SessionMachine;
 
   /**
    * Makes a session for one connection; {@linkcode ServerSession.start} sends the greeting.
@@ -356,6 +205,85 @@ export class ServerSession {
     this.#mechanisms = options.authMechanisms ?? [];
     this.#authRequiresTls = options.authRequiresTls ?? true;
     this.#maxAuthLine = options.maxAuthLineLength ?? 12288;
+    this.#machine = this.#makeMachine();
+  }
+
+  /** What the command table reads and does: this session's facts and transitions. */
+  #makeMachine(): SessionMachine {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      get state() {
+        return self.#state;
+      },
+      get hostname() {
+        return self.#hostname;
+      },
+      get isTls() {
+        return self.#isTls;
+      },
+      get canStartTls() {
+        return self.#canStartTls;
+      },
+      get mechanisms() {
+        return self.#mechanisms;
+      },
+      get authRequiresTls() {
+        return self.#authRequiresTls;
+      },
+      get authenticatedAs() {
+        return self.#authenticatedAs;
+      },
+      get maxMessageSize() {
+        return self.#maxSize;
+      },
+      get maxRecipients() {
+        return self.#maxRecipients;
+      },
+      get transaction() {
+        return self.#transaction;
+      },
+      reply: (r) => this.#reply(r),
+      error: (r) => this.#error(r),
+      countError: () => void this.#errors++,
+      enter: (state) => void (this.#state = state),
+      ask: (question, event) => this.#ask(question, event),
+      endTransaction: () => this.#endTransaction(),
+      beginTransaction: (t) => void (this.#transaction = t),
+      greet: (clientName, extended) => {
+        this.#clientName = clientName;
+        this.#extended = extended;
+      },
+      restartInTls: () => this.#restartInTls(),
+      authenticated: (username) => void (this.#authenticatedAs = username),
+      awaitSasl: (exchange) => void (this.#sasl = exchange),
+      readChunk: (size, last) => {
+        this.#state = "bdat";
+        this.#bdat = { remaining: size, last };
+      },
+      skipThenReply: (size, r) => this.#skipThenReply(size, r),
+      close: (r) => this.#close(r),
+      envelope: (t) => this.#envelope(t),
+    };
+  }
+
+  /**
+   * RFC 3207 §4.2: after the 220 to STARTTLS, "the server MUST discard any
+   * knowledge obtained from the client, such as the argument to the EHLO
+   * command". Plaintext pipelined after STARTTLS is dropped, never answered
+   * inside TLS (CVE-2011-0411): STARTTLS must be the last command of its group.
+   */
+  #restartInTls(): void {
+    this.#endTransaction();
+    this.#state = "connected";
+    this.#clientName = "";
+    this.#extended = false;
+    this.#authenticatedAs = null;
+    this.#isTls = true;
+    const discarded = this.#input.length - this.#offset;
+    this.#input = new Uint8Array(0);
+    this.#offset = 0;
+    this.#emit({ type: "starttls", discarded });
   }
 
   /** Where the session stands. */
@@ -460,69 +388,15 @@ export class ServerSession {
     const t = this.#transaction;
     if (r.code === 421) {
       // RFC 5321 §3.8: 421 closes the connection, whatever the question was.
-      if (pending.kind === "message" && t) t.opened = false; // the caller dealt with the store
+      if (pending.verb === "end-of-data" && t) t.opened = false; // the caller dealt with the store
       this.#close(r);
       return this.#drain();
     }
-    switch (pending.kind) {
-      case "sender":
-        if (ok) {
-          this.#transaction = {
-            reversePath: pending.reversePath,
-            body: pending.body,
-            smtputf8: pending.smtputf8,
-            ...(pending.size === undefined ? {} : { declaredSize: pending.size }),
-            ...(pending.ret === undefined ? {} : { ret: pending.ret }),
-            ...(pending.envid === undefined ? {} : { envid: pending.envid }),
-            forwardPaths: [],
-            recipientDsn: [],
-            opened: false,
-          };
-          this.#state = "mail";
-        }
-        this.#reply(r);
-        break;
-      case "recipient":
-        if (ok && t) {
-          t.forwardPaths.push(pending.forwardPath);
-          t.recipientDsn.push(pending.dsn);
-          this.#state = "rcpt";
-        }
-        this.#reply(r);
-        break;
-      case "open-data":
-        if (ok && t) {
-          t.opened = true;
-          t.decoder = new DataDecoder({ dotStuffed: true });
-          this.#state = "data";
-          this.#reply(REPLIES.startData);
-        } else {
-          this.#reply(r);
-        }
-        break;
-      case "open-bdat":
-        if (ok && t) {
-          t.opened = true;
-          t.decoder = new DataDecoder({ dotStuffed: false });
-        } else if (t) {
-          t.failed = r;
-        }
-        this.#state = "bdat";
-        this.#bdat = { remaining: pending.size, last: pending.last };
-        break;
-      case "message":
-        if (t) t.opened = false; // committed or refused by the caller: nothing to discard
-        this.#endTransaction();
-        this.#reply(r);
-        break;
-      case "auth":
-        if (ok) {
-          this.#authenticatedAs = pending.username;
-          this.#reply(r);
-        } else {
-          this.#error(r); // counts toward maxErrors: guessing passwords is an error
-        }
-        break;
+    if (pending.verb === "end-of-data") {
+      messageAnswered(this.#machine, r);
+    } else {
+      const rule = SERVER_COMMANDS[pending.verb] as CommandRule<typeof pending.verb, unknown>;
+      rule.answered!(this.#machine, pending, r, ok);
     }
     if (this.#state !== "closed") this.#run();
     return this.#drain();
@@ -656,7 +530,7 @@ export class ServerSession {
       // It carries credentials: reported masked, for traces.
       this.#events.push({ type: "command", line: "****" });
       if (this.#stopping) this.#close(REPLIES.shuttingDown);
-      else this.#saslStep(sasl, sasl.respond(line));
+      else saslStep(this.#machine, sasl, sasl.respond(line));
       return true;
     }
     this.#command(line);
@@ -737,7 +611,7 @@ export class ServerSession {
       this.#error(r);
       return;
     }
-    this.#ask({ kind: "message" }, { type: "message", envelope: this.#envelope(t) });
+    this.#ask({ verb: "end-of-data" }, { type: "message", envelope: this.#envelope(t) });
   }
 
   // --- commands -------------------------------------------------------------
@@ -761,94 +635,26 @@ export class ServerSession {
       this.#error(REPLIES.unknownCommand);
       return;
     }
-    if (
-      (command.verb === "STARTTLS" && !this.#canStartTls) ||
-      (command.verb === "AUTH" && this.#mechanisms.length === 0)
-    ) {
+    // The one lookup: everything about this verb is its entry in the table.
+    const rule = SERVER_COMMANDS[command.verb] as CommandRule<typeof command.verb, unknown>;
+    const machine = this.#machine;
+    if (rule.offered !== undefined && !rule.offered(machine)) {
       // RFC 5321 §4.2.4: 502 for a command we recognize but do not offer here.
       this.#error(REPLIES.notImplemented);
       return;
     }
-    const rule = SEQUENCE[command.verb];
-    if (rule && !rule.allowed.includes(this.#state)) {
-      this.#outOfSequence(command, rule.otherwise);
+    if (rule.legal !== null && !rule.legal.includes(this.#state)) {
+      const r = rule.otherwiseIn?.[this.#state] ?? rule.otherwise;
+      if (rule.refuseOutOfSequence !== undefined) rule.refuseOutOfSequence(machine, command, r);
+      else this.#error(r);
       return;
     }
-    switch (command.verb) {
-      case "EHLO":
-      case "HELO":
-        return this.#hello(command.verb, command.domain);
-      case "MAIL":
-        return this.#mail(
-          command.reversePath === null ? "" : formatMailbox(command.reversePath),
-          command.parameters,
-        );
-      case "RCPT":
-        return this.#rcpt(
-          command.forwardPath === null ? "Postmaster" : formatMailbox(command.forwardPath),
-          command.parameters,
-        );
-      case "DATA":
-        // RFC 5321 §4.1.1.4: the content comes only after our 354.
-        this.#ask({ kind: "open-data" }, {
-          type: "open",
-          envelope: this.#envelope(this.#transaction!),
-        });
-        return;
-      case "BDAT":
-        return this.#bdatCommand(command.size, command.last);
-      case "RSET":
-        // RFC 5321 §4.1.1.5
-        this.#endTransaction();
-        if (this.#state !== "connected") this.#state = "ready";
-        this.#reply(REPLIES.reset);
-        return;
-      case "NOOP":
-        this.#reply(REPLIES.noop);
-        return;
-      case "HELP":
-        this.#reply(REPLIES.help);
-        return;
-      case "VRFY":
-        // RFC 5321 §3.5.3: 252 when we will not verify
-        this.#reply(REPLIES.vrfy);
-        return;
-      case "STARTTLS":
-        return this.#startTls();
-      case "AUTH":
-        return this.#auth(command.argument);
-      case "EXPN":
-        // RFC 5321 §4.2.4: 502 for a command we recognize but do not offer here.
-        this.#error(REPLIES.notImplemented);
-        return;
-      case "QUIT":
-        this.#close(REPLIES.bye);
-        return;
-    }
-  }
-
-  #outOfSequence(command: Command, otherwise: Reply): void {
-    if (command.verb === "BDAT") {
-      // RFC 3030 §3: even a refused BDAT's octets must be read.
-      const r = this.#state === "mail" ? REPLIES.noValidRecipients : otherwise;
-      this.#skipThenReply(command.size, r);
-      this.#errors++;
+    const checked = rule.check(command, machine);
+    if (isRefusal(checked)) {
+      this.#error(checked);
       return;
     }
-    if (command.verb === "DATA" && this.#state === "mail") {
-      // RFC 5321 §3.3: DATA with no valid recipient gets 554 (or 503).
-      this.#error(REPLIES.noValidRecipients);
-      return;
-    }
-    if (command.verb === "DATA" && this.#state === "bdat") {
-      this.#error(REPLIES.badSequence("DATA cannot follow BDAT in one transaction"));
-      return;
-    }
-    if (command.verb === "MAIL" && this.#state !== "connected") {
-      this.#error(REPLIES.badSequence("Nested MAIL command: finish or RSET the transaction first"));
-      return;
-    }
-    this.#error(otherwise);
+    rule.effect(machine, command, checked);
   }
 
   #skipThenReply(size: number, r: Reply): void {
@@ -860,256 +666,13 @@ export class ServerSession {
     this.#bdatAfterSkip = r;
   }
 
-  /** RFC 5321 §4.1.1.1 (EHLO/HELO); a repeated greeting resets the transaction (§4.1.4). */
-  #hello(verb: "EHLO" | "HELO", domain: string): void {
-    const problem = heloNameProblem(domain);
-    if (problem !== null) {
-      // §4.1.4: after a refused EHLO the server stays in the state it was in,
-      // so a transaction and an earlier greeting survive. The name is not
-      // echoed: it is what was wrong.
-      this.#error(REPLIES.syntax(`${verb} ${problem}`));
-      return;
-    }
-    this.#endTransaction();
-    this.#clientName = domain;
-    this.#extended = verb === "EHLO";
-    this.#state = "ready";
-    if (verb === "HELO") {
-      // §3.2: never the extended reply to HELO.
-      this.#reply(REPLIES.helo(this.#hostname, domain));
-      return;
-    }
-    this.#reply(reply(250, undefined, `${this.#hostname} greets ${domain}`, ...this.extensions()));
-  }
-
   /**
    * The EHLO keywords this session offers (RFC 5321 §4.1.1.1).
    *
    * @returns One string per keyword line.
    */
   extensions(): string[] {
-    const keywords = [
-      "PIPELINING", // RFC 2920
-      `SIZE ${this.#maxSize}`, // RFC 1870
-      "8BITMIME", // RFC 6152
-      "ENHANCEDSTATUSCODES", // RFC 2034
-      "SMTPUTF8", // RFC 6531
-      "CHUNKING", // RFC 3030
-      "DSN", // RFC 3461
-    ];
-    // RFC 3207 §4.2: once TLS is up, STARTTLS is no longer offered.
-    if (this.#canStartTls && !this.#isTls) keywords.push("STARTTLS");
-    if (this.#isAuthOffered()) keywords.push(`AUTH ${this.#mechanisms.join(" ")}`); // RFC 4954 §3
-    keywords.push("HELP");
-    return keywords;
-  }
-
-  /** RFC 4954 §4, RFC 8314 §3: AUTH only where passwords cannot be read off the wire. */
-  #isAuthOffered(): boolean {
-    return this.#mechanisms.length > 0 && (this.#isTls || !this.#authRequiresTls);
-  }
-
-  /**
-   * RFC 3207 §4: STARTTLS. The 220 goes out in plaintext; the caller then
-   * runs the handshake, and the session starts over (§4.2).
-   */
-  #startTls(): void {
-    if (this.#isTls) return this.#error(REPLIES.tlsAlreadyActive);
-    this.#reply(REPLIES.readyForTls);
-    // RFC 3207 §4.2: "the server MUST discard any knowledge obtained from the
-    // client, such as the argument to the EHLO command".
-    this.#endTransaction();
-    this.#state = "connected";
-    this.#clientName = "";
-    this.#extended = false;
-    this.#authenticatedAs = null;
-    this.#isTls = true;
-    // Plaintext pipelined after STARTTLS is dropped, never answered inside TLS
-    // (CVE-2011-0411): STARTTLS must be the last command of its group.
-    const discarded = this.#input.length - this.#offset;
-    this.#input = new Uint8Array(0);
-    this.#offset = 0;
-    this.#emit({ type: "starttls", discarded });
-  }
-
-  /** RFC 4954 §4: `AUTH mechanism [initial-response]`. */
-  #auth(argument: string): void {
-    if (!this.#isTls && this.#authRequiresTls) return this.#error(REPLIES.encryptionRequired);
-    if (this.#authenticatedAs !== null) return this.#error(REPLIES.alreadyAuthenticated);
-    const parts = argument.trim().split(/ +/);
-    const [name = "", initialResponse] = parts;
-    if (name === "" || parts.length > 2) {
-      return this.#error(REPLIES.syntax("Syntax: AUTH <mechanism> [initial-response]"));
-    }
-    const mechanism = parseSaslMechanism(name);
-    if (mechanism === null || !this.#mechanisms.includes(mechanism)) {
-      return this.#error(REPLIES.unknownMechanism);
-    }
-    const exchange = new SaslExchange(mechanism);
-    this.#saslStep(exchange, exchange.start(initialResponse ?? null));
-  }
-
-  /** Sends a challenge, reports a failure, or asks whether the credentials are right. */
-  #saslStep(exchange: SaslExchange, step: SaslStep): void {
-    switch (step.type) {
-      case "challenge":
-        this.#sasl = exchange;
-        this.#reply(reply(334, undefined, step.challenge));
-        return;
-      case "failed":
-        this.#error(step.reply);
-        return;
-      case "credentials":
-        this.#ask(
-          { kind: "auth", username: step.credentials.username },
-          { type: "auth", credentials: step.credentials },
-        );
-        return;
-    }
-  }
-
-  /** RFC 5321 §4.1.1.2 MAIL, with RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8. */
-  #mail(reversePath: string, parameters: Parameters): void {
-    let body: BodyType = "7BIT";
-    let smtputf8 = false;
-    let size: number | undefined;
-    let ret: "FULL" | "HDRS" | undefined;
-    let envid: string | undefined;
-    for (const [keyword, value] of parameters) {
-      switch (keyword) {
-        case "RET": {
-          // RFC 3461 §4.3
-          const v = value?.toUpperCase();
-          if (v !== "FULL" && v !== "HDRS") {
-            return this.#error(reply(501, "5.5.4", "RET must be FULL or HDRS (RFC 3461 §4.3)"));
-          }
-          ret = v;
-          break;
-        }
-        case "ENVID": {
-          // RFC 3461 §4.4: xtext, at most 100 characters. It goes into the
-          // header of every delivery report, so it must decode to printable
-          // US-ASCII (§4): a +0D+0A would start a forged field there.
-          const decoded = value === null ? null : parseEnvid(value);
-          if (decoded === null) {
-            return this.#error(
-              reply(
-                501,
-                "5.5.4",
-                "ENVID must be xtext of at most 100 characters that decodes to printable US-ASCII (RFC 3461 §4, §4.4)",
-              ),
-            );
-          }
-          envid = decoded;
-          break;
-        }
-        case "SIZE":
-          if (value === null || !/^[0-9]{1,20}$/.test(value)) {
-            return this.#error(REPLIES.syntax("SIZE needs a number of octets (RFC 1870)"));
-          }
-          size = Number(value);
-          if (this.#maxSize > 0 && size > this.#maxSize) return this.#error(REPLIES.messageTooBig);
-          break;
-        case "BODY": {
-          const v = value?.toUpperCase();
-          if (v !== "7BIT" && v !== "8BITMIME") {
-            return this.#error(reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME (RFC 6152)"));
-          }
-          body = v;
-          break;
-        }
-        case "SMTPUTF8":
-          if (value !== null) {
-            return this.#error(REPLIES.syntax("SMTPUTF8 takes no value (RFC 6531)"));
-          }
-          smtputf8 = true;
-          break;
-        default:
-          return this.#error(REPLIES.unknownParameter(keyword));
-      }
-    }
-    if (!smtputf8 && isNonAscii(reversePath)) return this.#error(REPLIES.needsSmtputf8);
-    const parametersCopy = new Map(parameters);
-    this.#ask(
-      {
-        kind: "sender",
-        reversePath,
-        parameters: parametersCopy,
-        body,
-        smtputf8,
-        ...(size === undefined ? {} : { size }),
-        ...(ret === undefined ? {} : { ret }),
-        ...(envid === undefined ? {} : { envid }),
-      },
-      { type: "sender", reversePath, parameters: parametersCopy },
-    );
-  }
-
-  /** RFC 5321 §4.1.1.3 RCPT. */
-  #rcpt(forwardPath: string, parameters: Parameters): void {
-    const t = this.#transaction!;
-    const dsn: { notify?: DsnNotify[]; orcpt?: string } = {};
-    for (const [keyword, value] of parameters) {
-      switch (keyword) {
-        case "NOTIFY": {
-          // RFC 3461 §4.1
-          const notify = value === null ? null : parseNotify(value);
-          if (notify === null) {
-            return this.#error(
-              reply(
-                501,
-                "5.5.4",
-                "NOTIFY must be NEVER, or some of SUCCESS,FAILURE,DELAY (RFC 3461 §4.1)",
-              ),
-            );
-          }
-          dsn.notify = notify;
-          break;
-        }
-        case "ORCPT": {
-          // RFC 3461 §4.2; like ENVID, it must decode to printable text (§4)
-          const orcpt = value === null ? null : parseOrcpt(value);
-          if (orcpt === null) {
-            return this.#error(
-              reply(
-                501,
-                "5.5.4",
-                "ORCPT must be addr-type;xtext that decodes to a printable address (RFC 3461 §4, §4.2)",
-              ),
-            );
-          }
-          dsn.orcpt = orcpt;
-          break;
-        }
-        default:
-          return this.#error(REPLIES.unknownParameter(keyword));
-      }
-    }
-    if (!t.smtputf8 && isNonAscii(forwardPath)) return this.#error(REPLIES.needsSmtputf8);
-    if (t.forwardPaths.length >= this.#maxRecipients) {
-      // RFC 5321 §4.5.3.1.10: 452, so the client sends the rest later.
-      this.#reply(REPLIES.tooManyRecipients);
-      return;
-    }
-    this.#ask(
-      { kind: "recipient", forwardPath, dsn },
-      { type: "recipient", forwardPath, parameters: new Map(parameters) },
-    );
-  }
-
-  /** RFC 3030 §2: BDAT <size> [LAST]. */
-  #bdatCommand(size: number, last: boolean): void {
-    const t = this.#transaction!;
-    if (t.failed !== undefined) {
-      this.#skipThenReply(size, t.failed);
-      return;
-    }
-    if (!t.opened) {
-      this.#ask({ kind: "open-bdat", size, last }, { type: "open", envelope: this.#envelope(t) });
-      return;
-    }
-    this.#state = "bdat";
-    this.#bdat = { remaining: size, last };
+    return ehloKeywords(this.#machine);
   }
 
   // --- helpers --------------------------------------------------------------
@@ -1203,8 +766,8 @@ export class ServerSession {
     };
   }
 
-  #ask(pending: Pending, event: SessionEvent): void {
-    this.#pending = pending;
+  #ask(question: Question, event: SessionEvent): void {
+    this.#pending = question;
     this.#emit(event);
   }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ServerSession, type SessionEvent } from "./server_session.ts";
 import { REPLIES } from "./reply.ts";
 import {
+  assertServerReplies,
   loadTranscripts,
   queuedAs,
   recipientPolicy,
@@ -58,7 +59,7 @@ function bytewise(bytes: Uint8Array): Uint8Array[] {
 for (const t of await loadTranscripts()) {
   Deno.test(`transcript ${t.name} gets the same replies fed whole, by line and by byte`, () => {
     const whole = play(t, [t.client]);
-    assert.equal(whole.output, t.server);
+    assertServerReplies(whole.output, t);
     assert.deepEqual(play(t, t.clientLines), whole);
     assert.deepEqual(play(t, bytewise(t.client)), whole);
   });
@@ -361,4 +362,37 @@ Deno.test("refused greetings count as errors: a client cannot guess forever", ()
   const events = session.receive(new TextEncoder().encode("EHLO <a>\r\nEHLO <b>\r\nEHLO <c>\r\n"));
   assert.equal(events.at(-1)?.type, "close");
   assert.equal(session.state, "closed");
+});
+
+// --- the command table ----------------------------------------------------------
+
+Deno.test("the command table: every arrow leaves a state where its command is legal", async () => {
+  const { COMMAND_STATES, SERVER_COMMANDS } = await import("./server_commands.ts");
+  for (const [verb, rule] of Object.entries(SERVER_COMMANDS)) {
+    const legal = rule.legal ?? COMMAND_STATES;
+    for (const from of Object.keys(rule.next)) {
+      assert.ok(legal.some((s) => s === from), `${verb} leads out of ${from}, where it is illegal`);
+    }
+    assert.equal(rule.otherwise.code, 503, `${verb}: out of sequence is 503 (RFC 5321 §4.1.4)`);
+  }
+});
+
+Deno.test("an out-of-order command gets its 503 from the table, and the state stays", async () => {
+  const { SERVER_COMMANDS } = await import("./server_commands.ts");
+  const session = new ServerSession({ hostname: "mx.example.test" });
+  session.start();
+  const out = session.receive(
+    new TextEncoder().encode("EHLO c.test\r\nRCPT TO:<b@example.test>\r\n"),
+  );
+  const sent = out.flatMap((e) => e.type === "send" ? e.replies : []);
+  assert.deepEqual(sent.at(-1), SERVER_COMMANDS.RCPT.otherwise);
+  assert.equal(session.state, "ready");
+});
+
+Deno.test("docs/state-machine.md is drawn from the tables (run `deno task docs`)", async () => {
+  const { renderDocs } = await import("../docs/gen.ts");
+  const path = "docs/state-machine.md";
+  const expected = (await renderDocs())[path];
+  const current = await Deno.readTextFile(new URL(`../${path}`, import.meta.url));
+  assert.ok(current === expected, `${path} is out of date: run "deno task docs"`);
 });

@@ -240,6 +240,11 @@ Deno.test({
       await page.waitForSelector("#transcript li");
       assert.deepEqual(await page.isHidden("#needs-server"), true);
       assert.deepEqual(await page.textContent("#state"), "connected");
+      // The diagram is drawn from the command table and lights one state: where the session is.
+      const lit = () => page.getAttribute("#diagram g.state.lit", "data-state");
+      assert.deepEqual(await page.locator("#diagram g.state").count(), 8);
+      assert.deepEqual(await page.locator("#diagram g.state.lit").count(), 1);
+      assert.deepEqual(await lit(), "connected");
 
       const type = async (line: string) => {
         await page.fill("#command", line);
@@ -253,11 +258,13 @@ Deno.test({
       await type("EHLO client.example.test");
       assert.deepEqual(await lastServerLine(), "250 HELP");
       assert.deepEqual(await page.textContent("#state"), "ready");
+      assert.deepEqual(await lit(), "ready");
 
       await type("MAIL FROM:<alice@client.example.test>");
       assert.deepEqual(await lastServerLine(), "250 2.1.0 Ok: sender accepted");
       assert.match(await lastNote() ?? "", /RFC 5321 §4\.1\.1\.2/);
       assert.deepEqual(await page.textContent("#reverse-path"), "<alice@client.example.test>");
+      assert.deepEqual(await lit(), "mail");
 
       await type("RCPT TO:<bob@example.test>");
       assert.deepEqual(await lastServerLine(), "250 2.1.5 Ok: recipient accepted");

@@ -6,7 +6,8 @@
 // (RFC 5321 §4.5.4.1) instead of being tried again by every message.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ClaimedMessage, KvQueue } from "../queue/kv_queue.ts";
+import { KvQueue } from "../queue/kv_queue.ts";
+import type { ClaimedMessage } from "../queue/types.ts";
 import { SmtpClient, SmtpConnectionError } from "../smtp/client.ts";
 import { NULL_LOGGER } from "../log/logger.ts";
 import { RelayTransport } from "../mta/relay.ts";

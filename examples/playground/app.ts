@@ -9,6 +9,7 @@
  */
 
 import { rfcUrl } from "../../smtp/annotations.ts";
+import { drawDiagram, lightState } from "./diagram.ts";
 import { Lab, type TranscriptLine } from "./lab.ts";
 
 const STATE_HINTS: Readonly<Record<string, string>> = {
@@ -43,6 +44,8 @@ const transcript = byId<HTMLOListElement>("transcript");
 const form = byId<HTMLFormElement>("prompt");
 const input = byId<HTMLInputElement>("command");
 const promptLabel = byId<HTMLLabelElement>("prompt-label");
+const diagram = drawDiagram();
+byId("diagram").append(diagram);
 
 let lab = new Lab();
 const history: string[] = [];
@@ -89,6 +92,7 @@ function render(): void {
   const view = lab.view;
   byId("state").textContent = view.state;
   byId("state-hint").textContent = STATE_HINTS[view.state] ?? "";
+  lightState(diagram, view.state);
   byId("client-name").textContent = view.clientName === ""
     ? "–"
     : `${view.clientName} (${view.isExtended ? "EHLO: ESMTP" : "HELO: plain SMTP"})`;

@@ -26,7 +26,7 @@ import {
   formatReference,
   type RfcReference,
 } from "../../smtp/annotations.ts";
-import { concatBytes } from "../../smtp/_bytes.ts";
+import { concatBytes } from "../../bytes/concat.ts";
 import { queuedReply, REPLIES, type Reply } from "../../smtp/reply.ts";
 import { ServerSession, type SessionEvent, type SessionState } from "../../smtp/server_session.ts";
 

@@ -1,5 +1,6 @@
 /**
- * Joins byte arrays into one.
+ * Joins byte arrays into one: the queue, the Maildir writer and the SMTP
+ * data decoder all assemble messages from chunks.
  *
  * @module
  */
@@ -12,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { concatBytes } from "./_bytes.ts";
+ * import { concatBytes } from "./concat.ts";
  * console.log(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])])); // Uint8Array(3) [ 1, 2, 3 ]
  * ```
  */

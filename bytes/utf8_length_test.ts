@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { utf8Length } from "./_utf8.ts";
+import { utf8Length } from "./utf8_length.ts";
 
 Deno.test("utf8Length agrees with TextEncoder on edge cases", () => {
   const encoder = new TextEncoder();

@@ -18,7 +18,7 @@
  *
  * @example
  * ```ts
- * import { utf8Length } from "./_utf8.ts";
+ * import { utf8Length } from "./utf8_length.ts";
  * console.log(utf8Length("abc")); // 3
  * console.log(utf8Length("é")); // 2
  * console.log(utf8Length("😀")); // 4

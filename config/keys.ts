@@ -1,0 +1,98 @@
+/**
+ * The YAML key names, per mapping: what each section may contain, for
+ * unknown-key reports and the generated reference.
+ *
+ * @module
+ */
+
+import type { ListenerMode, LogFormatName, LogLevelName } from "./types.ts";
+
+export const TOP_KEYS = [
+  "hostname",
+  "data_dir",
+  "listeners",
+  "tls",
+  "local_domains",
+  "accounts",
+  "aliases",
+  "mail_root",
+  "relay",
+  "dns",
+  "queue",
+  "limits",
+  "log",
+  "submission",
+  "srs",
+] as const;
+
+export const SRS_KEYS = ["secret_file", "domain"] as const;
+
+export const ROUTE_KEYS = ["host", "tls", "auth"] as const;
+
+export const ROUTE_AUTH_KEYS = ["username", "password_file", "allow_plaintext"] as const;
+
+export const ROUTE_TLS = ["none", "opportunistic", "require", "verify"] as const;
+
+export const LISTENER_KEYS = ["address", "port", "mode"] as const;
+
+export const TLS_KEYS = ["cert", "key"] as const;
+
+export const ACCOUNT_KEYS = ["password"] as const;
+
+export const RELAY_KEYS = [
+  "trusted_networks",
+  "routes",
+  "max_connections",
+  "max_connections_per_destination",
+] as const;
+
+export const DNS_KEYS = ["nameservers"] as const;
+
+export const QUEUE_KEYS = ["retry", "max_age", "delay_warning"] as const;
+
+export const LIMITS_KEYS = [
+  "max_message_size",
+  "max_recipients",
+  "max_connections",
+  "max_connections_per_ip",
+  "command_timeout",
+  "data_timeout",
+  "tls_handshake_timeout",
+  "greeting_delay",
+  "max_bad_commands",
+  "shutdown_grace",
+  "max_auth_failures",
+  "auth_failure_delay",
+  "auth_lockout",
+] as const;
+
+export const SUBMISSION_KEYS = ["sender_must_match"] as const;
+
+export const LOG_KEYS = ["level", "format"] as const;
+
+/**
+ * Every key the configuration accepts, by section (`""` is the top level,
+ * `listeners[]` a listener, `accounts.*` an account). The reference in
+ * docs/configuration.md is checked against this list, so it cannot drift.
+ */
+export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  "": TOP_KEYS,
+  "listeners[]": LISTENER_KEYS,
+  tls: TLS_KEYS,
+  "accounts.*": ACCOUNT_KEYS,
+  relay: RELAY_KEYS,
+  "relay.routes.*": ROUTE_KEYS,
+  "relay.routes.*.auth": ROUTE_AUTH_KEYS,
+  srs: SRS_KEYS,
+  dns: DNS_KEYS,
+  queue: QUEUE_KEYS,
+  limits: LIMITS_KEYS,
+  submission: SUBMISSION_KEYS,
+  log: LOG_KEYS,
+});
+
+export const LISTENER_MODES: readonly ListenerMode[] = ["mx", "submission", "submissions"];
+
+export const LOG_LEVELS: readonly LogLevelName[] = ["debug", "info", "warn", "error"];
+
+export const LOG_FORMATS: readonly LogFormatName[] = ["text", "json"];

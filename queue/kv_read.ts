@@ -1,0 +1,124 @@
+/**
+ * Reading the KV queue back: a message's meta and lease, its recipients,
+ * its envelope (with forward-paths from their pages) and its content (from
+ * its chunks or its spool file). Every read starts from the meta, the commit
+ * marker, so an upload that never committed is never seen.
+ *
+ * @module
+ */
+
+import type { Envelope } from "../smtp/envelope.ts";
+import type { QueuedMessage, RecipientState } from "./types.ts";
+import { QueueNotFoundError } from "./errors.ts";
+import { retryLocked } from "./kv_atomic.ts";
+import { KEY, PREFIX, type StoredLease, type StoredMeta, toMessage } from "./kv_keys.ts";
+import type { Spool } from "./spool.ts";
+
+/** Reads a message's meta and lease in one snapshot. */
+export function readMetaAndLease(
+  kv: Deno.Kv,
+  id: string,
+): Promise<[Deno.KvEntryMaybe<StoredMeta>, Deno.KvEntryMaybe<StoredLease>]> {
+  return retryLocked(() => kv.getMany<[StoredMeta, StoredLease]>([KEY.msg(id), KEY.lease(id)]));
+}
+
+/** Reads a message's recipients; `null` when some are missing (removed meanwhile). */
+export async function readRecipients(
+  kv: Deno.Kv,
+  id: string,
+  count: number,
+): Promise<RecipientState[] | null> {
+  const recipients: RecipientState[] = [];
+  const entries = kv.list<RecipientState>({ prefix: PREFIX.rcpt(id) }, { batchSize: 500 });
+  for await (const entry of entries) recipients.push(entry.value);
+  return recipients.length === count ? recipients : null;
+}
+
+/** The envelope with its forward-paths, from the meta or its path pages. */
+export async function readEnvelope(kv: Deno.Kv, meta: StoredMeta): Promise<Envelope> {
+  if (meta.pathPages === 0) return meta.envelope;
+  const forwardPaths: string[] = [];
+  const pages = kv.list<string[]>({ prefix: PREFIX.path(meta.queueId) });
+  for await (const page of pages) forwardPaths.push(...page.value);
+  return { ...meta.envelope, forwardPaths };
+}
+
+/** A meta and its recipients as a public record; `null` when removed meanwhile. */
+export async function readMessage(kv: Deno.Kv, meta: StoredMeta): Promise<QueuedMessage | null> {
+  const recipients = await readRecipients(kv, meta.queueId, meta.recipients);
+  if (recipients === null) return null;
+  return toMessage({ ...meta, envelope: await readEnvelope(kv, meta) }, recipients);
+}
+
+/**
+ * Streams a message's stored content, chunk by chunk (or from its spool
+ * file), reading a few chunks at a time so memory stays bounded.
+ *
+ * @returns The content; the stream fails with a {@linkcode QueueNotFoundError}
+ *   if the message does not exist or is removed while being read.
+ */
+export function readContent(
+  kv: Deno.Kv,
+  spool: Spool,
+  queueId: string,
+): ReadableStream<Uint8Array> {
+  let file: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let chunks: Deno.KvListIterator<Uint8Array> | null = null;
+  let expectedSize = 0;
+  let expectedChunks = 0;
+  let size = 0;
+  let next = 0;
+  return new ReadableStream<Uint8Array>({
+    async start() {
+      const meta = (await retryLocked(() => kv.get<StoredMeta>(KEY.msg(queueId)))).value;
+      if (meta === null) {
+        throw new QueueNotFoundError(queueId, `Cannot read message ${queueId}: no such message`);
+      }
+      expectedSize = meta.size;
+      expectedChunks = meta.chunks;
+      if (meta.spool) {
+        file = spool.open(queueId, meta.size).getReader();
+      } else {
+        chunks = kv.list<Uint8Array>({ prefix: PREFIX.chunk(queueId) }, { batchSize: 4 });
+      }
+    },
+    async pull(controller) {
+      if (file !== null) {
+        const piece = await file.read();
+        if (piece.done) controller.close();
+        else controller.enqueue(piece.value);
+        return;
+      }
+      const result = await chunks?.next();
+      if (result === undefined || result.done) {
+        if (size !== expectedSize || next !== expectedChunks) {
+          controller.error(
+            new QueueNotFoundError(
+              queueId,
+              `Cannot read message ${queueId}: its content is gone (removed meanwhile?)`,
+            ),
+          );
+        } else {
+          controller.close();
+        }
+        return;
+      }
+      const { key, value } = result.value;
+      if (key[3] !== next) {
+        controller.error(
+          new QueueNotFoundError(
+            queueId,
+            `Cannot read message ${queueId}: chunk ${next} is missing`,
+          ),
+        );
+        return;
+      }
+      next++;
+      size += value.byteLength;
+      controller.enqueue(value);
+    },
+    async cancel(reason) {
+      await file?.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
