@@ -188,8 +188,14 @@ export class ReloadableLogger implements Logger {
    *
    * @param args As {@linkcode Logger.log}.
    */
-  log(...args: Parameters<Logger["log"]>): void {
-    this.#inner.log(...args);
+  log(
+    level: Parameters<Logger["log"]>[0],
+    event: Parameters<Logger["log"]>[1],
+    queueId?: Parameters<Logger["log"]>[2],
+    fields?: Parameters<Logger["log"]>[3],
+  ): void {
+    // Plain parameters, not a rest spread: this runs for every log call.
+    this.#inner.log(level, event, queueId, fields);
   }
 
   /**
