@@ -42,6 +42,7 @@ import {
   type OutgoingMessage,
   type TransactionResult,
 } from "./client_session.ts";
+import { ipVersion } from "../net/ip.ts";
 import { formatReply, type Reply } from "./reply.ts";
 import { SmtpAuthError, SmtpConnectionError, TlsHandshakeError } from "./client_errors.ts";
 import { abandoned, closeSocket, openSocket, Wire } from "./client_wire.ts";
@@ -548,7 +549,7 @@ export class SmtpClient {
     // RFC 3207 §4.2; docs/smtp-pitfalls.md: STARTTLS injection: nothing that came in plaintext after the 220 is read.
     const dropped = discardedBySession + discarded;
     if (dropped > 0) this.#trace(`* ${dropped} bytes after the 220 to STARTTLS thrown away`);
-    const servername = o.servername ?? (net.isIP(o.host) === 0 ? o.host : undefined);
+    const servername = o.servername ?? (ipVersion(o.host) === 0 ? o.host : undefined);
     const verify = o.verifyCertificate ?? (o.tls === "required");
     const tlsSocket = tls.connect({
       socket,

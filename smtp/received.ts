@@ -14,7 +14,7 @@
  * @module
  */
 
-import { isIpv4, isIpv6 } from "./path.ts";
+import { formatAddressLiteral } from "../net/address_literal.ts";
 
 /** What the Received field records. */
 export interface ReceivedInfo {
@@ -100,9 +100,8 @@ const MAX_ODD_NAME = 100;
  * present: `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
  */
 function addressLiteral(address: string): string {
-  if (isIpv4(address)) return `[${address}]`;
-  if (isIpv6(address)) return `[IPv6:${address}]`;
-  return `[${address.replace(/[^A-Za-z0-9.:]/g, "") || "unknown"}]`;
+  return formatAddressLiteral(address) ??
+    `[${address.replace(/[^A-Za-z0-9.:]/g, "") || "unknown"}]`;
 }
 
 /**

@@ -4,6 +4,7 @@
 // without STARTTLS, and against small scripted servers that misbehave.
 
 import { makeCertificate } from "./_tls.ts";
+import { waitFor } from "./_helpers.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
@@ -447,7 +448,9 @@ Deno.test("SmtpClient sends DATA to aiosmtpd one command at a time", async () =>
   );
   assert.deepEqual(result.recipients.map((r) => r.reply.code), [250, 550]);
   assert.equal(result.reply?.lines[0], "OK: stored");
-  const m = smtpd.messages[0]!;
+  // aiosmtpd prints the message before it answers 250, but the pipe may
+  // bring the line after the reply: wait for it.
+  const m = await waitFor(() => smtpd.messages[0]);
   assert.deepEqual(m.to, ["bob@aiosmtpd.test"]);
   assert.deepEqual(m.options, [`SIZE=${content.length}`, "BODY=8BITMIME"]);
   assert.equal(
@@ -485,7 +488,7 @@ Deno.test("SmtpClient upgrades to TLS with STARTTLS and delivers over it", async
   const content = encoder.encode("Subject: secret\r\n\r\nover TLS\r\n");
   const result = await client.send(envelope(["bob@aiosmtpd.test"], content), streamOf(content));
   assert.equal(result.reply?.code, 250);
-  assert.equal(smtpd.messages[0]!.tls, true);
+  assert.equal((await waitFor(() => smtpd.messages[0])).tls, true);
 });
 
 Deno.test("SmtpClient verifies the certificate against caCerts when required", async () => {
