@@ -16,6 +16,8 @@
  * - `@tern/mta/config`: the schema's defaults, durations, passwords;
  * - `@tern/mta/dns`: the DNS resolver and MX lookup;
  * - `@tern/mta/net`: IP addresses, CIDR blocks, host:port, address literals.
+ * - `@tern/mta/receive`: {@linkcode receiveMail} and its light message parse.
+ * - `@tern/mta/send`: {@linkcode sendMail}, a smarthost or direct delivery by MX.
  *
  * @example Run an SMTP session in memory
  * ```ts
@@ -134,6 +136,34 @@ export type {
   RecipientStatus,
   ReplySummary,
 } from "./queue/types.ts";
+
+// Receiving mail in a program: a server in a few lines.
+export {
+  type HandlerResult,
+  type MailReceiver,
+  type ReceivedEnvelope,
+  type ReceivedMessage,
+  receiveMail,
+  type ReceiveMailOptions,
+} from "./receive/mod.ts";
+
+// Building a message (RFC 5322, MIME) and sending it in one call: a smarthost or direct delivery by MX.
+export {
+  type AddressInput,
+  type Attachment,
+  buildMessage,
+  type BuildSettings,
+  type BuiltMessage,
+  type MailOptions,
+} from "./message/mod.ts";
+export {
+  type HostFailure,
+  type RejectedRecipient,
+  SendError,
+  sendMail,
+  type SendOptions,
+  type SendResult,
+} from "./send/mod.ts";
 
 // Maildir delivery.
 export {

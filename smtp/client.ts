@@ -32,7 +32,7 @@
  * @module
  */
 
-import net from "node:net";
+import type net from "node:net";
 import tls from "node:tls";
 import {
   type Awaiting,
@@ -76,9 +76,16 @@ export interface SmtpClientOptions {
    * tries. @default {"opportunistic"}
    */
   tls?: "opportunistic" | "none" | "required";
+  /**
+   * Start TLS as soon as the TCP connection is up, before the greeting
+   * (RFC 8314 §3, port 465): no STARTTLS, and `tls` is then moot. The
+   * certificate is verified unless `verifyCertificate` is `false`.
+   * @default {false}
+   */
+  implicitTls?: boolean;
   /** The name sent in SNI and checked against the certificate. @default {host, unless it is an IP address} */
   servername?: string;
-  /** Refuse a certificate that does not verify (the handshake then fails). @default {true for "required", else false} */
+  /** Refuse a certificate that does not verify (the handshake then fails). @default {true for "required" or implicitTls, else false} */
   verifyCertificate?: boolean;
   /** PEM certificates to trust instead of the system's roots. */
   caCerts?: string[];
@@ -219,6 +226,8 @@ export class SmtpClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       if (signal?.aborted) throw abandoned(options.host, options.port, signal);
+      // RFC 8314 §3: the handshake comes first; the greeting arrives over TLS.
+      if (options.implicitTls === true) await client.#handshake();
       await client.#open();
       if (options.auth !== undefined) await client.#login(options.auth);
       return client;
@@ -379,7 +388,7 @@ export class SmtpClient {
       await this.#readReplies();
     }
     const policy = this.#options.tls ?? "opportunistic";
-    if (policy === "none") return;
+    if (policy === "none" || this.#tls !== null) return;
     if (!this.#session.extensions?.startTls) {
       if (policy === "required") {
         await this.close();
@@ -543,14 +552,23 @@ export class SmtpClient {
 
   /** RFC 3207: the TLS handshake over the connection, then EHLO again. */
   async #upgrade(discardedBySession: number): Promise<void> {
-    const o = this.#options;
-    const { socket, discarded } = this.#wire.detach();
-    socket.on("error", () => {}); // from now on its failures show on the TLS socket
+    const discarded = await this.#handshake();
     // RFC 3207 §4.2; docs/smtp-pitfalls.md: STARTTLS injection: nothing that came in plaintext after the 220 is read.
     const dropped = discardedBySession + discarded;
     if (dropped > 0) this.#trace(`* ${dropped} bytes after the 220 to STARTTLS thrown away`);
+    await this.#handle(this.#session.tlsEstablished());
+  }
+
+  /**
+   * The TLS handshake over the current socket, which the new TLS socket
+   * replaces; returns how many unread plaintext bytes were thrown away.
+   */
+  async #handshake(): Promise<number> {
+    const o = this.#options;
+    const { socket, discarded } = this.#wire.detach();
+    socket.on("error", () => {}); // from now on its failures show on the TLS socket
     const servername = o.servername ?? (ipVersion(o.host) === 0 ? o.host : undefined);
-    const verify = o.verifyCertificate ?? (o.tls === "required");
+    const verify = o.verifyCertificate ?? (o.tls === "required" || o.implicitTls === true);
     const tlsSocket = tls.connect({
       socket,
       rejectUnauthorized: verify,
@@ -596,7 +614,7 @@ export class SmtpClient {
         (this.#tls.verifyError === null ? "" : ` (${this.#tls.verifyError})`),
     );
     this.#wire = new Wire(tlsSocket);
-    await this.#handle(this.#session.tlsEstablished());
+    return discarded;
   }
 
   #isOpenSession(): boolean {

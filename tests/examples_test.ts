@@ -1,6 +1,7 @@
 // The programs in examples/, run for real as a reader would run them: a custom
-// server on a free loopback port, send_message.ts sending to it, and
-// read_maildir.ts listing a Maildir made by tern's own mda/maildir.ts.
+// server and receive_mail.ts on a free loopback port, send_message.ts sending
+// to them, and read_maildir.ts listing a Maildir made by tern's own
+// mda/maildir.ts.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -96,6 +97,45 @@ Deno.test("examples: custom_server.ts takes mail that send_message.ts sends, and
     assert.match(message, /^Subject: Lunch on Friday\?$/m);
     // Dot-stuffed by the client, unstuffed by the server (RFC 5321 §4.5.2).
     assert.match(message, /^\.A line that starts with a dot$/m);
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+    await output.closed();
+  }
+});
+
+Deno.test("examples: receive_mail.ts prints what send_message.ts sends, decoded, and refuses other domains", async () => {
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "examples/receive_mail.ts", "0"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const output = new Output(server.stdout);
+  try {
+    const [, port] = await output.waitFor(/listening on 127\.0\.0\.1:([0-9]+)/);
+    const sent = await runExample("send_message.ts", [
+      "--server",
+      `127.0.0.1:${port}`,
+      "--from",
+      "alice@client.example.test",
+      "--to",
+      "bob@example.test",
+      "--to",
+      "carol@elsewhere.test",
+      "--subject",
+      "Grüße aus Berlin",
+      "--body",
+      "Bis bald",
+    ]);
+    assert.equal(sent.code, 1, sent.stderr); // one recipient refused
+    assert.match(sent.stdout, /<bob@example\.test>: 250 2\.0\.0 Ok: queued as R/);
+    assert.match(sent.stdout, /<carol@elsewhere\.test>: 554 5\.7\.1 Relay access denied/);
+    const [message] = await output.waitFor(/--- from[\s\S]*?--- end/);
+    assert.match(message, /^--- from <alice@client\.example\.test> to bob@example\.test$/m);
+    // Sent as an RFC 2047 encoded-word, printed decoded.
+    assert.match(message, /^Subject: Grüße aus Berlin$/m);
+    assert.match(message, /^Bis bald$/m);
   } finally {
     server.kill("SIGTERM");
     await server.status;
