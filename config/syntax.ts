@@ -7,7 +7,7 @@
  */
 
 import { parseAddressLiteral } from "../net/address_literal.ts";
-import { formatHostPort, parsePort, splitHostPort } from "../net/host_port.ts";
+import { formatHostPort, parseNameServer, parsePort, splitHostPort } from "../net/host_port.ts";
 import { ipVersion, isIpv4 } from "../net/ip.ts";
 
 /** RFC 1035 §2.3.1 "preferred name syntax" (LDH labels), as RFC 5321 §4.1.2 `Domain` requires. */
@@ -57,12 +57,8 @@ export function parseHostPort(text: string): string | null {
 
 /** A name server: `ip`, `ip:port` or `[ipv6]:port`, normalized to `ip:port` / `[ipv6]:port` (port 53 by default). */
 export function parseNameserver(text: string): string | null {
-  if (ipVersion(text) !== 0) return formatHostPort(text, 53);
-  const { host, port, bracketed } = splitHostPort(text);
-  const number = port === undefined ? (bracketed ? 53 : null) : parsePort(port);
-  if (number === null) return null;
-  const fits = bracketed ? ipVersion(host) === 6 : isIpv4(host);
-  return fits ? formatHostPort(host, number) : null;
+  const address = parseNameServer(text);
+  return address === null ? null : formatHostPort(address.host, address.port);
 }
 
 /** `[host]:port` (Postfix's form), `[host]` (port 25), `host:port`, or `[IPv6]:port`. */

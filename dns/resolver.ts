@@ -23,7 +23,7 @@
  */
 
 import dgram from "node:dgram";
-import { isIPv4, isIPv6 } from "node:net";
+import { parseNameServer } from "../net/host_port.ts";
 import type { Logger } from "../log/logger.ts";
 import {
   decodeMessage,
@@ -214,24 +214,11 @@ const RCODE_FAILURES: ReadonlyMap<number, [DnsFailureReason, string]> = new Map(
  * @throws {TypeError} When it is none of these.
  */
 function parseNameserver(text: string): Nameserver {
-  let host = text;
-  let port = 53;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
-  if (bracketed !== null) {
-    host = bracketed[1]!;
-    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else if (!isIPv4(text) && !isIPv6(text)) {
-    const colon = text.lastIndexOf(":"); // only an IPv4 address may have an unbracketed port
-    host = text.slice(0, colon);
-    port = /^\d{1,5}$/.test(text.slice(colon + 1)) ? Number(text.slice(colon + 1)) : 0;
-    if (!isIPv4(host)) port = 0;
-  }
-  // A scope (fe80::1%eth0) is allowed: the socket layer understands it.
-  const family = isIPv4(host) ? 4 : isIPv6(host.replace(/%[^%]+$/, "")) ? 6 : null;
-  if (family === null || port < 1 || port > 65535) {
+  const address = parseNameServer(text);
+  if (address === null) {
     throw new TypeError(`Cannot use name server "${text}": expected ip, ip:port or [ipv6]:port`);
   }
-  return { text: family === 6 ? `[${host}]:${port}` : `${host}:${port}`, host, port, family };
+  return address;
 }
 
 function randomId(): number {

@@ -98,3 +98,48 @@ export function parseHostPort(text: string): { host: string; port: number } | nu
   const number = port === undefined ? null : parsePort(port);
   return number === null || host === "" ? null : { host, port: number };
 }
+
+/** A name server's address, read by {@linkcode parseNameServer}. */
+export interface NameServerAddress {
+  /** The IP address, without brackets (an IPv6 scope such as `%eth0` kept). */
+  readonly host: string;
+  /** The port: 53 unless one was given. */
+  readonly port: number;
+  /** The address family. */
+  readonly family: 4 | 6;
+  /** `ip:port`, or `[ipv6]:port`. */
+  readonly text: string;
+}
+
+/**
+ * Reads a name server's address as `dns.nameservers` and resolv.conf write
+ * it: `ip`, `ipv4:port`, or `[ipv6]:port` (port 53 by default). A name is
+ * not a name server address: it would need a name server to find.
+ *
+ * @param text The text.
+ * @returns The address, or `null`.
+ *
+ * @example
+ * ```ts
+ * import { parseNameServer } from "./host_port.ts";
+ * console.log(parseNameServer("127.0.0.1:5353")?.text); // "127.0.0.1:5353"
+ * console.log(parseNameServer("::1")?.text); // "[::1]:53"
+ * console.log(parseNameServer("ns.example.test")); // null
+ * ```
+ */
+export function parseNameServer(text: string): NameServerAddress | null {
+  let host = text;
+  let port = 53;
+  if (ipVersion(text) === 0) {
+    const parts = splitHostPort(text);
+    const number = parts.port === undefined ? (parts.bracketed ? 53 : null) : parsePort(parts.port);
+    if (number === null) return null;
+    // Only an IPv6 address is written in brackets, and only IPv4 takes a bare port.
+    const fits = parts.bracketed ? ipVersion(parts.host) === 6 : ipVersion(parts.host) === 4;
+    if (!fits) return null;
+    host = parts.host;
+    port = number;
+  }
+  const family = ipVersion(host) === 6 ? 6 : 4;
+  return { host, port, family, text: family === 6 ? `[${host}]:${port}` : `${host}:${port}` };
+}

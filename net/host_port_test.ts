@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { formatHostPort, parseHostPort, parsePort, splitHostPort } from "./host_port.ts";
+import {
+  formatHostPort,
+  parseHostPort,
+  parseNameServer,
+  parsePort,
+  splitHostPort,
+} from "./host_port.ts";
 
 Deno.test("parsePort takes 1-65535 written as digits", () => {
   const cases: ReadonlyArray<readonly [string, number | null]> = [
@@ -46,3 +52,24 @@ Deno.test("formatHostPort and parseHostPort round-trip", () => {
   assert.equal(parseHostPort("mx.example.test:0"), null);
   assert.equal(parseHostPort("[::1]"), null);
 });
+
+const NAME_SERVERS: [string, string | null][] = [
+  ["127.0.0.1", "127.0.0.1:53"],
+  ["127.0.0.1:5353", "127.0.0.1:5353"],
+  ["::1", "[::1]:53"],
+  ["[::1]:5353", "[::1]:5353"],
+  ["[::1]", "[::1]:53"],
+  ["fe80::1%eth0", "[fe80::1%eth0]:53"], // resolv.conf may give a scope
+  ["[127.0.0.1]:53", null], // brackets are for IPv6
+  ["::1:53", "[::1:53]:53"], // an IPv6 address, not ::1 port 53
+  ["127.0.0.1:0", null],
+  ["127.0.0.1:65536", null],
+  ["ns.example.test", null], // a name needs a name server to find
+  ["ns.example.test:53", null],
+  ["", null],
+];
+for (const [text, expected] of NAME_SERVERS) {
+  Deno.test(`parseNameServer(${JSON.stringify(text)}) is ${expected}`, () => {
+    assert.equal(parseNameServer(text)?.text ?? null, expected);
+  });
+}

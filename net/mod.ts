@@ -36,7 +36,9 @@ export {
 export {
   formatHostPort,
   type HostPortParts,
+  type NameServerAddress,
   parseHostPort,
+  parseNameServer,
   parsePort,
   splitHostPort,
 } from "./host_port.ts";
