@@ -89,6 +89,17 @@ export function checkLimits(c: Checker, value: unknown): Config["limits"] {
     limits[key] === undefined
       ? fallback
       : c.positiveInteger(limits[key], `limits.${key}`) ?? fallback;
+  // 0 turns a limit off.
+  const countOrZero = (key: string, fallback: number): number => {
+    const value = limits[key];
+    if (value === undefined) return fallback;
+    if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) return value;
+    c.report(
+      `limits.${key}`,
+      `expected 0 (no limit) or a positive integer, found ${describe(value)}`,
+    );
+    return fallback;
+  };
   const duration = (key: string, fallback: number): number =>
     limits[key] === undefined ? fallback : c.duration(limits[key], `limits.${key}`) ?? fallback;
   return {
@@ -114,6 +125,8 @@ export function checkLimits(c: Checker, value: unknown): Config["limits"] {
       : c.durationOrZero(limits.auth_failure_delay, "limits.auth_failure_delay") ??
         d.authFailureDelay,
     authLockout: duration("auth_lockout", d.authLockout),
+    userMessagesPerHour: countOrZero("user_messages_per_hour", d.userMessagesPerHour),
+    userRecipientsPerDay: countOrZero("user_recipients_per_day", d.userRecipientsPerDay),
   };
 }
 

@@ -96,6 +96,8 @@ export function formatConfig(config: Config): string {
       max_auth_failures: config.limits.maxAuthFailures,
       auth_failure_delay: formatDuration(config.limits.authFailureDelay),
       auth_lockout: formatDuration(config.limits.authLockout),
+      user_messages_per_hour: config.limits.userMessagesPerHour,
+      user_recipients_per_day: config.limits.userRecipientsPerDay,
     },
     log: { level: config.log.level, format: config.log.format },
     submission: { sender_must_match: config.submission.senderMustMatch },

@@ -23,7 +23,11 @@ export const TOP_KEYS = [
   "log",
   "submission",
   "srs",
+  "admin",
+  "dnsbl",
 ] as const;
+
+export const ADMIN_KEYS = ["address", "port"] as const;
 
 export const SRS_KEYS = ["secret_file", "domain"] as const;
 
@@ -48,6 +52,8 @@ export const RELAY_KEYS = [
 
 export const DNS_KEYS = ["nameservers"] as const;
 
+export const DNSBL_KEYS = ["zone", "codes"] as const;
+
 export const QUEUE_KEYS = ["retry", "max_age", "delay_warning"] as const;
 
 export const LIMITS_KEYS = [
@@ -64,6 +70,8 @@ export const LIMITS_KEYS = [
   "max_auth_failures",
   "auth_failure_delay",
   "auth_lockout",
+  "user_messages_per_hour",
+  "user_recipients_per_day",
 ] as const;
 
 export const SUBMISSION_KEYS = ["sender_must_match"] as const;
@@ -84,6 +92,8 @@ export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   "relay.routes.*": ROUTE_KEYS,
   "relay.routes.*.auth": ROUTE_AUTH_KEYS,
   srs: SRS_KEYS,
+  admin: ADMIN_KEYS,
+  "dnsbl[]": DNSBL_KEYS,
   dns: DNS_KEYS,
   queue: QUEUE_KEYS,
   limits: LIMITS_KEYS,

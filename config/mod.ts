@@ -19,6 +19,7 @@
 
 export {
   type AccountConfig,
+  type AdminConfig,
   type Config,
   DEFAULT_DATA_DIR,
   DEFAULT_LIMITS,
@@ -31,6 +32,7 @@ export {
   DEFAULT_SUBMISSION,
   DEFAULT_TRUSTED_NETWORKS,
   defaultHostname,
+  type DnsblConfig,
   FALLBACK_HOSTNAME,
   type ListenerConfig,
   type ListenerMode,

@@ -154,6 +154,19 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "list of ip[:port]",
     description: "Name servers to ask; default: those of /etc/resolv.conf.",
   },
+  {
+    key: "dnsbl",
+    type: "list of zones or mappings",
+    description:
+      "DNS block lists (RFC 5782), like `[zen.spamhaus.org]`, asked about mx clients outside `relay.trusted_networks` when they connect (through `dns.nameservers`); a listed client gets `554 5.7.1` naming the list (and its TXT reason) at RCPT, except for mail to postmaster. A list that does not answer is skipped. Default: none.",
+  },
+  { key: "dnsbl[].zone", type: "string", description: "The list's zone." },
+  {
+    key: "dnsbl[].codes",
+    type: "list of IPv4 addresses",
+    description:
+      "The answers that mean listed, like `[127.0.0.2, 127.0.0.3]`. Default: any 127.0.0.0/8 answer except 127.255.255.x (the lists' error codes).",
+  },
   { key: "queue", type: "mapping", description: "Retries and giving up (RFC 5321 §4.5.4.1)." },
   {
     key: "queue.retry",
@@ -240,6 +253,18 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     description: "How long failed AUTH attempts are remembered.",
   },
   {
+    key: "limits.user_messages_per_hour",
+    type: "integer",
+    description:
+      "Messages one authenticated account may submit in the last hour (12 five-minute buckets, counted in memory per process); more get 451 4.7.1 at MAIL. 0: no limit. Local submission (`tern sendmail`) is not limited.",
+  },
+  {
+    key: "limits.user_recipients_per_day",
+    type: "integer",
+    description:
+      "Recipients one authenticated account may submit to in the last day (24 one-hour buckets, counted in memory per process); more get 451 4.7.1 at RCPT. 0: no limit.",
+  },
+  {
     key: "log",
     type: "mapping",
     description:
@@ -271,6 +296,22 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "srs.domain",
     type: "string",
     description: "The domain of SRS addresses; a local domain. Default: `hostname`.",
+  },
+  {
+    key: "admin",
+    type: "mapping",
+    description:
+      "The admin HTTP listener: `/metrics` (Prometheus text format 0.0.4), `/healthz` (200 while the process runs), `/readyz` (200 while the queue store accepts writes, else 503); other paths 404. No authentication: keep it on loopback or a management network. Off when absent; `admin:` alone listens on 127.0.0.1:9025.",
+  },
+  {
+    key: "admin.address",
+    type: "IP address",
+    description: "The address to bind. Default: `127.0.0.1`.",
+  },
+  {
+    key: "admin.port",
+    type: "integer",
+    description: "The TCP port (0: any free port). Default: `9025`.",
   },
   { key: "submission", type: "mapping", description: "Rules for authenticated users." },
   {

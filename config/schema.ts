@@ -23,6 +23,8 @@ import {
 import { checkDns, checkLimits, checkLog, checkQueue, checkSubmission } from "./check_limits.ts";
 import { checkHostname, checkListeners, checkTls } from "./check_listeners.ts";
 import { checkRelay, checkSrs } from "./check_relay.ts";
+import { checkAdmin } from "./check_admin.ts";
+import { checkDnsbl } from "./check_dnsbl.ts";
 import { ConfigError } from "./errors.ts";
 import { TOP_KEYS } from "./keys.ts";
 import { type Config, DEFAULT_DATA_DIR, DEFAULT_MAIL_ROOT_NAME } from "./types.ts";
@@ -154,6 +156,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const log = checkLog(c, top.log);
   const submission = checkSubmission(c, top.submission);
   const srs = checkSrs(c, top.srs, baseDir, hostname, localDomains);
+  const admin = checkAdmin(c, top.admin);
+  const dnsbl = checkDnsbl(c, top.dnsbl);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -174,6 +178,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     log,
     submission,
     ...(srs === null ? {} : { srs }),
+    ...(admin === null ? {} : { admin }),
+    ...(dnsbl.length === 0 ? {} : { dnsbl }),
   };
   return deepFreeze(config);
 }

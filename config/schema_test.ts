@@ -60,6 +60,8 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       maxAuthFailures: 5,
       authFailureDelay: 1000,
       authLockout: 900_000,
+      userMessagesPerHour: 500,
+      userRecipientsPerDay: 2000,
     },
     log: { level: "info", format: "text" },
     submission: { senderMustMatch: true },
@@ -392,6 +394,13 @@ const problems: { name: string; raw: unknown; lines: string[]; file?: string | n
     name: "says what was expected and what was found",
     raw: { limits: { max_recipients: "lots" } },
     lines: ['tern.yaml: limits.max_recipients: expected a positive integer, found "lots"'],
+  },
+  {
+    name: "takes 0 as no sending limit, refuses a negative one",
+    raw: { limits: { user_messages_per_hour: 0, user_recipients_per_day: -1 } },
+    lines: [
+      "tern.yaml: limits.user_recipients_per_day: expected 0 (no limit) or a positive integer, found -1",
+    ],
   },
   {
     name: "refuses zero recipients",

@@ -58,6 +58,17 @@ export interface RoutePolicy {
   } | null;
 }
 
+/** The admin HTTP listener. */
+export interface AdminConfig {
+  /** The IP address to bind; loopback unless a management network needs it. */
+  readonly address: string;
+  /** The TCP port. */
+  readonly port: number;
+}
+
+/** Default `admin` address and port, when `admin:` is given without them. */
+export const DEFAULT_ADMIN: AdminConfig = Object.freeze({ address: "127.0.0.1", port: 9025 });
+
 /** Sender Rewriting Scheme for mail forwarded by an alias to another domain. */
 export interface SrsConfig {
   /** Where the secret was read from (absolute). */
@@ -150,9 +161,17 @@ export interface Config {
     readonly authFailureDelay: number;
     /** How long failed AUTH attempts are remembered, ms (so how long a lockout lasts). */
     readonly authLockout: number;
+    /** Messages one authenticated account may submit per hour (sliding, 5-minute buckets); 0: no limit. */
+    readonly userMessagesPerHour: number;
+    /** Recipients one authenticated account may submit to per day (sliding, 1-hour buckets); 0: no limit. */
+    readonly userRecipientsPerDay: number;
   };
+  /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), or absent/`null` when off. */
+  readonly admin?: AdminConfig | null;
   /** SRS for alias-forwarded mail, or absent/`null` when off. */
   readonly srs?: SrsConfig | null;
+  /** DNS block lists asked about mx clients outside `relay.trusted_networks`; absent or `[]`: none. */
+  readonly dnsbl?: readonly DnsblConfig[];
   /** Mail submission policy (RFC 6409) for authenticated users. */
   readonly submission: {
     /**
@@ -235,6 +254,9 @@ export const DEFAULT_LIMITS: Config["limits"] = Object.freeze({
   maxAuthFailures: 5,
   authFailureDelay: 1000,
   authLockout: 900_000,
+  // Far above what a person sends; a stolen password meets them within minutes.
+  userMessagesPerHour: 500,
+  userRecipientsPerDay: 2000,
 });
 
 /** Default `submission`: users send only as their own addresses. */
@@ -267,4 +289,12 @@ export function defaultHostname(): string {
   } catch {
     return FALLBACK_HOSTNAME;
   }
+}
+
+/** One DNS block list (RFC 5782) of `dnsbl`. */
+export interface DnsblConfig {
+  /** The zone, like `zen.spamhaus.org`. */
+  readonly zone: string;
+  /** The A answers that mean "listed", or `null` for any 127.0.0.0/8 one but 127.255.255.x. */
+  readonly codes: readonly string[] | null;
 }

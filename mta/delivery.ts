@@ -25,6 +25,7 @@ import type {
 } from "../queue/types.ts";
 import type { DsnAction, DsnRecipient } from "../queue/dsn.ts";
 import { queueDsn } from "./bounce.ts";
+import { deliveries } from "../metrics/tern.ts";
 
 /** Delivers recipients that are not local: the relay transport. */
 export interface RemoteTransport {
@@ -118,6 +119,12 @@ export function createDeliver(
       if (o !== outcomes.find((x) => x.index === o.index)) {
         logOutcome(logger, message, o, "none", now());
       }
+    }
+    for (const o of final) {
+      deliveries.inc({
+        transport: message.recipients[o.index]?.mailbox != null ? "local" : "relay",
+        result: o.status,
+      });
     }
     await report(options, message, final, content, now());
     return final;

@@ -13,6 +13,7 @@ import type { Config, ListenerMode } from "../config/schema.ts";
 import { configOf, type ConfigSource } from "./live_config.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageIdScanner } from "../log/fields.ts";
+import { messagesAccepted } from "../metrics/tern.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
 import type { Queue } from "../queue/queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
@@ -21,8 +22,10 @@ import { formatReceived } from "../smtp/received.ts";
 import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
-import { checkRecipient, checkSender } from "./policy.ts";
+import { checkRecipient, checkSender, isDnsblChecked } from "./policy.ts";
+import { type DnsblChecker, dnsblRefusal, isPostmaster } from "./dnsbl.ts";
 import { routeAddress } from "./routing.ts";
+import { limitSending, SendingLimits } from "./sending_limits.ts";
 
 const encoder = new TextEncoder();
 
@@ -111,6 +114,16 @@ export interface IntakeOptions {
   readonly handOff?: Pick<DeliveryLoop, "acceptsHandOff" | "handOff">;
   /** The clock. @default {Date.now} */
   readonly now?: () => number;
+  /**
+   * Looks mx clients up in the `dnsbl` block lists; the lookup is started at
+   * connect (`DnsblChecker.lookup`) and awaited at RCPT. @default {no lists asked}
+   */
+  readonly dnsbl?: DnsblChecker;
+  /**
+   * The per-account sending counts of submission listeners, shared by every
+   * listener of the process. @default {a counter of this listener's own}
+   */
+  readonly sendingLimits?: SendingLimits;
 }
 
 /**
@@ -173,7 +186,8 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
     address: connection.remoteAddress,
     authenticatedAs: connection.authenticatedAs,
   });
-  return {
+  // Submission only: per-account messages per hour and recipients per day (sending_limits.ts).
+  return limitSending({
     authenticate: (credentials: SaslCredentials): Promise<Reply> =>
       authenticate(credentials, configOf(options.config)),
 
@@ -181,8 +195,23 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
       return checkSender({ ...client(connection), reversePath }, configOf(options.config));
     },
 
-    recipient(forwardPath: string, _parameters, connection: ConnectionInfo): Reply {
-      return checkRecipient({ ...client(connection), forwardPath }, configOf(options.config));
+    recipient(
+      forwardPath: string,
+      _parameters,
+      connection: ConnectionInfo,
+    ): Reply | Promise<Reply> {
+      const config = configOf(options.config);
+      const request = { ...client(connection), forwardPath };
+      const dnsbl = options.dnsbl;
+      // RCPT, not the greeting, refuses a listed client: postmaster stays
+      // reachable (RFC 5782 §5, RFC 5321 §4.5.1), so someone listed by
+      // mistake can still write to a person here.
+      if (dnsbl === undefined || isPostmaster(forwardPath) || !isDnsblChecked(request, config)) {
+        return checkRecipient(request, config);
+      }
+      return dnsbl.lookup(connection, connection.remoteAddress, config.dnsbl ?? []).then((hit) =>
+        hit === null ? checkRecipient(request, config) : dnsblRefusal(connection.remoteAddress, hit)
+      );
     },
 
     async open(envelope: Envelope, connection: ConnectionInfo): Promise<MessageSink | Reply> {
@@ -224,6 +253,7 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
           const claim = handOff?.acceptsHandOff(incoming.size)
             ? await incoming.commitAndClaim(now())
             : (await incoming.commit(), null);
+          messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,
             message_id: messageId.messageId,
@@ -241,5 +271,11 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
         },
       };
     },
-  };
+  }, {
+    mode: options.mode,
+    counter: options.sendingLimits ?? new SendingLimits(),
+    limits: () => configOf(options.config).limits,
+    logger,
+    now,
+  });
 }

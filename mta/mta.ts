@@ -13,10 +13,13 @@ import { LocalDelivery } from "../mda/local_delivery.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import { KvQueue } from "../queue/kv_queue.ts";
 import type { Queue } from "../queue/queue.ts";
-import { type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
+import { type ConnectionInfo, type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
 import { createIntake } from "./intake.ts";
+import { SendingLimits } from "./sending_limits.ts";
 import { logRefusal } from "./refusal_log.ts";
+import { type AdminServer, startAdminServer } from "../metrics/admin_server.ts";
+import { authFailures, connections, registry, watchQueue } from "../metrics/tern.ts";
 import { RelayTransport } from "./relay.ts";
 import { ServerTrace } from "../smtp/trace.ts";
 import { StubResolver } from "../dns/resolver.ts";
@@ -24,7 +27,8 @@ import { AuthLimiter } from "../smtp/auth_limiter.ts";
 import { SASL_MECHANISMS } from "../smtp/sasl.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
-import { clientBlock, isTrustedClient } from "./policy.ts";
+import { clientBlock, isDnsblChecked, isTrustedClient } from "./policy.ts";
+import { DnsblChecker } from "./dnsbl.ts";
 import { applicableConfig, compareConfigs, type ConfigChange, LiveConfig } from "./live_config.ts";
 import {
   checkDataDirOwner,
@@ -33,6 +37,19 @@ import {
   prepareDataDir,
   startPickup,
 } from "./pickup.ts";
+
+/** Starts the block list lookup of a new connection, when its client is one to check. */
+function startDnsbl(
+  dnsbl: DnsblChecker,
+  mode: ListenerMode,
+  connection: ConnectionInfo,
+  config: Config,
+): void {
+  const client = { mode, address: connection.remoteAddress, authenticatedAs: null };
+  if (!isDnsblChecked(client, config)) return;
+  // Never rejects: a failing list counts as not listing the client.
+  void dnsbl.lookup(connection, connection.remoteAddress, config.dnsbl ?? []);
+}
 
 /** The file of the queue store inside `data_dir`. */
 export const QUEUE_FILE = "queue.sqlite3";
@@ -104,6 +121,14 @@ export class Mta {
   /** The SMTP listeners (not the local submission socket), for limits changed by a reload. */
   #listenerServers: SmtpServer[] = [];
   #logger: Logger | null = null;
+  /** The admin HTTP listener, when `admin` is configured. */
+  #admin: AdminServer | null = null;
+  #unwatchQueue: (() => void) | null = null;
+
+  /** The admin HTTP listener's address and port as bound, or `null` when `admin` is not configured. */
+  get admin(): { readonly address: string; readonly port: number } | null {
+    return this.#admin === null ? null : { address: this.#admin.address, port: this.#admin.port };
+  }
 
   private constructor(
     listeners: BoundListener[],
@@ -154,6 +179,19 @@ export class Mta {
       logger,
     });
     const resolver = new StubResolver({ nameservers: config.dns.nameservers, logger });
+    // Block lists get their own resolver: a larger cache (one entry per
+    // client), and a shorter wait, since a list that does not answer is
+    // skipped (fail open) and the client waits at RCPT meanwhile.
+    const dnsbl = new DnsblChecker({
+      resolver: new StubResolver({
+        nameservers: config.dns.nameservers,
+        logger,
+        timeoutMs: 1500,
+        attempts: 2,
+        cacheSize: 10_000,
+      }),
+      logger,
+    });
     // Filled once the listeners are bound: the relay bounces mail that would come back to one of them.
     const ownEndpoints = new Set<string>();
     const remote = new RelayTransport({
@@ -175,6 +213,7 @@ export class Mta {
     const servers: SmtpServer[] = [];
     const bound: BoundListener[] = [];
     let tls: TlsContext | null = null;
+    let admin: AdminServer | null = null;
     try {
       tls = await loadTls(config, logger);
       // One limiter for every listener: a guesser gains nothing by switching ports.
@@ -184,6 +223,8 @@ export class Mta {
         windowMs: config.limits.authLockout,
         keyOf: clientBlock,
       });
+      // One count per account for every submission listener: switching ports gains nothing.
+      const sendingLimits = new SendingLimits();
       // One budget of file descriptors for every listener, below the process's
       // open-file limit: a listener that hits EMFILE may never accept again.
       const fdBudget = new FdBudget();
@@ -227,9 +268,15 @@ export class Mta {
             logger,
             onQueued: () => loop.wake(),
             handOff: loop,
+            sendingLimits,
+            dnsbl,
           }),
           onEvent: (event) => {
-            logServerEvent(logger, event);
+            // Block lists are asked while the client is greeted: RCPT then waits at most once.
+            if (event.type === "connect") {
+              startDnsbl(dnsbl, listener.mode, event.connection, live.current);
+            }
+            logServerEvent(logger, event, listener.mode);
             serverTrace?.event(event);
           },
         });
@@ -261,11 +308,12 @@ export class Mta {
         logger,
         loop,
         onEvent: (event) => {
-          logServerEvent(logger, event);
+          logServerEvent(logger, event, "local");
           serverTrace?.event(event);
         },
       });
       if (pickup !== null) servers.push(pickup);
+      admin = await startAdmin(config, queue, logger);
     } catch (error: unknown) {
       tls?.close();
       await Promise.all(servers.map((s) => s.close(0)));
@@ -281,6 +329,8 @@ export class Mta {
     mta.#live = live;
     mta.#listenerServers = servers.slice(0, bound.length);
     mta.#logger = logger;
+    mta.#admin = admin;
+    if (admin !== null) mta.#unwatchQueue = watchQueue(queue);
     return mta;
   }
 
@@ -357,6 +407,8 @@ export class Mta {
    * @param graceMs How long transactions in flight may take.
    */
   async stop(graceMs = 10_000): Promise<void> {
+    this.#unwatchQueue?.();
+    await this.#admin?.close();
     await Promise.all(this.#servers.map((s) => s.close(graceMs)));
     this.#tls?.close();
     await this.#loop.stop();
@@ -364,6 +416,45 @@ export class Mta {
     await this.queue.close();
     this.#lock?.release();
   }
+}
+
+/**
+ * Starts the admin HTTP listener when `admin` is configured; its readiness
+ * probe writes to the queue store.
+ */
+async function startAdmin(
+  config: Config,
+  queue: KvQueue,
+  logger: Logger,
+): Promise<AdminServer | null> {
+  if (!config.admin) return null;
+  const { address, port } = config.admin;
+  let admin: AdminServer;
+  try {
+    admin = await startAdminServer({
+      address,
+      port,
+      registry,
+      probe: () => queue.probe(),
+      onProbeError: (error) =>
+        logger.log("error", "admin.not_ready", undefined, {
+          error: error instanceof Error ? error.message : String(error),
+        }),
+    });
+  } catch (error: unknown) {
+    const why = error instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ListenError(`cannot listen on ${address}:${port} (admin): ${why}`, { cause: error });
+  }
+  logger.log("info", "server.listening", undefined, {
+    address: admin.address,
+    port: admin.port,
+    mode: "admin",
+  });
+  return admin;
 }
 
 /**
@@ -389,9 +480,10 @@ async function loadTls(config: Config, logger: Logger): Promise<TlsContext | nul
   return tls;
 }
 
-function logServerEvent(logger: Logger, event: ServerLogEvent): void {
+function logServerEvent(logger: Logger, event: ServerLogEvent, listener: string): void {
   switch (event.type) {
     case "connect":
+      connections.inc({ listener });
       logger.log("debug", "session.connect", undefined, {
         session: event.connection.id,
         client: event.connection.remoteAddress,
@@ -449,6 +541,7 @@ function logServerEvent(logger: Logger, event: ServerLogEvent): void {
       });
       break;
     case "auth":
+      if (event.outcome !== "succeeded") authFailures.inc();
       // Never the password; the user name only once it is known to be an account.
       logger.log(event.outcome === "succeeded" ? "info" : "warn", "session.auth", undefined, {
         session: event.connection.id,

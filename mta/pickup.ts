@@ -18,6 +18,7 @@
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
+import { messagesAccepted } from "../metrics/tern.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
 import type { Queue } from "../queue/queue.ts";
 import type { Envelope } from "../smtp/envelope.ts";
@@ -307,6 +308,7 @@ function pickupHandlers(options: PickupOptions) {
         abort: () => incoming.abort(),
         async commit(): Promise<Reply> {
           await incoming.commit();
+          messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,
             size: incoming.size,

@@ -327,3 +327,34 @@ export function checkRecipient(request: RecipientRequest, config: PolicyConfig):
       return mayRelay(request, config) ? REPLIES.recipientOk : REPLIES.relayDenied;
   }
 }
+
+/**
+ * Whether a client is looked up in the `dnsbl` block lists: an
+ * unauthenticated client of an mx listener from outside
+ * `relay.trusted_networks`, when lists are configured. Users' mail programs
+ * authenticate, and trusted networks are our own hosts.
+ *
+ * @param client Who connects.
+ * @param config The configuration.
+ * @returns Whether to ask the lists.
+ *
+ * @example
+ * ```ts
+ * import { isDnsblChecked } from "./policy.ts";
+ * import { validateConfig } from "../config/schema.ts";
+ * const config = validateConfig({ dnsbl: ["zen.example"], relay: { trusted_networks: ["10.0.0.0/8"] } }, {
+ *   file: null,
+ *   baseDir: "/srv/tern",
+ * });
+ * console.log(isDnsblChecked({ mode: "mx", address: "192.0.2.1", authenticatedAs: null }, config)); // true
+ * console.log(isDnsblChecked({ mode: "mx", address: "10.0.0.1", authenticatedAs: null }, config)); // false
+ * ```
+ */
+export function isDnsblChecked(
+  client: PolicyClient,
+  config: Pick<Config, "relay" | "dnsbl">,
+): boolean {
+  return (config.dnsbl?.length ?? 0) > 0 && client.mode === "mx" &&
+    client.authenticatedAs === null &&
+    !isTrustedClient(client.address, config.relay.trustedNetworks);
+}

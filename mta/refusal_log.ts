@@ -16,6 +16,7 @@
 import { cleanText } from "../log/fields.ts";
 import type { Logger, LogLevel } from "../log/logger.ts";
 import type { ServerLogEvent } from "../smtp/server.ts";
+import { refusals } from "../metrics/tern.ts";
 
 /** A reply the server sent, as it reports it. */
 export type ReplyEvent = Extract<ServerLogEvent, { type: "reply" }>;
@@ -47,6 +48,7 @@ export function refusalLevel(enhancedStatus: string | undefined): LogLevel {
 export function logRefusal(logger: Logger, event: ReplyEvent): void {
   const { reply, connection, context } = event;
   if (reply.code < 400) return;
+  refusals.inc({ code: String(reply.code) });
   logger.log(refusalLevel(reply.enhancedStatus), "message.rejected", undefined, {
     session: connection.id,
     client: connection.remoteAddress,

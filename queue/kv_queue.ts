@@ -691,6 +691,18 @@ export class KvQueue implements Queue {
     return (await commitOp(this.#kv, [metaEntry, leaseEntry], mutations)) !== null;
   }
 
+  /**
+   * Writes a key and reads it back (the admin listener's `/readyz`): throws
+   * when the store is closed or does not accept writes (disk full, read-only).
+   */
+  async probe(): Promise<void> {
+    this.#assertOpen();
+    const value = Date.now();
+    await this.#kv.set(["probe", HOST], value);
+    const back = await this.#kv.get<number>(["probe", HOST]);
+    if (back.value !== value) throw new Error("the queue store did not return what was written");
+  }
+
   /** Waits for commits in flight, then closes the store. See {@linkcode Queue.close}. */
   async close(): Promise<void> {
     if (this.#closed) return;

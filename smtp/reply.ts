@@ -216,6 +216,8 @@ export interface Replies {
   readonly senderNotOwned: (user: string) => Reply;
   /** 421 4.7.0: the client talked before the greeting (RFC 5321 §3.1, §4.3.1). */
   readonly earlyTalker: Reply;
+  /** 451 4.7.1: the account reached a sending limit; try later (RFC 5321 §4.2.5, RFC 3463 X.7.1). */
+  readonly sendingLimited: (what: string) => Reply;
 }
 
 /**
@@ -641,6 +643,20 @@ export const REPLY_TABLE: ReplyTable = {
     code: 421,
     enhancedStatus: "4.7.0",
     text: "You talked before the greeting (RFC 5321 §4.3.1), closing connection",
+  },
+  sendingLimited: {
+    code: 451,
+    enhancedStatus: "4.7.1",
+    text: (what) => `Sending limit reached: ${what}, try again later`,
+    note: {
+      title: "Sending limit reached",
+      rule: "this account has sent its share for now: try again later",
+      meaning: "A submission server limits how much one account may send in an hour or a day, " +
+        'so a stolen password cannot send spam without end. X.7.1 is "delivery not ' +
+        'authorized" (RFC 3463 §3.8); 451 is temporary (RFC 5321 §4.2.5): the mail program ' +
+        "keeps the message and sends it later, so nothing is lost.",
+      reference: ref(5321, "4.2.5"),
+    },
   },
 };
 
