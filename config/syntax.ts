@@ -9,14 +9,10 @@
 import { parseAddressLiteral } from "../net/address_literal.ts";
 import { formatHostPort, parseNameServer, parsePort, splitHostPort } from "../net/host_port.ts";
 import { ipVersion, isIpv4 } from "../net/ip.ts";
+import { isDomainName } from "../net/domain.ts";
 
-/** RFC 1035 §2.3.1 "preferred name syntax" (LDH labels), as RFC 5321 §4.1.2 `Domain` requires. */
-export function isDomainName(name: string): boolean {
-  if (name.length === 0 || name.length > 253) return false;
-  return name.split(".").every((label) =>
-    /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label)
-  );
-}
+// RFC 1035 §2.3.1 "preferred name syntax" (LDH labels), as RFC 5321 §4.1.2 `Domain` requires.
+export { isDomainName };
 
 /**
  * RFC 5321 §4.1.3: `[192.0.2.1]` or `[IPv6:2001:db8::1]`, the address read

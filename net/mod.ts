@@ -48,3 +48,4 @@ export {
   isIpv4AddressLiteral,
   parseAddressLiteral,
 } from "./address_literal.ts";
+export { isDomain, isDomainName } from "./domain.ts";

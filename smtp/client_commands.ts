@@ -10,6 +10,7 @@
 
 import type { Extensions, OutgoingMessage, OutgoingRecipient } from "./client_session_types.ts";
 import { isNonAscii, parseMailbox, PathSyntaxError } from "./path.ts";
+import { parseNotify } from "./dsn_parameters.ts";
 import { type Reply, reply } from "./reply.ts";
 
 const encoder = new TextEncoder();
@@ -147,7 +148,6 @@ export function base64(text: string): string {
   for (const b of encoder.encode(text)) binary += String.fromCharCode(b);
   return btoa(binary);
 }
-const NOTIFY_VALUES = new Set(["NEVER", "SUCCESS", "FAILURE", "DELAY"]);
 
 /** `MAIL FROM:<path>` with the parameters the server offers (RFC 5321 §4.1.1.2). */
 export function mailLine(m: OutgoingMessage, ext: Extensions): string {
@@ -179,12 +179,10 @@ export function rcptLine(r: OutgoingRecipient, ext: Extensions): string | Reply 
   let line = `RCPT TO:<${r.address}>`;
   if (!ext.dsn) return line;
   if (r.notify !== undefined && r.notify.length > 0) {
-    // RFC 3461 §4.1: NEVER, or any of SUCCESS, FAILURE, DELAY.
-    const values = r.notify.map((v) => v.toUpperCase());
-    const valid = values.every((v) => NOTIFY_VALUES.has(v)) &&
-      (!values.includes("NEVER") || values.length === 1);
-    if (!valid) return LOCAL.badParameter(`NOTIFY=${values.join(",")}`);
-    line += ` NOTIFY=${values.join(",")}`;
+    // RFC 3461 §4.1: NEVER, or any of SUCCESS, FAILURE, DELAY: the rule the server checks.
+    const written = r.notify.join(",").toUpperCase();
+    if (parseNotify(written) === null) return LOCAL.badParameter(`NOTIFY=${written}`);
+    line += ` NOTIFY=${written}`;
   }
   if (r.orcpt !== undefined && r.orcpt !== "") {
     // RFC 3461 §4.2: ORCPT=addr-type;xtext

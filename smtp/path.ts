@@ -17,6 +17,9 @@
  */
 
 import { utf8Length } from "../bytes/utf8_length.ts";
+import { isDomain } from "../net/domain.ts";
+
+export { isDomain };
 import {
   isAddressLiteral as isNetAddressLiteral,
   isIpv4AddressLiteral,
@@ -48,39 +51,9 @@ export const MAX_PATH_OCTETS = 256;
 
 // RFC 5322 §3.2.3 atext, as RFC 5321 §4.1.2 uses it.
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]$/;
-/** Letters, digits and hyphens (RFC 5321 §4.1.2 `sub-domain`). */
-const ASCII_LABEL = /^[A-Za-z0-9-]+$/;
-/** The same, plus any non-ASCII character (RFC 6531 §3.3 `U-label`). */
-const UTF8_LABEL = /^[A-Za-z0-9\-\u0080-\uffff]+$/;
 
 function isAtext(ch: string, utf8: boolean): boolean {
   return ATEXT.test(ch) || (utf8 && ch.charCodeAt(0) >= 0x80);
-}
-
-/**
- * Checks a domain name: labels of letters, digits and hyphens, not starting
- * or ending with a hyphen (RFC 5321 §4.1.2 `sub-domain`), each at most 63
- * octets. With `utf8`, U-labels (RFC 6531 §3.3) are allowed.
- *
- * @param domain The domain, without a trailing dot.
- * @param utf8 Whether non-ASCII labels are allowed.
- * @returns Whether it is a valid domain.
- *
- * @example
- * ```ts
- * import { isDomain } from "./path.ts";
- * console.log(isDomain("mx.example.test", false)); // true
- * console.log(isDomain("-bad.example", false)); // false
- * ```
- */
-export function isDomain(domain: string, utf8: boolean): boolean {
-  if (domain.length === 0 || utf8Length(domain) > 255) return false;
-  const labelSyntax = utf8 ? UTF8_LABEL : ASCII_LABEL;
-  for (const label of domain.split(".")) {
-    if (!labelSyntax.test(label) || utf8Length(label) > 63) return false;
-    if (label.startsWith("-") || label.endsWith("-")) return false;
-  }
-  return true;
 }
 
 /**
