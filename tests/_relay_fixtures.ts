@@ -4,6 +4,7 @@
 
 import { join } from "node:path";
 import net from "node:net";
+import { StubResolver } from "../dns/resolver.ts";
 
 const RECEIVER = new URL("./fixtures/receiver.py", import.meta.url).pathname;
 
@@ -120,8 +121,26 @@ export interface Dnsmasq extends AsyncDisposable {
   nameserver: string;
 }
 
-/** dnsmasq on a loopback port with the given records (`--mx-host=...`, `--host-record=...`). */
-export async function startDnsmasq(records: string[], localZones: string[]): Promise<Dnsmasq> {
+/** How {@linkcode startDnsmasq} runs. */
+export interface DnsmasqOptions {
+  /** `--local-ttl`: the TTL of its answers; `null` leaves dnsmasq's own. @default {1} */
+  localTtl?: number | null;
+  /** A name with an A record among `records`: dnsmasq is ready once it answers it. @default {a short wait} */
+  ready?: string;
+}
+
+/**
+ * dnsmasq on a loopback port with the given records (`--mx-host=...`,
+ * `--host-record=...`), answering only for them (`--local=/zone/` for each of
+ * `localZones`, no upstream). Tried again on another port when the one drawn
+ * was taken meanwhile.
+ */
+export async function startDnsmasq(
+  records: string[],
+  localZones: string[] = [],
+  options: DnsmasqOptions = {},
+): Promise<Dnsmasq> {
+  const localTtl = options.localTtl === undefined ? 1 : options.localTtl;
   for (let tries = 0;; tries++) {
     const port = await freePort();
     const dir = await Deno.makeTempDir({ prefix: "tern-dnsmasq-" });
@@ -137,7 +156,7 @@ export async function startDnsmasq(records: string[], localZones: string[]): Pro
         `--port=${port}`,
         "--user=root",
         `--pid-file=${dir}/dnsmasq.pid`,
-        "--local-ttl=1",
+        ...(localTtl === null ? [] : [`--local-ttl=${localTtl}`]),
         ...localZones.map((z) => `--local=/${z}/`),
         ...records,
       ],
@@ -149,19 +168,34 @@ export async function startDnsmasq(records: string[], localZones: string[]): Pro
       exited = true;
       return s;
     });
-    await new Promise((r) => setTimeout(r, 150));
-    if (exited) {
+    const stop = async () => {
+      if (!exited) child.kill("SIGTERM");
+      await status;
       await Deno.remove(dir, { recursive: true });
-      if (tries > 5) throw new Error("dnsmasq would not start");
-      continue;
-    }
-    return {
-      nameserver: `127.0.0.1:${port}`,
-      async [Symbol.asyncDispose]() {
-        if (!exited) child.kill("SIGTERM");
-        await status;
-        await Deno.remove(dir, { recursive: true });
-      },
     };
+    const nameserver = `127.0.0.1:${port}`;
+    if (await isAnswering(nameserver, options.ready, () => exited)) {
+      return { nameserver, [Symbol.asyncDispose]: stop };
+    }
+    await stop();
+    if (tries > 5) throw new Error("dnsmasq would not start");
   }
+}
+
+/** Waits until dnsmasq answers `ready` (or, without a name, a short while); `false` if it exited or never answered. */
+async function isAnswering(
+  nameserver: string,
+  ready: string | undefined,
+  hasExited: () => boolean,
+): Promise<boolean> {
+  if (ready === undefined) {
+    await new Promise((r) => setTimeout(r, 150));
+    return !hasExited();
+  }
+  const probe = new StubResolver({ nameservers: [nameserver], timeoutMs: 100, cacheSize: 0 });
+  for (let i = 0; i < 50 && !hasExited(); i++) {
+    const answer = await probe.query(ready, "A").catch(() => null);
+    if (answer?.kind === "answer") return true;
+  }
+  return false;
 }

@@ -29,6 +29,7 @@ import {
   type StubResolverOptions,
 } from "../dns/mod.ts";
 import { MemoryLogger } from "../log/logger.ts";
+import { type Dnsmasq, startDnsmasq as startSharedDnsmasq } from "./_relay_fixtures.ts";
 
 const DNSMASQ = "/usr/sbin/dnsmasq";
 const hasDnsmasq = await Deno.stat(DNSMASQ).then(() => true, () => false);
@@ -207,10 +208,6 @@ async function rejectsTemporary(
 // ---------------------------------------------------------------------------
 // dnsmasq
 
-interface Dnsmasq extends AsyncDisposable {
-  readonly nameserver: string;
-}
-
 const X200 = "x".repeat(200);
 
 const DNSMASQ_RECORDS = [
@@ -232,57 +229,9 @@ const DNSMASQ_RECORDS = [
   ...Array.from({ length: 40 }, (_, i) => `--host-record=many.example.test,127.0.1.${i + 1}`),
 ];
 
-async function freePort(): Promise<number> {
-  const socket = udpSocket();
-  const port = await bindUdp(socket, "127.0.0.1", 0);
-  await closeUdp(socket);
-  return port;
-}
-
-async function startDnsmasq(): Promise<Dnsmasq> {
-  for (let tries = 0;; tries++) {
-    const port = await freePort();
-    const dir = await Deno.makeTempDir({ prefix: "tern-dnsmasq-" });
-    const child = new Deno.Command(DNSMASQ, {
-      args: [
-        "--no-daemon",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        `--port=${port}`,
-        "--user=root",
-        `--pid-file=${dir}/dnsmasq.pid`,
-        ...DNSMASQ_RECORDS,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    let exited = false;
-    const status = child.status.then((s) => {
-      exited = true;
-      return s;
-    });
-    const stop = async () => {
-      if (!exited) child.kill("SIGTERM");
-      await status;
-      await Deno.remove(dir, { recursive: true });
-    };
-    // Ready when it answers; a port taken in the meantime makes it exit.
-    const probe = resolverFor([`127.0.0.1:${port}`], { timeoutMs: 100 });
-    for (let i = 0; i < 50 && !exited; i++) {
-      try {
-        await probe.query("mx1.example.test", "A");
-        return { nameserver: `127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
-      } catch (error: unknown) {
-        if (!(error instanceof DnsTemporaryError)) throw error;
-      }
-    }
-    await stop();
-    if (tries >= 3) throw new Error(`Cannot start dnsmasq on 127.0.0.1:${port}`);
-  }
+/** dnsmasq serving the records above with their own TTLs, ready once it answers. */
+function startDnsmasq(): Promise<Dnsmasq> {
+  return startSharedDnsmasq(DNSMASQ_RECORDS, [], { localTtl: null, ready: "mx1.example.test" });
 }
 
 Deno.test({

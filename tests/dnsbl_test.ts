@@ -4,8 +4,8 @@
 
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { StubResolver } from "../dns/resolver.ts";
 import { python, startMta } from "./_helpers.ts";
+import { type Dnsmasq, startDnsmasq as startSharedDnsmasq } from "./_relay_fixtures.ts";
 
 const DNSMASQ = "/usr/sbin/dnsmasq";
 const hasDnsmasq = await Deno.stat(DNSMASQ).then(() => true, () => false);
@@ -34,50 +34,9 @@ async function silentServer(): Promise<{ address: string; close(): Promise<void>
   };
 }
 
-async function startDnsmasq(): Promise<{ nameserver: string } & AsyncDisposable> {
-  for (let tries = 0;; tries++) {
-    const free = await silentServer();
-    const port = Number(free.address.split(":")[1]);
-    await free.close();
-    const dir = await Deno.makeTempDir({ prefix: "tern-dnsbl-" });
-    const child = new Deno.Command(DNSMASQ, {
-      args: [
-        "--no-daemon",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        `--port=${port}`,
-        "--user=root",
-        `--pid-file=${dir}/dnsmasq.pid`,
-        ...LISTS,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    let exited = false;
-    const status = child.status.then(() => exited = true);
-    const stop = async () => {
-      if (!exited) child.kill("SIGTERM");
-      await status;
-      await Deno.remove(dir, { recursive: true });
-    };
-    const probe = new StubResolver({
-      nameservers: [`127.0.0.1:${port}`],
-      timeoutMs: 100,
-      cacheSize: 0,
-    });
-    for (let i = 0; i < 50 && !exited; i++) {
-      const answer = await probe.query("2.0.0.127.bl.test", "A").catch(() => null);
-      if (answer?.kind === "answer") {
-        return { nameserver: `127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
-      }
-    }
-    await stop();
-    if (tries >= 3) throw new Error(`Cannot start dnsmasq on 127.0.0.1:${port}`);
-  }
+/** dnsmasq serving the lists above, ready once it answers a listing. */
+function startDnsmasq(): Promise<Dnsmasq> {
+  return startSharedDnsmasq(LISTS, [], { localTtl: null, ready: "2.0.0.127.bl.test" });
 }
 
 /** From a source address: EHLO, MAIL, then RCPT to each; prints each RCPT reply. */
