@@ -31,13 +31,13 @@ export interface RunningMta {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Starts an MTA in this process on a free loopback port. */
-export async function startMta(body = ""): Promise<RunningMta> {
+/** Starts an MTA in this process on a free loopback port (one mx listener, then `body`). */
+export async function startMta(body = "", options: { pollMs?: number } = {}): Promise<RunningMta> {
   const { dir, config } = await tempConfig(
     `listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]\n${body}`,
   );
   const logger = new MemoryLogger();
-  const mta = await Mta.start(config, { logger, pollMs: 200 });
+  const mta = await Mta.start(config, { logger, pollMs: options.pollMs ?? 200 });
   return {
     mta,
     port: mta.listeners[0]!.port,

@@ -6,9 +6,7 @@
 // queue.max_age.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MemoryLogger } from "../log/logger.ts";
-import { Mta } from "../mta/mta.ts";
-import { maildirFiles, python, rawExchange, tempConfig, waitFor } from "./_helpers.ts";
+import { maildirFiles, python, rawExchange, startMta, waitFor } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -87,26 +85,13 @@ function startNextHop(rcptReply: string): NextHop {
   };
 }
 
+/** An MTA taking mail for alice at example.test, polling its queue often. */
 async function startRelayMta(extra: string) {
-  const { dir, config } = await tempConfig(`
-listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]
-local_domains: [example.test]
-accounts:
-  alice@example.test: {}
-${extra}`);
-  const logger = new MemoryLogger();
-  const mta = await Mta.start(config, { logger, pollMs: 100 });
-  return {
-    mta,
-    dir,
-    logger,
-    port: mta.listeners[0]!.port,
-    alice: join(dir, "data", "mail", "example.test", "alice"),
-    async [Symbol.asyncDispose]() {
-      await mta.stop(500);
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  const running = await startMta(
+    `local_domains: [example.test]\naccounts:\n  alice@example.test: {}\n${extra}`,
+    { pollMs: 100 },
+  );
+  return { ...running, alice: join(running.dir, "data", "mail", "example.test", "alice") };
 }
 
 const SEND = `

@@ -3,34 +3,18 @@
 // to a next hop that offers DSN.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Mta } from "../mta/mta.ts";
-import { MemoryLogger } from "../log/logger.ts";
 import { SmtpServer } from "../smtp/server.ts";
 import { queuedReply, REPLIES } from "../smtp/reply.ts";
-import { maildirFiles, python, tempConfig, waitFor } from "./_helpers.ts";
+import { maildirFiles, python, startMta, waitFor } from "./_helpers.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
 
+/** An MTA taking mail for alice and bob at example.test, polling its queue often. */
 async function startDsnMta(extra: string) {
-  const { dir, config } = await tempConfig(`
-listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]
-local_domains: [example.test]
-accounts:
-  alice@example.test: {}
-  bob@example.test: {}
-${extra}`);
-  const logger = new MemoryLogger();
-  const mta = await Mta.start(config, { logger, pollMs: 100 });
-  return {
-    mta,
-    dir,
-    logger,
-    port: mta.listeners[0]!.port,
-    alice: join(dir, "data", "mail", "example.test", "alice"),
-    async [Symbol.asyncDispose]() {
-      await mta.stop(500);
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  const running = await startMta(
+    `local_domains: [example.test]\naccounts:\n  alice@example.test: {}\n  bob@example.test: {}\n${extra}`,
+    { pollMs: 100 },
+  );
+  return { ...running, alice: join(running.dir, "data", "mail", "example.test", "alice") };
 }
 
 const SEND = `
