@@ -67,6 +67,7 @@ export const KEY = {
   due: (t: number, id: string): Deno.KvKey => [ROOT, "due", t, id],
   lease: (id: string): Deno.KvKey => [ROOT, "lease", id],
   removing: (id: string): Deno.KvKey => [ROOT, "removing", id],
+  state: (name: string): Deno.KvKey => [ROOT, "state", name],
 } as const;
 
 /** Prefixes to list the keys of one kind (of one message, for content). */
@@ -97,7 +98,10 @@ export interface StoredMeta extends ContentCounts {
   readonly queueId: string;
   /** The envelope; `forwardPaths` is empty when they live in `path` pages. */
   readonly envelope: Envelope;
+  /** Octets of content, the commit header included. */
   readonly size: number;
+  /** Header fields added at commit (`CommitOptions.header`), read before the written content. */
+  readonly header?: Uint8Array;
   readonly arrival: number;
   readonly nextAttempt: number;
   readonly held: boolean;

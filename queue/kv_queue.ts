@@ -43,7 +43,14 @@ import { dirname } from "node:path";
 import { createPrivateFile, makePrivate, PRIVATE_DIRECTORY_MODE } from "../fs/private.ts";
 import { type Logger, NULL_LOGGER } from "../log/logger.ts";
 import type { ClaimedMessage, QueuedMessage, RecipientOutcome, RecipientState } from "./types.ts";
-import type { ClaimOptions, IncomingMessage, Queue, ReceiveInit, RecoverResult } from "./queue.ts";
+import {
+  checkStateSize,
+  type ClaimOptions,
+  type IncomingMessage,
+  type Queue,
+  type ReceiveInit,
+  type RecoverResult,
+} from "./queue.ts";
 import { QueueConflictError, QueueUnavailableError } from "./errors.ts";
 import { newQueueId } from "./queue_id.ts";
 import { Spool } from "./spool.ts";
@@ -701,6 +708,20 @@ export class KvQueue implements Queue {
     await this.#kv.set(["probe", HOST], value);
     const back = await this.#kv.get<number>(["probe", HOST]);
     if (back.value !== value) throw new Error("the queue store did not return what was written");
+  }
+
+  /** Reads a piece of state. See {@linkcode Queue.getState}. */
+  async getState(name: string): Promise<string | null> {
+    this.#assertOpen();
+    return (await this.#kv.get<string>(KEY.state(name))).value;
+  }
+
+  /** Sets or removes a piece of state. See {@linkcode Queue.setState}. */
+  async setState(name: string, value: string | null): Promise<void> {
+    this.#assertOpen();
+    checkStateSize(name, value);
+    if (value === null) await this.#kv.delete(KEY.state(name));
+    else await this.#kv.set(KEY.state(name), value);
   }
 
   /** Waits for commits in flight, then closes the store. See {@linkcode Queue.close}. */

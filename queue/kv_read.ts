@@ -51,8 +51,8 @@ export async function readMessage(kv: Deno.Kv, meta: StoredMeta): Promise<Queued
 }
 
 /**
- * Streams a message's stored content, chunk by chunk (or from its spool
- * file), reading a few chunks at a time so memory stays bounded.
+ * Streams a message's stored content: the header added at commit, then
+ * chunk by chunk (or from its spool file), reading a few chunks at a time so memory stays bounded.
  *
  * @returns The content; the stream fails with a {@linkcode QueueNotFoundError}
  *   if the message does not exist or is removed while being read.
@@ -69,15 +69,17 @@ export function readContent(
   let size = 0;
   let next = 0;
   return new ReadableStream<Uint8Array>({
-    async start() {
+    async start(controller) {
       const meta = (await retryLocked(() => kv.get<StoredMeta>(KEY.msg(queueId)))).value;
       if (meta === null) {
         throw new QueueNotFoundError(queueId, `Cannot read message ${queueId}: no such message`);
       }
-      expectedSize = meta.size;
+      const header = meta.header ?? new Uint8Array();
+      expectedSize = meta.size - header.length;
       expectedChunks = meta.chunks;
+      if (header.length > 0) controller.enqueue(header);
       if (meta.spool) {
-        file = spool.open(queueId, meta.size).getReader();
+        file = spool.open(queueId, expectedSize).getReader();
       } else {
         chunks = kv.list<Uint8Array>({ prefix: PREFIX.chunk(queueId) }, { batchSize: 4 });
       }

@@ -10,7 +10,12 @@
 
 import { concatBytes } from "../bytes/concat.ts";
 import type { ClaimedMessage, QueueRecipient, RecipientState } from "./types.ts";
-import type { IncomingMessage, ReceiveInit } from "./queue.ts";
+import {
+  type CommitOptions,
+  type IncomingMessage,
+  MAX_COMMIT_HEADER,
+  type ReceiveInit,
+} from "./queue.ts";
 import { QueueConflictError } from "./errors.ts";
 import {
   costOf,
@@ -36,6 +41,7 @@ import type { Spool, SpoolWriter } from "./spool.ts";
 
 /** A meta value larger than this keeps its forward-paths in `path` pages. */
 const MAX_INLINE_META = 48_000;
+// With a commit header of MAX_COMMIT_HEADER octets, forward-paths page from 16 KB.
 /** Target size of one `path` page. */
 const PATH_PAGE_SIZE = 24_000;
 /** How often a long upload to a spool file rewrites its `incoming` key, ms. */
@@ -128,8 +134,8 @@ export class Upload implements IncomingMessage {
     });
   }
 
-  async commit(): Promise<void> {
-    await this.#commitWith(null);
+  async commit(options?: CommitOptions): Promise<void> {
+    await this.#commitWith(null, options?.header);
   }
 
   /** Counts `octets` more as kept in memory, if the message's limit and the queue's budget allow. */
@@ -163,8 +169,8 @@ export class Upload implements IncomingMessage {
     return grown;
   }
 
-  async commitAndClaim(now: number): Promise<ClaimedMessage> {
-    const claim = await this.#commitWith(now);
+  async commitAndClaim(now: number, options?: CommitOptions): Promise<ClaimedMessage> {
+    const claim = await this.#commitWith(now, options?.header);
     if (claim === null) {
       throw new QueueConflictError(this.queueId, `Cannot claim message ${this.queueId}`);
     }
@@ -172,11 +178,19 @@ export class Upload implements IncomingMessage {
   }
 
   /** Commits; with a time, also claims the message from that time on. */
-  #commitWith(claimAt: number | null): Promise<ClaimedMessage | null> {
+  #commitWith(
+    claimAt: number | null,
+    header: Uint8Array | undefined,
+  ): Promise<ClaimedMessage | null> {
     return this.#serialize(async () => {
       this.#assertOpen("commit");
       try {
-        const claim = await this.#commit(claimAt);
+        if (header !== undefined && header.length > MAX_COMMIT_HEADER) {
+          throw new RangeError(
+            `Cannot commit message ${this.queueId}: its added header is over ${MAX_COMMIT_HEADER} octets`,
+          );
+        }
+        const claim = await this.#commit(claimAt, header?.length ? header.slice() : null);
         this.#state = "committed";
         this.#buffer = null;
         this.#dropKept(); // in the claim now, or of no use: out of the budget either way
@@ -246,10 +260,14 @@ export class Upload implements IncomingMessage {
     this.#lastTouch = performance.now();
   }
 
-  async #commit(claimAt: number | null): Promise<ClaimedMessage | null> {
+  async #commit(claimAt: number | null, header: Uint8Array | null): Promise<ClaimedMessage | null> {
     const id = this.queueId;
     const { envelope, recipients, clientAddress, now } = this.#init;
-    const pathPages = pageForwardPaths(envelope.forwardPaths);
+    // The meta holds the header too: together they fit in one value.
+    const pathPages = pageForwardPaths(
+      envelope.forwardPaths,
+      MAX_INLINE_META - (header?.length ?? 0),
+    );
     const recipientWrites = recipients.map((r, n) => set(KEY.rcpt(id, n), queuedState(r)));
     const pathWrites = pathPages.map((page, n) => set(KEY.path(id, n), page));
     const tail = this.#fill > 0 && this.#buffer !== null ? this.#buffer.slice(0, this.#fill) : null;
@@ -268,7 +286,8 @@ export class Upload implements IncomingMessage {
       v: 1,
       queueId: id,
       envelope: pathPages.length > 0 ? { ...envelope, forwardPaths: [] } : envelope,
-      size: this.#size,
+      size: (header?.length ?? 0) + this.#size,
+      ...(header === null ? {} : { header }),
       arrival: now,
       nextAttempt: now,
       held: false,
@@ -333,6 +352,7 @@ export class Upload implements IncomingMessage {
     // when a copy of the spooled content was kept.
     let content = tail !== null && this.#counts.chunks === 0 ? tail : null;
     if (this.#kept !== null) content = concatBytes(this.#kept);
+    if (content !== null && header !== null) content = concatBytes([header, content]);
     const claim: ClaimedMessage = {
       message: toMessage({ ...meta, envelope }, recipients.map(queuedState)),
       recovered: false,
@@ -374,8 +394,8 @@ export function queuedState(r: QueueRecipient): RecipientState {
 }
 
 /** Pages of forward-paths when they would make the meta too large, else none. */
-function pageForwardPaths(forwardPaths: readonly string[]): string[][] {
-  if (valueSize(forwardPaths) <= MAX_INLINE_META) return [];
+function pageForwardPaths(forwardPaths: readonly string[], inlineLimit: number): string[][] {
+  if (valueSize(forwardPaths) <= inlineLimit) return [];
   const pages: string[][] = [];
   let page: string[] = [];
   let size = 0;

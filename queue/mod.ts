@@ -38,12 +38,14 @@
 
 export type {
   ClaimOptions,
+  CommitOptions,
   DeliveryQueue,
   IncomingMessage,
   Queue,
   ReceiveInit,
   RecoverResult,
 } from "./queue.ts";
+export { MAX_COMMIT_HEADER, MAX_STATE_VALUE } from "./queue.ts";
 export { QueueConflictError, QueueNotFoundError, QueueUnavailableError } from "./errors.ts";
 export { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
 export { CHUNK_SIZE } from "./kv_keys.ts";

@@ -46,6 +46,47 @@ export interface ReceiveInit {
   readonly keepContent?: number;
 }
 
+/** What {@linkcode IncomingMessage.commit} may add to the message. */
+export interface CommitOptions {
+  /**
+   * Header fields that go on top of the content, known only once the content
+   * is complete: a `DKIM-Signature` (RFC 6376 §5.6), an
+   * `Authentication-Results` (RFC 8601 §5), a trace block. Stored with the
+   * message and read back before the written content: `openContent`, a
+   * claim's `content` and the message's `size` all include it. Each line ends
+   * in CRLF. At most {@linkcode MAX_COMMIT_HEADER} octets.
+   * @default {none}
+   */
+  readonly header?: Uint8Array;
+}
+
+/** The most octets a value of {@linkcode Queue.setState} may hold. */
+export const MAX_STATE_VALUE = 60 * 1024;
+
+/** The most octets a name of {@linkcode Queue.setState} may hold. */
+export const MAX_STATE_NAME = 512;
+
+/**
+ * Checks a state name and value against the limits every store keeps
+ * (a value fits in one Deno KV value).
+ *
+ * @param name The state's name.
+ * @param value Its value, or `null`.
+ * @throws {RangeError} When either is too long.
+ */
+export function checkStateSize(name: string, value: string | null): void {
+  const octets = (text: string) => new TextEncoder().encode(text).length;
+  if (name === "" || octets(name) > MAX_STATE_NAME) {
+    throw new RangeError(`State name must be 1 to ${MAX_STATE_NAME} octets`);
+  }
+  if (value !== null && octets(value) > MAX_STATE_VALUE) {
+    throw new RangeError(`State value of ${name} is over ${MAX_STATE_VALUE} octets`);
+  }
+}
+
+/** The most octets {@linkcode CommitOptions.header} may hold. */
+export const MAX_COMMIT_HEADER = 32 * 1024;
+
 /**
  * A message being received: content is streamed in with {@linkcode write},
  * then the message is made durable with {@linkcode commit} or dropped with
@@ -70,12 +111,14 @@ export interface IncomingMessage {
    * Makes the message durable: when this resolves, and only then, the server
    * may answer `250 2.0.0 Ok: queued as <ID>` (RFC 5321 §6.1).
    *
+   * @param options Header fields to put on top of the content.
    * @returns When the commit is on disk.
+   * @throws {RangeError} When the header is over {@linkcode MAX_COMMIT_HEADER} octets.
    * @throws {QueueConflictError} When the upload was removed meanwhile (idle
    *   too long) or its queue id is taken; the upload is then removed.
    * @throws {QueueUnavailableError} When the store cannot be written.
    */
-  commit(): Promise<void>;
+  commit(options?: CommitOptions): Promise<void>;
   /**
    * Makes the message durable, as {@linkcode commit} does, and claims it for
    * delivery by this process in the same commit: no other worker takes
@@ -85,12 +128,13 @@ export interface IncomingMessage {
    * ends it at the next start) and the message is delivered from the store.
    *
    * @param now The current time, epoch ms: the lease runs from it.
+   * @param options Header fields to put on top of the content.
    * @returns The claim, as {@linkcode Queue.claimDue} would give it.
    * @throws {QueueConflictError} When the upload was removed meanwhile (idle
    *   too long) or its queue id is taken; the upload is then removed.
    * @throws {QueueUnavailableError} When the store cannot be written.
    */
-  commitAndClaim(now: number): Promise<ClaimedMessage>;
+  commitAndClaim(now: number, options?: CommitOptions): Promise<ClaimedMessage>;
   /**
    * Drops the message and whatever it has stored. Does nothing after a
    * commit or a second time.
@@ -585,6 +629,26 @@ export interface Queue {
    * ```
    */
   recover(now: number): Promise<RecoverResult>;
+
+  /**
+   * Reads a piece of the MTA's own state kept beside the messages (a cached
+   * MTA-STS policy, report counts): shared by every process and node of the
+   * store, like the messages.
+   *
+   * @param name The state's name, such as `mta-sts/example.org`.
+   * @returns The value last set, or `null`.
+   */
+  getState(name: string): Promise<string | null>;
+
+  /**
+   * Sets or removes a piece of state (see {@linkcode getState}). Last write wins.
+   *
+   * @param name The state's name (at most 512 octets).
+   * @param value The value (at most {@linkcode MAX_STATE_VALUE} octets), or `null` to remove it.
+   * @returns When the write is durable.
+   * @throws {RangeError} When the name or the value is too long.
+   */
+  setState(name: string, value: string | null): Promise<void>;
 
   /**
    * Waits for commits in flight, then closes the store. The queue cannot be

@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import type { Logger } from "../log/logger.ts";
-import type { IncomingMessage, Queue } from "./queue.ts";
+import { type IncomingMessage, MAX_COMMIT_HEADER, MAX_STATE_VALUE, type Queue } from "./queue.ts";
 import type { QueueRecipient, RecipientOutcome } from "./types.ts";
 import { QueueNotFoundError, QueueUnavailableError } from "./errors.ts";
 
@@ -207,6 +207,46 @@ export function queueSuite(name: string, open: QueueFactory): void {
     const [again] = await queue.claimDue({ now: T0, limit: 1 });
     assert.equal(again?.recovered, false);
     assert.equal(again?.message.recipients[0]?.attempts, 0);
+  });
+
+  test("a commit header goes on top of the content, in reads, claims and size", async (queue) => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    const header = encode("Authentication-Results: mx.example.test; spf=pass\r\n");
+    const big = new Uint8Array(200_000).fill(0x61); // spooled, not one chunk
+    for (const [content, claimed] of [[encode("x\r\n"), true], [big, false]] as const) {
+      const message = await receive(queue, content);
+      const expected = new Uint8Array([...header, ...content]);
+      if (claimed) {
+        const claim = await message.commitAndClaim(T0, { header });
+        assert.deepEqual(claim.content, expected);
+        assert.equal(claim.message.size, expected.length);
+      } else {
+        await message.commit({ header });
+      }
+      assert.equal((await queue.get(message.queueId))?.size, expected.length);
+      assert.deepEqual(await readAll(queue.openContent(message.queueId)), expected);
+    }
+  });
+
+  test("state is kept, replaced and removed; sizes are checked", async (queue) => {
+    assert.equal(await queue.getState("mta-sts/example.org"), null);
+    await queue.setState("mta-sts/example.org", '{"mode":"testing"}');
+    await queue.setState("mta-sts/example.org", '{"mode":"enforce"}');
+    assert.equal(await queue.getState("mta-sts/example.org"), '{"mode":"enforce"}');
+    await queue.setState("mta-sts/example.org", null);
+    assert.equal(await queue.getState("mta-sts/example.org"), null);
+    await assert.rejects(queue.setState("x", "v".repeat(MAX_STATE_VALUE + 1)), RangeError);
+    await assert.rejects(queue.setState("", "v"), RangeError);
+    assert.equal(await queue.count(), 0);
+  });
+
+  test("a commit header over the limit is refused and nothing is stored", async (queue) => {
+    const message = await receive(queue, new TextEncoder().encode("x\r\n"));
+    await assert.rejects(
+      message.commit({ header: new Uint8Array(MAX_COMMIT_HEADER + 1) }),
+      RangeError,
+    );
+    assert.equal(await queue.count(), 0);
   });
 
   test("an expired lease makes the message claimable again, marked recovered", async (queue) => {
