@@ -25,6 +25,7 @@
 
 import { parseArgs } from "node:util";
 import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
 import { countFiles, fsyncsPerSecond, waitForCount } from "./_disk.ts";
 import { freePort } from "./_net.ts";
 import { renderTable, type Row, summary } from "./_table.ts";
@@ -32,9 +33,22 @@ import { runGrowth } from "./growth.ts";
 import { IdleHolder } from "./idle.ts";
 import { runLoad } from "./load.ts";
 import { treeCpuSeconds, treeMemory } from "./memory.ts";
+import { runAuthCost } from "./auth_cost.ts";
+import { OpenDkim } from "./opendkim.ts";
 import { ensurePostfix, Postfix, postfixVersion } from "./postfix.ts";
+import {
+  checkSignedDumps,
+  makeDumpDir,
+  makeSigningKey,
+  type PublishedKey,
+  SIGN_DOMAIN,
+  SIGN_SELECTOR,
+} from "./sign.ts";
 import { runSmtpSource, SmtpSink } from "./smtp_source.ts";
 import { Tern } from "./tern.ts";
+
+/** The `--scenario` name of bench/auth_cost.ts's figures. */
+const AUTH_COST = "auth-cost";
 
 /** The local domain of both MTAs. */
 export const LOCAL_DOMAIN = "bench.test";
@@ -63,6 +77,14 @@ export interface Instance {
   stop(): Promise<void>;
 }
 
+/** What a signing run adds: the key the MTA signs with, and where smtp-sink dumps what it gets. */
+interface Signing {
+  readonly key: PublishedKey;
+  readonly dumpDir: string;
+  /** Processes outside the MTA's tree that do its signing (OpenDKIM), for its CPU time. */
+  readonly helperPids: readonly number[];
+}
+
 /** One figure a scenario reports. */
 interface Metric {
   readonly key: string;
@@ -79,7 +101,16 @@ interface Scenario {
   readonly metrics: readonly Metric[];
   /** Whether it needs smtp-sink as the relay next hop. */
   readonly sink?: boolean;
-  run(instance: Instance, sink: SmtpSink | null): Promise<Record<string, number>>;
+  /**
+   * Whether the MTA DKIM-signs every message (tern itself, Postfix through
+   * OpenDKIM); smtp-sink then dumps what it receives, to check.
+   */
+  readonly sign?: boolean;
+  run(
+    instance: Instance,
+    sink: SmtpSink | null,
+    signing: Signing | null,
+  ): Promise<Record<string, number>>;
 }
 
 /** Run-wide settings. */
@@ -149,6 +180,8 @@ async function freeBytes(path: string): Promise<number> {
 
 /** Instances running now, stopped on SIGINT/SIGTERM. */
 const running = new Set<{ stop(): Promise<void> }>();
+/** smtp-sink's dump directories in use (in /dev/shm, outside the bench directory). */
+const dumpDirs = new Set<string>();
 
 function log(line: string): void {
   console.error(line);
@@ -157,25 +190,48 @@ function log(line: string): void {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts one MTA in a new directory (and smtp-sink when the scenario relays),
- * runs `body`, and stops everything.
+ * Starts one MTA in a new directory (and smtp-sink when the scenario relays;
+ * a new RSA-2048 key, and OpenDKIM for Postfix, when it signs), runs
+ * `body`, and stops everything.
  */
 async function withInstance<T>(
   mta: MtaName,
   context: Context,
-  needsSink: boolean,
-  body: (instance: Instance, sink: SmtpSink | null) => Promise<T>,
+  needs: { sink: boolean; sign: boolean },
+  body: (instance: Instance, sink: SmtpSink | null, signing: Signing | null) => Promise<T>,
 ): Promise<T> {
   const dir = await Deno.makeTempDir({ dir: context.root, prefix: `${mta}-` });
+  // Postfix's daemons and OpenDKIM run as other users and must reach into it.
+  await Deno.chmod(dir, 0o755);
   let sink: SmtpSink | null = null;
   let instance: Instance | null = null;
+  let openDkim: OpenDkim | null = null;
+  let dumpDir: string | null = null;
   try {
-    if (needsSink) {
-      sink = await SmtpSink.start(freePort());
+    const key = needs.sign ? makeSigningKey() : null;
+    if (needs.sink) {
+      dumpDir = key ? await makeDumpDir(dir) : null;
+      if (dumpDir !== null) dumpDirs.add(dumpDir);
+      sink = await SmtpSink.start(freePort(), dumpDir === null ? {} : { dumpDir });
       running.add(sink);
     }
     const routes = sink ? { [RELAY_DOMAIN]: `127.0.0.1:${sink.port}` } : {};
     const port = freePort();
+    if (key && mta === "postfix") {
+      openDkim = await OpenDkim.start({
+        dir: join(dir, "opendkim"),
+        domain: SIGN_DOMAIN,
+        selector: SIGN_SELECTOR,
+        keyPem: key.pem,
+      });
+      running.add(openDkim);
+    }
+    let dkimKeys: { domain: string; selector: string; key: string }[] | undefined;
+    if (key && mta === "tern") {
+      const keyFile = join(dir, "dkim.pem");
+      await Deno.writeTextFile(keyFile, key.pem, { mode: 0o600 });
+      dkimKeys = [{ domain: SIGN_DOMAIN, selector: SIGN_SELECTOR, key: keyFile }];
+    }
     instance = mta === "tern"
       ? await Tern.start({
         dir,
@@ -183,6 +239,7 @@ async function withInstance<T>(
         localDomain: LOCAL_DOMAIN,
         routes,
         denoFlags: context.denoFlags,
+        ...(dkimKeys ? { dkimKeys } : {}),
       })
       : await Postfix.start({
         dir,
@@ -190,17 +247,30 @@ async function withInstance<T>(
         localDomain: LOCAL_DOMAIN,
         mailboxes: ["sink"],
         routes,
+        ...(openDkim ? { milter: openDkim.milter } : {}),
       });
     running.add(instance);
-    return await body(instance, sink);
+    const signing = key && dumpDir !== null
+      ? { key, dumpDir, helperPids: openDkim ? [openDkim.pid] : [] }
+      : null;
+    return await body(instance, sink, signing);
   } finally {
     if (instance) {
       await instance.stop();
       running.delete(instance);
     }
+    if (openDkim) {
+      await openDkim.stop();
+      running.delete(openDkim);
+    }
     if (sink) {
       await sink.stop();
       running.delete(sink);
+    }
+    // The dumps are in memory (/dev/shm): never kept past the run.
+    if (dumpDir !== null) {
+      await Deno.remove(dumpDir, { recursive: true }).catch(() => {});
+      dumpDirs.delete(dumpDir);
     }
     if (!context.keep && !context.deferDeletion) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -252,15 +322,38 @@ function localScenario(
   };
 }
 
-/** The same load to the relay domain: delivered = received by smtp-sink. */
-function relayScenario(load: { messages: number; sessions: number; size: number }): Scenario {
+/** CPU seconds of the MTA's tree and of the processes signing for it (OpenDKIM). */
+async function mtaCpuSeconds(
+  instance: Instance,
+  signing: Signing | null,
+): Promise<{ total: number; helpers: number }> {
+  let helpers = 0;
+  for (const pid of signing?.helperPids ?? []) helpers += await treeCpuSeconds(pid);
+  return { total: (await treeCpuSeconds(instance.pid)) + helpers, helpers };
+}
+
+/**
+ * The same load to the relay domain: delivered = received by smtp-sink.
+ * With `sign`, the MTA DKIM-signs every message (tern itself; Postfix
+ * through OpenDKIM as a milter, whose CPU counts as Postfix's), and after
+ * the timed part every message smtp-sink received is checked to carry the
+ * signature, a sample of them verified (bench/sign.ts).
+ */
+function relayScenario(
+  name: string,
+  title: string,
+  load: { messages: number; sessions: number; size: number },
+  sign = false,
+): Scenario {
   return {
-    name: "relay",
-    title: `relay ${sizeName(load.size)} × ${count(load.messages)}, ${load.sessions} sessions`,
+    name,
+    title,
     metrics: RATES,
     sink: true,
-    async run(instance, sink) {
-      const cpu = await treeCpuSeconds(instance.pid);
+    sign,
+    async run(instance, sink, signing) {
+      if (sign && signing === null) throw new Error("the sign scenario has no key");
+      const cpu = await mtaCpuSeconds(instance, signing);
       const source = await runSmtpSource({
         port: instance.port,
         ...load,
@@ -271,11 +364,20 @@ function relayScenario(load: { messages: number; sessions: number; size: number 
         what: "messages received by smtp-sink",
         intervalMs: 10,
       });
-      return {
+      const cpuAfter = await mtaCpuSeconds(instance, signing);
+      const figures = {
         accepted: load.messages / (source.elapsedMs / 1000),
         delivered: load.messages / ((doneAt - source.startedAt) / 1000),
-        cpu: ((await treeCpuSeconds(instance.pid)) - cpu) * 1000 / load.messages,
+        cpu: (cpuAfter.total - cpu.total) * 1000 / load.messages,
       };
+      if (signing !== null) {
+        if (signing.helperPids.length > 0) {
+          const ms = (cpuAfter.helpers - cpu.helpers) * 1000 / load.messages;
+          log(`  of the MTA CPU, the signing milter's: ${ms.toFixed(2)} ms/msg`);
+        }
+        await checkSignedDumps(signing.dumpDir, load.messages, signing.key);
+      }
+      return figures;
     },
   };
 }
@@ -395,7 +497,17 @@ function allScenarios(scale: number, connections: number): Scenario[] {
     local("local-1", 5000, 1, 4 * KIB),
     local("local-100k", 5000, 10, 100 * KIB),
     local("local-1m", 200, 10, MIB),
-    relayScenario({ messages: n(5000), sessions: 10, size: 4 * KIB }),
+    relayScenario(
+      "relay",
+      `relay 4 KiB × ${count(n(5000))}, 10 sessions`,
+      { messages: n(5000), sessions: 10, size: 4 * KIB },
+    ),
+    relayScenario(
+      "sign",
+      `relay, DKIM-signed (rsa-2048), 4 KiB × ${count(n(5000))}, 10 sessions`,
+      { messages: n(5000), sessions: 10, size: 4 * KIB },
+      true,
+    ),
     idleScenario(connections),
     latencyScenario(
       "latency",
@@ -431,7 +543,8 @@ const USAGE =
                        [--scale F] [--connections N] [--keep] [--tern-flags="FLAGS"]
        deno task bench --growth [--runs N] [--scale F]
        deno task bench --smoke
-scenarios: local local-1 local-100k local-1m relay idle latency (* is a wildcard)`;
+scenarios: local local-1 local-100k local-1m relay sign idle latency auth-cost
+           (* is a wildcard; auth-cost is tern's code alone, no MTA)`;
 
 /** Runs one scenario on one MTA once; `null` (and a logged error) if it failed. */
 async function runOnce(
@@ -440,7 +553,8 @@ async function runOnce(
   context: Context,
 ): Promise<Record<string, number> | null> {
   try {
-    return await withInstance(mta, context, scenario.sink ?? false, scenario.run);
+    const needs = { sink: scenario.sink ?? false, sign: scenario.sign ?? false };
+    return await withInstance(mta, context, needs, scenario.run);
   } catch (error: unknown) {
     log(`  ${mta}: FAILED: ${error instanceof Error ? error.message : String(error)}`);
     return null;
@@ -488,7 +602,10 @@ async function main(): Promise<number> {
   const scenarios = smoke
     ? smokeScenarios()
     : allScenarios(scale, connections).filter((s) => selected(s.name, patterns));
-  if (!values.growth && scenarios.length === 0) {
+  // Not a scenario of an MTA: tern's signing and verifying code, timed in this process.
+  const authCost = !smoke && !values.growth && mtas.includes("tern") &&
+    selected(AUTH_COST, patterns);
+  if (!values.growth && scenarios.length === 0 && !authCost) {
     console.error(`no scenario matches ${patterns.join(",")}\n${USAGE}`);
     return 2;
   }
@@ -515,6 +632,7 @@ async function main(): Promise<number> {
   };
   const cleanUp = async () => {
     for (const r of [...running]) await r.stop().catch(() => {});
+    for (const d of dumpDirs) await Deno.remove(d, { recursive: true }).catch(() => {});
     if (!context.keep) await Deno.remove(root, { recursive: true }).catch(() => {});
   };
   const onSignal = () => {
@@ -586,7 +704,11 @@ async function main(): Promise<number> {
         });
       }
     }
-    console.log(renderTable(rows));
+    if (rows.length > 0) console.log(renderTable(rows));
+    if (authCost) {
+      log("auth-cost: signing and verifying in this process");
+      console.log(`${rows.length > 0 ? "\n" : ""}${await runAuthCost({ scale })}`);
+    }
     if (failures > 0) console.log(`\n${failures} run(s) failed: see the messages above`);
     return failures > 0 ? 1 : 0;
   } finally {

@@ -128,11 +128,15 @@ export class SmtpSink {
    * to run as root without `-u`); it accepts up to 1,024 connections at once.
    *
    * @param port The port on 127.0.0.1.
+   * @param options `dumpDir`: a directory user nobody can write, where each
+   *   message received is dumped to a file of its own (`-d DIR/%H%M%S.`,
+   *   smtp-sink appends a random number to the name).
    * @returns The running sink, once it listens.
    */
-  static async start(port: number): Promise<SmtpSink> {
+  static async start(port: number, options: { dumpDir?: string } = {}): Promise<SmtpSink> {
+    const dump = options.dumpDir === undefined ? [] : ["-d", `${options.dumpDir}/%H%M%S.`];
     const child = new Deno.Command(SMTP_SINK, {
-      args: ["-c", "-m", "1024", "-u", "nobody", `127.0.0.1:${port}`, "1024"],
+      args: ["-c", "-m", "1024", "-u", "nobody", ...dump, `127.0.0.1:${port}`, "1024"],
       stdin: "null",
       stdout: "piped",
       stderr: "null",

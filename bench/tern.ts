@@ -28,6 +28,8 @@ export interface TernOptions {
   readonly retry?: readonly string[];
   /** Extra flags for `deno run`, e.g. `["--cpu-prof"]`. @default {[]} */
   readonly denoFlags?: readonly string[];
+  /** `dkim.keys`: mail from the trusted load is signed by these. @default {none} */
+  readonly dkimKeys?: readonly { domain: string; selector: string; key: string }[];
 }
 
 /**
@@ -51,6 +53,8 @@ export function ternConfig(options: TernOptions): Record<string, unknown> {
       routes: { ...(options.routes ?? {}) },
     },
     ...(options.retry ? { queue: { retry: options.retry } } : {}),
+    // The load comes from a trusted network: tern signs it when a key covers its From: domain.
+    ...(options.dkimKeys ? { dkim: { keys: options.dkimKeys.map((k) => ({ ...k })) } } : {}),
     // Raised so that 1,000 idle connections from one address are accepted.
     limits: { max_connections: max, max_connections_per_ip: max },
     log: { level: "info", format: "text" },
