@@ -47,6 +47,23 @@ export interface RemoteTransport {
   ): Promise<RecipientOutcome[]>;
 }
 
+/** Delivers recipients with a mailbox: Maildir files, or an LMTP server. */
+export interface MailboxTransport {
+  /**
+   * Delivers some local recipients of a message.
+   *
+   * @param claim The claimed message.
+   * @param indices The recipients to deliver (those without a mailbox are skipped).
+   * @param content Opens the message content.
+   * @returns One outcome per local recipient.
+   */
+  deliver(
+    claim: ClaimedMessage,
+    indices: readonly number[],
+    content: () => ReadableStream<Uint8Array>,
+  ): Promise<RecipientOutcome[]>;
+}
+
 /** What {@linkcode createDeliver} needs. */
 export interface DeliverOptions {
   /**
@@ -58,6 +75,8 @@ export interface DeliverOptions {
   readonly queue: Queue;
   /** The Maildir transport. */
   readonly local: LocalDelivery;
+  /** The LMTP transport, used while `mailbox_transport` names an LMTP server. */
+  readonly lmtp?: MailboxTransport;
   /** The relay transport, or `undefined` when relaying is not available. */
   readonly remote?: RemoteTransport;
   /** Where delivery lines go. */
@@ -94,8 +113,12 @@ export function createDeliver(
       (r.mailbox !== null ? local : remote).push(index);
     });
     const outcomes: RecipientOutcome[] = [];
-    // LocalDelivery and the remote transport log their own outcomes.
-    if (local.length > 0) outcomes.push(...await options.local.deliver(claim, local, content));
+    // Read per attempt: a reload may switch between Maildir and LMTP.
+    const viaLmtp = options.lmtp !== undefined &&
+      configOf(options.config).mailboxTransport !== undefined;
+    const mailboxes: MailboxTransport = viaLmtp ? options.lmtp! : options.local;
+    // Every transport logs its own outcomes.
+    if (local.length > 0) outcomes.push(...await mailboxes.deliver(claim, local, content));
     if (remote.length > 0) {
       if (options.remote) {
         // What follows waits on other hosts: out of the loop's slot.
@@ -122,7 +145,11 @@ export function createDeliver(
     }
     for (const o of final) {
       deliveries.inc({
-        transport: message.recipients[o.index]?.mailbox != null ? "local" : "relay",
+        transport: message.recipients[o.index]?.mailbox == null
+          ? "relay"
+          : viaLmtp
+          ? "lmtp"
+          : "local",
         result: o.status,
       });
     }

@@ -90,6 +90,13 @@ export interface SmtpClientOptions {
   /** PEM certificates to trust instead of the system's roots. */
   caCerts?: string[];
   /**
+   * Judges the peer after the handshake, whatever `verifyCertificate` says
+   * (DANE, MTA-STS): given the chain in DER, leaf first, and whether it
+   * verified against `caCerts` and `servername`, returns why it is refused,
+   * or `null` to go on. A refusal fails like a handshake error.
+   */
+  checkPeer?: (chain: readonly Uint8Array[], authorized: boolean) => string | null;
+  /**
    * Log in after EHLO (RFC 4954), with PLAIN or else LOGIN. Only over TLS:
    * without it the connection fails before the password is sent, unless
    * `allowPlaintextAuth` says otherwise. A refusal throws {@linkcode SmtpAuthError}.
@@ -113,6 +120,12 @@ export interface SmtpClientOptions {
   useChunking?: boolean;
   /** Pipeline commands when the server offers PIPELINING. @default {true} */
   usePipelining?: boolean;
+  /**
+   * Speak LMTP (RFC 2033) to a local delivery agent: LHLO, and one reply per
+   * accepted recipient after the content. Pass `tls: "none"` with it.
+   * @default {false}
+   */
+  lmtp?: boolean;
   /** Receives the wire trace: `C: ` commands, `S: ` replies, `* ` notes; never content. */
   onTrace?: (line: string) => void;
   /**
@@ -134,6 +147,21 @@ export interface TlsInfo {
   readonly isVerified: boolean;
   /** Why it did not verify (such as `"DEPTH_ZERO_SELF_SIGNED_CERT"`), or `null`. */
   readonly verifyError: string | null;
+}
+
+/** The peer's certificates in DER, leaf first, as sent (a loop in the chain ends it). */
+function peerChain(socket: tls.TLSSocket): Uint8Array[] {
+  const chain: Uint8Array[] = [];
+  const seen = new Set<string>();
+  let cert = socket.getPeerCertificate(true);
+  while (cert !== undefined && cert !== null && cert.raw !== undefined) {
+    const key = cert.fingerprint256;
+    if (seen.has(key) || chain.length >= 16) break;
+    seen.add(key);
+    chain.push(new Uint8Array(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return chain;
 }
 
 /** Nothing rides on the 221 to QUIT: the wait for it is short. */
@@ -187,6 +215,7 @@ export class SmtpClient {
       ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
       ...(options.useChunking === undefined ? {} : { useChunking: options.useChunking }),
       ...(options.usePipelining === undefined ? {} : { usePipelining: options.usePipelining }),
+      ...(options.lmtp === undefined ? {} : { lmtp: options.lmtp }),
     });
     this.#wire = new Wire(socket);
   }
@@ -338,9 +367,16 @@ export class SmtpClient {
       // The dialogue is in an unknown state: never finish a half-sent message.
       await this.#destroy();
       if (contentFailure.failed) throw contentFailure.error; // a local failure: not the connection's
-      if (error instanceof SmtpConnectionError) throw error;
-      throw new SmtpConnectionError(`Cannot send to ${this.#peer}: ${String(error)}`, {
+      // LMTP: recipients whose own reply was read keep it (RFC 2033 §4.2).
+      const partial = this.#options.lmtp === true ? this.#session.abandon() : null;
+      if (error instanceof SmtpConnectionError && partial === null) throw error;
+      const message = error instanceof SmtpConnectionError
+        ? error.message
+        : `Cannot send to ${this.#peer}: ${String(error)}`;
+      throw new SmtpConnectionError(message, {
         cause: error,
+        partial,
+        reply: error instanceof SmtpConnectionError ? error.reply : null,
       });
     } finally {
       this.#busy = false;
@@ -378,7 +414,7 @@ export class SmtpClient {
   // --- internals ------------------------------------------------------------
 
   get #peer(): string {
-    return `${this.#options.host}:${this.#options.port}`;
+    return this.#options.path ?? `${this.#options.host}:${this.#options.port}`;
   }
 
   /** Greeting, EHLO, and STARTTLS as the policy says. */
@@ -601,6 +637,11 @@ export class SmtpClient {
       throw new TlsHandshakeError(`TLS handshake with ${this.#peer} failed: ${why}`, {
         cause: error,
       });
+    }
+    const refused = o.checkPeer?.(peerChain(tlsSocket), tlsSocket.authorized) ?? null;
+    if (refused !== null) {
+      this.#wire = new Wire(tlsSocket); // so #destroy closes it
+      throw new TlsHandshakeError(`TLS with ${this.#peer} refused: ${refused}`);
     }
     const verifyError = tlsSocket.authorizationError;
     this.#tls = {

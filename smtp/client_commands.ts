@@ -158,6 +158,7 @@ export function mailLine(m: OutgoingMessage, ext: Extensions): string {
   const needsUtf8 = m.smtputf8 || isNonAscii(m.reversePath) ||
     m.recipients.some((r) => isNonAscii(r.address));
   if (needsUtf8) line += " SMTPUTF8"; // RFC 6531 §3.4
+  if (m.requireTls === true) line += " REQUIRETLS"; // RFC 8689 §4.1
   if (ext.dsn) {
     // RFC 3461 §4.3, §4.4: only to a server that offers DSN.
     if (m.ret !== undefined) line += ` RET=${m.ret}`;

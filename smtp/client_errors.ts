@@ -8,6 +8,7 @@
  */
 
 import type { Reply } from "./reply.ts";
+import type { TransactionResult } from "./client_session_types.ts";
 
 /**
  * The connection to the server failed, timed out, or was refused, so no
@@ -26,6 +27,12 @@ import type { Reply } from "./reply.ts";
 export class SmtpConnectionError extends Error {
   /** The server's reply when it refused (a non-220 greeting, a refused EHLO, a 421), else `null`. */
   readonly reply: Reply | null;
+  /**
+   * LMTP only: the replies the server had given per recipient before the
+   * connection failed (RFC 2033 §4.2), the others `451 4.4.2`; `null` when no
+   * recipient had one.
+   */
+  readonly partial: TransactionResult | null;
 
   /**
    * Makes the error.
@@ -33,10 +40,14 @@ export class SmtpConnectionError extends Error {
    * @param message What failed, for logs.
    * @param options The server's reply, if it gave one, and the cause.
    */
-  constructor(message: string, options: { reply?: Reply | null; cause?: unknown } = {}) {
+  constructor(
+    message: string,
+    options: { reply?: Reply | null; cause?: unknown; partial?: TransactionResult | null } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "SmtpConnectionError";
     this.reply = options.reply ?? null;
+    this.partial = options.partial ?? null;
   }
 }
 

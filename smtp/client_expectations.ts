@@ -27,7 +27,8 @@ export type Expect =
   | { readonly kind: "RCPT"; readonly index: number }
   | { readonly kind: "DATA" }
   | { readonly kind: "BDAT"; readonly last: boolean }
-  | { readonly kind: "." };
+  /** The end of the content; in LMTP, `index` is the accepted recipient this reply is for (RFC 2033 §4.2). */
+  | { readonly kind: "."; readonly index?: number };
 
 /** The mail transaction in flight (RFC 5321 §3.3). */
 export interface Transaction {
@@ -45,8 +46,10 @@ export interface Transaction {
   accepted: number;
   /** The refusal of DATA or a BDAT chunk, or a 421. */
   failure: Reply | null;
-  /** The reply to the end of the content. */
+  /** The reply to the end of the content (in LMTP, the last one). */
   final: Reply | null;
+  /** LMTP: each accepted recipient's own reply to the end of the content, by recipient index (RFC 2033 §4.2). */
+  readonly lmtpReplies: (Reply | null)[];
   /** The content has been ended by the caller. */
   contentEnded: boolean;
   encoder: DataEncoder | null;
@@ -62,6 +65,8 @@ export interface Transaction {
 export interface ClientMachine {
   /** Our name for EHLO and HELO. */
   readonly hostname: string;
+  /** Whether the session speaks LMTP (RFC 2033): LHLO, and no HELO fallback. */
+  readonly lmtp: boolean;
   /** Where the session stands. */
   readonly state: ClientState;
   /** The transaction in flight, or `null`. */
@@ -152,7 +157,8 @@ export const CLIENT_EXPECTATIONS: { readonly [K in Expect["kind"]]: Expectation<
       s.greeted(r);
       if (r.code !== 220) return s.refuse(r); // §3.1: 554 instead of 220 means "not here"
       s.enter("hello");
-      s.send([`EHLO ${s.hostname}`], [{ kind: "EHLO" }]);
+      // RFC 2033 §4.1: LMTP says LHLO, whose reply reads as EHLO's.
+      s.send([`${s.lmtp ? "LHLO" : "EHLO"} ${s.hostname}`], [{ kind: "EHLO" }]);
     },
     next: [{ from: "greeting", to: "hello", label: "220" }, {
       from: "greeting",
@@ -167,7 +173,8 @@ export const CLIENT_EXPECTATIONS: { readonly [K in Expect["kind"]]: Expectation<
     onReply: (s, _, r) => {
       if (r.code === 250) return s.ready(parseEhlo(r), true);
       // §3.2: a server without EHLO; fall back to HELO (docs/smtp-pitfalls.md: EHLO, then HELO).
-      if (r.code === 500 || r.code === 502) {
+      // RFC 2033 §4.1: an LMTP server has no HELO to fall back to.
+      if ((r.code === 500 || r.code === 502) && !s.lmtp) {
         return s.send([`HELO ${s.hostname}`], [{ kind: "HELO" }]);
       }
       s.refuse(r);
@@ -290,7 +297,12 @@ export const CLIENT_EXPECTATIONS: { readonly [K in Expect["kind"]]: Expectation<
     awaits: "250: the message is taken",
     rfc: "RFC 5321 §4.1.1.4, §6.1",
     inTransaction: true,
-    onReply: (s, _, r) => void (s.transaction!.final = r),
+    onReply: (s, e, r) => {
+      const t = s.transaction!;
+      t.final = r;
+      // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+      if (e.index !== undefined) t.lmtpReplies[e.index] = r;
+    },
     next: [{ from: "final", to: "ready", label: ". 250, 4yz/5yz" }],
   },
   QUIT: {

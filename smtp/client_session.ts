@@ -117,6 +117,7 @@ import type {
   Extensions,
   OutgoingMessage,
   RecipientResult,
+  TransactionResult,
 } from "./client_session_types.ts";
 
 // The types this module's API speaks in, for callers that import only it.
@@ -167,6 +168,13 @@ export interface ClientSessionOptions {
   useChunking?: boolean;
   /** Send commands in groups when the server offers PIPELINING. @default {true} */
   usePipelining?: boolean;
+  /**
+   * Speak LMTP (RFC 2033) instead of SMTP: `LHLO` instead of `EHLO` and no
+   * `HELO` fallback (§4.1), the content always after `DATA`, one reply per
+   * accepted recipient after it (§4.2), and `RSET` before each transaction
+   * after the first. @default {false}
+   */
+  lmtp?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -214,6 +222,7 @@ export class ClientSession {
   #chunkSize: number;
   #useChunking: boolean;
   #usePipelining: boolean;
+  #lmtp: boolean;
   #parser = new ReplyParser();
   #expect: Expect[] = [{ kind: "greeting" }];
   #events: ClientEvent[] = [];
@@ -236,7 +245,9 @@ export class ClientSession {
   constructor(options: ClientSessionOptions) {
     this.#hostname = options.hostname;
     this.#chunkSize = Math.max(1, options.chunkSize ?? 65536);
-    this.#useChunking = options.useChunking ?? true;
+    this.#lmtp = options.lmtp ?? false;
+    // RFC 2033 §4.2 gives per-recipient replies after DATA; BDAT is not used in LMTP mode.
+    this.#useChunking = !this.#lmtp && (options.useChunking ?? true);
     this.#usePipelining = options.usePipelining ?? true;
     this.#machine = this.#makeMachine();
   }
@@ -335,7 +346,7 @@ export class ClientSession {
     this.#isExtended = false;
     this.#parser.clear();
     this.#state = "hello";
-    this.#send([`EHLO ${this.#hostname}`], [{ kind: "EHLO" }]);
+    this.#send([`${this.#lmtp ? "LHLO" : "EHLO"} ${this.#hostname}`], [{ kind: "EHLO" }]);
     return this.#drain();
   }
 
@@ -458,6 +469,7 @@ export class ClientSession {
       fill: 0,
       queued: [],
       outstanding: 0,
+      lmtpReplies: [],
     };
     this.#transaction = t;
     this.#needsReset = false;
@@ -524,7 +536,7 @@ export class ClientSession {
     if (this.#state === "data") {
       t.contentEnded = true;
       this.#state = "final";
-      this.#expect.push({ kind: "." });
+      this.#expect.push(...this.#finalExpects(t));
       this.#emit({ type: "send", bytes: t.encoder!.end(), commands: ["."] });
     } else if (this.#state === "bdat") {
       t.contentEnded = true;
@@ -535,6 +547,43 @@ export class ClientSession {
       this.#sendChunks(t);
     }
     return this.#drain();
+  }
+
+  /**
+   * The replies due after the end of the content: one, or in LMTP one per
+   * accepted recipient, in the order of their RCPT commands (RFC 2033 §4.2).
+   */
+  #finalExpects(t: Transaction): Expect[] {
+    if (!this.#lmtp || t.accepted === 0) return [{ kind: "." }];
+    const expects: Expect[] = [];
+    t.rcptReplies.forEach((r, index) => {
+      if (r !== null && isPositive(r)) expects.push({ kind: ".", index });
+    });
+    return expects;
+  }
+
+  /**
+   * The connection is gone: ends the transaction in flight and the session.
+   * In LMTP, recipients whose own reply to the content was read keep it
+   * (RFC 2033 §4.2); the others get `451 4.4.2`.
+   *
+   * @returns The transaction's result when some recipient had a reply of its
+   *   own to the content, else `null` (nothing is known).
+   */
+  abandon(): TransactionResult | null {
+    const t = this.#transaction;
+    const known = t !== null && t.lmtpReplies.some((r) => r != null);
+    let result: TransactionResult | null = null;
+    if (t !== null && known) {
+      t.failure ??= LOCAL.incomplete;
+      this.#state = "closed";
+      this.#finish(t);
+      const event = this.#events.findLast((e) => e.type === "result");
+      if (event?.type === "result") result = event.result;
+    }
+    this.#close();
+    this.#drain();
+    return result;
   }
 
   /**
@@ -592,6 +641,9 @@ export class ClientSession {
     return {
       get hostname() {
         return self.#hostname;
+      },
+      get lmtp() {
+        return self.#lmtp;
       },
       get state() {
         return self.#state;
@@ -710,11 +762,16 @@ export class ClientSession {
       let result: Reply;
       if (mailRefused) result = mail; // the RCPT replies after it say only "need MAIL"
       else if (rcpt !== null && !isPositive(rcpt)) result = rcpt;
+      // RFC 2033 §4.2: each accepted recipient has a reply of its own, never another's.
+      else if (t.lmtpReplies[i] != null) result = t.lmtpReplies[i]!;
       else result = (rcpt === null ? t.failure : end) ?? LOCAL.incomplete;
       return { address: r.address, reply: result };
     });
     this.#transaction = null;
     if (this.#state !== "closed") this.#state = "ready";
+    // LMTP: every transaction after the first starts with RSET, a cheap check
+    // that the reused connection is still there and in a clean state.
+    if (this.#lmtp) this.#needsReset = true;
     this.#emit({
       type: "result",
       result: { recipients, reply: t.accepted > 0 && !mailRefused ? end : null },

@@ -66,6 +66,8 @@ export interface OutgoingMessage {
   readonly ret?: "FULL" | "HDRS" | undefined;
   /** RFC 3461 ENVID (xtext), sent only to a DSN server. */
   readonly envid?: string | undefined;
+  /** RFC 8689 REQUIRETLS on MAIL FROM; the caller checks that the server offers it. */
+  readonly requireTls?: boolean | undefined;
 }
 
 /** The fate of one recipient. */

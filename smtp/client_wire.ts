@@ -192,7 +192,8 @@ export function openSocket(
       socket.off("error", onError);
       socket.on("error", () => {}); // late errors of a socket we gave up on
       socket.destroy();
-      reject(new SmtpConnectionError(`Cannot connect to ${host}:${port}: ${why}`, { cause }));
+      const peer = path ?? `${host}:${port}`;
+      reject(new SmtpConnectionError(`Cannot connect to ${peer}: ${why}`, { cause }));
     };
     const onConnect = (): void => {
       signal?.removeEventListener("abort", onAbort);

@@ -102,6 +102,8 @@ export interface ServerHandlers {
    * @param connection Who asks.
    * @returns `235 2.7.0` to accept, `535 5.7.8` to refuse (counted as a failure
    *   by the {@linkcode AuthLimiter}), or `454 4.7.0` when it cannot be checked now.
+   *   A `235` may carry a `user` field (a string): the name the session is then
+   *   authenticated as, when the checker knows it better than what was typed.
    */
   authenticate?(credentials: SaslCredentials, connection: ConnectionInfo): Promise<Reply> | Reply;
 }
