@@ -6,11 +6,14 @@
  */
 
 import { checkConfig } from "./cli/check_config.ts";
+import { dkimCommand } from "./cli/dkim.ts";
+import { dnsRecordsCommand } from "./cli/dns_records.ts";
 import { explainCommand } from "./cli/explain.ts";
 import { hashPasswordCommand } from "./cli/hash_password.ts";
 import { playgroundCommand } from "./cli/playground.ts";
 import { queueCommand } from "./cli/queue.ts";
 import { sendCommand } from "./cli/send.ts";
+import { checkAuthCommand } from "./cli/check_auth.ts";
 import { sendmailCommand } from "./cli/sendmail.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { reloadCommand } from "./cli/reload.ts";
@@ -36,6 +39,11 @@ Commands:
   send ...                      the same as sendmail
   mailq                         the same as queue list (sendmail -bp)
   hash-password                 read a password on stdin, print its hash
+  dkim keygen --domain D --selector S [--algorithm rsa|ed25519] --out FILE
+                                make a DKIM signing key, print its DNS record
+  dns-records DOMAIN            the DNS records DOMAIN should publish (MX, SPF, DKIM, DMARC)
+  check-auth [--client-ip IP] [--helo NAME] [--mail-from ADDR] < message.eml
+                                SPF, DKIM and DMARC of a saved message, explained step by step
   version                       print the version
   explain CODE [STATUS]         what a reply code, enhanced status or command means, and its RFC
   playground [--port N]         a web page on 127.0.0.1 to type SMTP to tern's server session
@@ -50,6 +58,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "check-config": checkConfig,
   "reload": reloadCommand,
   "hash-password": hashPasswordCommand,
+  "dkim": dkimCommand,
+  "dns-records": dnsRecordsCommand,
+  "check-auth": checkAuthCommand,
   "queue": queueCommand,
   "send": sendCommand,
   "sendmail": sendmailCommand,

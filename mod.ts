@@ -7,7 +7,7 @@
  * configuration loader, the SMTP server and client (each a state machine
  * with no I/O, {@linkcode ServerSession} and {@linkcode ClientSession}, and
  * its socket adapter, {@linkcode SmtpServer} and {@linkcode SmtpClient}),
- * the queue ({@linkcode Queue}, {@linkcode KvQueue}), Maildir delivery and
+ * the queue ({@linkcode Queue}, {@linkcode KvQueue}, {@linkcode PgQueue}), Maildir delivery and
  * the reply table. Everything else is in the sub-paths:
  *
  * - `@tern/mta/smtp`: parsers, the data phase, SASL, TLS, annotations, traces;
@@ -49,6 +49,9 @@ export type { ConfigChange } from "./mta/live_config.ts";
 // Its configuration.
 export {
   type AccountConfig,
+  type AcmeChallenge,
+  type AcmeConfig,
+  type AuthenticationConfig,
   type Config,
   ConfigError,
   type ConfigProblem,
@@ -58,6 +61,7 @@ export {
   type LoadConfigOptions,
   type RoutePolicy,
   type RouteTls,
+  type SocketEndpoint,
   type SrsConfig,
   type TlsConfig,
   validateConfig,
@@ -118,7 +122,7 @@ export type {
 export { REPLIES, type Replies, type Reply, reply } from "./smtp/mod.ts";
 
 // The queue.
-export { KvQueue, type KvQueueOptions } from "./queue/mod.ts";
+export { KvQueue, type KvQueueOptions, PgQueue, type PgQueueOptions } from "./queue/mod.ts";
 export type {
   ClaimOptions,
   IncomingMessage,
@@ -157,6 +161,7 @@ export {
   type MailOptions,
 } from "./message/mod.ts";
 export {
+  type DkimKeyOption,
   type HostFailure,
   type RejectedRecipient,
   SendError,

@@ -8,9 +8,9 @@
 import { ConfigError } from "../config/errors.ts";
 import { DEFAULT_CONFIG_FILE, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import { KvQueue } from "../queue/kv_queue.ts";
+import { openConfiguredQueue } from "../queue/open_queue.ts";
+import { QueueUnavailableError } from "../queue/errors.ts";
 import type { Queue } from "../queue/queue.ts";
-import { queuePath } from "../mta/mta.ts";
 import { userName } from "../mta/pickup.ts";
 import { createLogger } from "../log/logger.ts";
 
@@ -180,20 +180,20 @@ export async function checkStoreOwner(config: Config): Promise<void> {
  */
 export async function openQueue(config: Config): Promise<Queue> {
   try {
+    const logger = createLogger({ level: "warn", format: config.log.format });
+    // A shared PostgreSQL store has no files here: any node's commands see the whole queue.
+    if (config.queue.store !== undefined) return await openConfiguredQueue(config, { logger });
     await checkStoreOwner(config);
     // Like the server makes it: the store holds whole messages, only the way through is open.
     await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o711 });
-    return await KvQueue.open(queuePath(config), {
-      retry: config.queue.retry,
-      maxAge: config.queue.maxAge,
-      logger: createLogger({ level: "warn", format: config.log.format }),
-    });
+    return await openConfiguredQueue(config, { logger });
   } catch (error: unknown) {
     if (error instanceof Deno.errors.PermissionDenied) {
       throw new CliError(
         `cannot open the store in ${config.dataDir}: permission denied (run this as the server's user)`,
       );
     }
+    if (error instanceof QueueUnavailableError) throw new CliError(error.message);
     throw error;
   }
 }

@@ -107,7 +107,8 @@ export async function checkConfigFiles(
   // the operator fixes it, while intake and relaying go on.
   const mailRoot = dataDir === null ? await checkDirectory(config.mailRoot) : null;
   if (mailRoot !== null) warnings.push({ file: shownAs, keyPath: "mail_root", message: mailRoot });
-  if (config.tls === null) return { errors, warnings };
+  // With tls.acme the files are tern's own, made at start when missing.
+  if (config.tls === null || config.tls.acme !== undefined) return { errors, warnings };
 
   const certFile = await readPem(config.tls.cert);
   const keyFile = await readPem(config.tls.key);

@@ -29,6 +29,7 @@ import type { Config } from "../config/schema.ts";
 import { createLogger } from "../log/logger.ts";
 import { routeAddress } from "../mta/intake.ts";
 import { pickupSocketPath, userName } from "../mta/pickup.ts";
+import { signerOf } from "../mta/dkim_signer.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import type { BodyType, DsnNotify } from "../smtp/envelope.ts";
 import { isNonAscii, parseMailbox, PathSyntaxError } from "../smtp/path.ts";
@@ -594,8 +595,13 @@ async function writeStore(s: Submission, recipients: QueueRecipient[]): Promise<
         formatDate(new Date(now))
       }\r\n`,
     ));
-    for (const part of s.parts) await put(part);
-    await incoming.commit();
+    const signing = signerOf(config)?.begin() ?? null;
+    for (const part of s.parts) {
+      signing?.update(part);
+      await put(part);
+    }
+    const signature = signing?.finish() ?? "";
+    await incoming.commit(signature === "" ? {} : { header: encoder.encode(signature) });
     const logger = createLogger({ level: config.log.level, format: config.log.format });
     logger.log("info", "message.accepted", incoming.queueId, {
       from: `<${s.sender}>`,

@@ -114,7 +114,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     console.error(files.errors.map(formatProblem).join("\n"));
     return 1;
   }
-  if (config.tls !== null) {
+  // With tls.acme the files are tern's own, made at start when missing.
+  if (config.tls !== null && config.tls.acme === undefined) {
     // Check the certificate before anything else starts, so a bad one is the only line printed.
     try {
       (await TlsContext.load(config.tls)).close();

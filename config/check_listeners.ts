@@ -7,6 +7,7 @@
 import { canonicalIp, ipVersion } from "../net/ip.ts";
 import { type Checker, describe, isMapping } from "./checker.ts";
 import { LISTENER_KEYS, LISTENER_MODES, TLS_KEYS } from "./keys.ts";
+import { checkAcmeTls } from "./check_acme.ts";
 import { isAddressLiteral, isDomainName } from "./syntax.ts";
 import {
   DEFAULT_LISTENERS,
@@ -30,10 +31,16 @@ export function checkHostname(c: Checker, value: unknown): string {
   return FALLBACK_HOSTNAME;
 }
 
-export function checkTls(c: Checker, value: unknown, baseDir: string): TlsConfig | null {
+export function checkTls(
+  c: Checker,
+  value: unknown,
+  baseDir: string,
+  acme: { dataDir: string; hostname: string },
+): TlsConfig | null {
   if (value === undefined || value === null) return null;
   const tls = c.section(value, "tls", TLS_KEYS);
   if (!isMapping(value)) return null;
+  if (tls.acme !== undefined) return checkAcmeTls(c, tls, baseDir, acme.dataDir, acme.hostname);
   const resolvePart = (key: "cert" | "key"): string | undefined => {
     if (tls[key] !== undefined) return c.path(tls[key], `tls.${key}`, baseDir);
     c.report(`tls.${key}`, "missing (tls needs both cert and key)");

@@ -7,7 +7,7 @@
 
 import { Document, isMap, isSeq, Scalar } from "yaml";
 import { formatDuration, formatSize } from "./duration.ts";
-import type { Config } from "./schema.ts";
+import type { Config, SocketEndpoint } from "./schema.ts";
 
 /** What is printed instead of a password hash: the hash is a secret too (it allows offline guessing). */
 const HIDDEN_PASSWORD = "<hash>";
@@ -22,6 +22,44 @@ function hiddenPassword(): Scalar<string> {
 function sizeValue(bytes: number): string | number {
   const text = formatSize(bytes);
   return /^\d+$/.test(text) ? bytes : text;
+}
+
+/** A socket as the configuration writes it after `lmtp:` or `dovecot:`. */
+function endpointText(endpoint: SocketEndpoint): string {
+  if (endpoint.path !== undefined) return endpoint.path;
+  return endpoint.host.includes(":")
+    ? `[${endpoint.host}]:${endpoint.port}`
+    : `${endpoint.host}:${endpoint.port}`;
+}
+
+/** A store URL with its password, if any, hidden. */
+function hiddenStorePassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === "") return url;
+    parsed.password = "hidden";
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** `tls` as written: the files, or with `acme` only the `acme` section (the files are tern's own). */
+function tlsYaml(tls: NonNullable<Config["tls"]>): Record<string, unknown> {
+  const { acme } = tls;
+  if (acme === undefined) return { cert: tls.cert, key: tls.key };
+  return {
+    acme: {
+      directory: acme.directory,
+      contact: acme.contact,
+      domains: acme.domains,
+      challenge: acme.challenge,
+      address: acme.address,
+      http_port: acme.httpPort,
+      tls_port: acme.tlsPort,
+      ...(acme.caFile === null ? {} : { ca_file: acme.caFile }),
+    },
+  };
 }
 
 /**
@@ -63,7 +101,7 @@ export function formatConfig(config: Config): string {
     hostname: config.hostname,
     data_dir: config.dataDir,
     listeners: config.listeners.map(({ address, port, mode }) => ({ address, port, mode })),
-    tls: config.tls === null ? null : { cert: config.tls.cert, key: config.tls.key },
+    tls: config.tls === null ? null : tlsYaml(config.tls),
     local_domains: config.localDomains,
     accounts,
     aliases,
@@ -73,6 +111,9 @@ export function formatConfig(config: Config): string {
       routes: config.relay.routes,
       max_connections: config.relay.maxConnections,
       max_connections_per_destination: config.relay.maxConnectionsPerDestination,
+      mta_sts: config.relay.mtaSts ?? true,
+      dane: config.relay.dane ?? true,
+      ...(config.relay.caFile === undefined ? {} : { ca_file: config.relay.caFile }),
     },
     dns: { nameservers: config.dns.nameservers },
     queue: {
@@ -81,6 +122,10 @@ export function formatConfig(config: Config): string {
       delay_warning: config.queue.delayWarning === 0
         ? "0s"
         : formatDuration(config.queue.delayWarning),
+      ...(config.queue.store === undefined
+        ? {}
+        : { store: hiddenStorePassword(config.queue.store) }),
+      ...(config.queue.lease === undefined ? {} : { lease: formatDuration(config.queue.lease) }),
     },
     limits: {
       max_message_size: sizeValue(config.limits.maxMessageSize),
@@ -100,7 +145,36 @@ export function formatConfig(config: Config): string {
       user_recipients_per_day: config.limits.userRecipientsPerDay,
     },
     log: { level: config.log.level, format: config.log.format },
-    submission: { sender_must_match: config.submission.senderMustMatch },
+    submission: {
+      sender_must_match: config.submission.senderMustMatch,
+      ...(config.submission.dovecotAuth === undefined
+        ? {}
+        : { auth: `dovecot:${endpointText(config.submission.dovecotAuth)}` }),
+    },
+    mailbox_transport: config.mailboxTransport === undefined
+      ? "maildir"
+      : `lmtp:${endpointText(config.mailboxTransport)}`,
+    authentication: {
+      authserv_id: config.authentication.authservId,
+      spf: config.authentication.spf,
+      dkim: config.authentication.dkim,
+      dmarc: config.authentication.dmarc,
+      dmarc_reject: config.authentication.dmarcReject,
+    },
+    ...(config.dkim === undefined || config.dkim === null ? {} : {
+      dkim: {
+        keys: config.dkim.keys.map(({ domain, selector, key }) => ({ domain, selector, key })),
+      },
+    }),
+    ...(config.dnsbl === undefined || config.dnsbl.length === 0 ? {} : {
+      dnsbl: config.dnsbl.map(({ zone, codes }) => codes === null ? zone : { zone, codes }),
+    }),
+    ...(config.srs === undefined || config.srs === null
+      ? {}
+      : { srs: { secret_file: config.srs.secretFile, domain: config.srs.domain } }),
+    ...(config.admin === undefined || config.admin === null
+      ? {}
+      : { admin: { address: config.admin.address, port: config.admin.port } }),
   });
   document.commentBefore = config.file === null
     ? " tern: effective configuration (built-in defaults, no file)"

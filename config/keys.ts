@@ -25,7 +25,12 @@ export const TOP_KEYS = [
   "srs",
   "admin",
   "dnsbl",
+  "dkim",
+  "mailbox_transport",
+  "authentication",
 ] as const;
+
+export const AUTHENTICATION_KEYS = ["authserv_id", "spf", "dkim", "dmarc", "dmarc_reject"] as const;
 
 export const ADMIN_KEYS = ["address", "port"] as const;
 
@@ -39,7 +44,18 @@ export const ROUTE_TLS = ["none", "opportunistic", "require", "verify"] as const
 
 export const LISTENER_KEYS = ["address", "port", "mode"] as const;
 
-export const TLS_KEYS = ["cert", "key"] as const;
+export const TLS_KEYS = ["cert", "key", "acme"] as const;
+
+export const ACME_KEYS = [
+  "directory",
+  "contact",
+  "domains",
+  "challenge",
+  "address",
+  "http_port",
+  "tls_port",
+  "ca_file",
+] as const;
 
 export const ACCOUNT_KEYS = ["password"] as const;
 
@@ -48,13 +64,20 @@ export const RELAY_KEYS = [
   "routes",
   "max_connections",
   "max_connections_per_destination",
+  "ca_file",
+  "mta_sts",
+  "dane",
 ] as const;
 
 export const DNS_KEYS = ["nameservers"] as const;
 
 export const DNSBL_KEYS = ["zone", "codes"] as const;
 
-export const QUEUE_KEYS = ["retry", "max_age", "delay_warning"] as const;
+export const DKIM_KEYS = ["keys"] as const;
+
+export const DKIM_KEY_KEYS = ["domain", "selector", "key"] as const;
+
+export const QUEUE_KEYS = ["retry", "max_age", "delay_warning", "store", "lease"] as const;
 
 export const LIMITS_KEYS = [
   "max_message_size",
@@ -74,7 +97,7 @@ export const LIMITS_KEYS = [
   "user_recipients_per_day",
 ] as const;
 
-export const SUBMISSION_KEYS = ["sender_must_match"] as const;
+export const SUBMISSION_KEYS = ["sender_must_match", "auth"] as const;
 
 export const LOG_KEYS = ["level", "format"] as const;
 
@@ -87,6 +110,7 @@ export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   "": TOP_KEYS,
   "listeners[]": LISTENER_KEYS,
   tls: TLS_KEYS,
+  "tls.acme": ACME_KEYS,
   "accounts.*": ACCOUNT_KEYS,
   relay: RELAY_KEYS,
   "relay.routes.*": ROUTE_KEYS,
@@ -94,6 +118,9 @@ export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   srs: SRS_KEYS,
   admin: ADMIN_KEYS,
   "dnsbl[]": DNSBL_KEYS,
+  dkim: DKIM_KEYS,
+  "dkim.keys[]": DKIM_KEY_KEYS,
+  authentication: AUTHENTICATION_KEYS,
   dns: DNS_KEYS,
   queue: QUEUE_KEYS,
   limits: LIMITS_KEYS,

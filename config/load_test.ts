@@ -312,3 +312,27 @@ relay:
     });
   },
 );
+
+fileTest(
+  "formatConfig() prints and reloads every section: checks, block lists, LMTP, Dovecot, store",
+  async () => {
+    const yaml = "hostname: mx.example.test\n" +
+      "authentication: { authserv_id: auth.example.test, spf: false, dmarc_reject: false }\n" +
+      "dnsbl: [zen.example, { zone: bl.example, codes: [127.0.0.2] }]\n" +
+      "admin: { port: 9100 }\n" +
+      "mailbox_transport: lmtp:[::1]:24\n" +
+      "submission: { auth: dovecot:/run/dovecot/auth-client }\n" +
+      "queue: { store: postgres://tern:secret@db.example.test:5432/tern, lease: 90s }\n" +
+      "relay: { mta_sts: false, dane: true }\n";
+    await withFiles({ "a/tern.yaml": yaml }, async (dir) => {
+      const config = await loadConfig({ file: "a/tern.yaml", cwd: dir, readSecrets: false });
+      const text = formatConfig(config);
+      assert.match(text, /^ {2}authserv_id: auth\.example\.test$/m);
+      assert.match(text, /^mailbox_transport: lmtp:\[::1\]:24$/m);
+      assert.doesNotMatch(text, /secret/);
+      await Deno.writeTextFile(join(dir, "b.yaml"), text.replace(":hidden@", ":secret@"));
+      const again = await loadConfig({ file: "b.yaml", cwd: dir, readSecrets: false });
+      assert.deepEqual({ ...again, file: config.file }, config);
+    });
+  },
+);

@@ -59,6 +59,57 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
   { key: "tls.cert", type: "path", description: "The certificate chain, PEM." },
   { key: "tls.key", type: "path", description: "The private key, PEM." },
   {
+    key: "tls.acme",
+    type: "mapping",
+    description:
+      "Get the certificate from an ACME CA (RFC 8555) and renew it, instead of `cert` and `key` (leave those out). tern keeps the account key and certificate in `<data_dir>/acme/` (mode 0600), serves a temporary self-signed certificate until the first one arrives, renews at two thirds of the lifetime (30 days before expiry for Let's Encrypt's 90 days) and retries with backoff; the old certificate serves until a new one is in. See docs/acme.md.",
+  },
+  {
+    key: "tls.acme.directory",
+    type: "URL",
+    description:
+      "The CA's directory. Default: Let's Encrypt, `https://acme-v02.api.letsencrypt.org/directory` (its staging directory is `https://acme-staging-v02.api.letsencrypt.org/directory`).",
+  },
+  {
+    key: "tls.acme.contact",
+    type: "mailto: URL or list",
+    description: "Where the CA writes about the account (expiry notices, policy changes).",
+  },
+  {
+    key: "tls.acme.domains",
+    type: "list of domains",
+    description:
+      "The names the certificate covers, the first also its common name; each must lead here (A/AAAA records). Default: `[hostname]`. No wildcards (they need dns-01).",
+  },
+  {
+    key: "tls.acme.challenge",
+    type: "http-01 | tls-alpn-01",
+    description:
+      "How tern proves it holds the names: `http-01` (the default) answers the CA over plain HTTP on `http_port`; `tls-alpn-01` (RFC 8737) answers over TLS on `tls_port`, with `openssl s_server` (the openssl binary must be installed). The port must be reachable from the Internet as 80 or 443.",
+  },
+  {
+    key: "tls.acme.address",
+    type: "IP address",
+    description: "The address the challenge responder listens on. Default: `0.0.0.0`.",
+  },
+  {
+    key: "tls.acme.http_port",
+    type: "port",
+    description:
+      "The port of the http-01 responder, which stays bound and answers only the CA's requests. Default: 80.",
+  },
+  {
+    key: "tls.acme.tls_port",
+    type: "port",
+    description: "The port of the tls-alpn-01 responder. Default: 443.",
+  },
+  {
+    key: "tls.acme.ca_file",
+    type: "path",
+    description:
+      "An extra CA certificate (PEM) to trust for the directory's HTTPS: for a test CA such as Pebble. Default: the system's roots only.",
+  },
+  {
     key: "local_domains",
     type: "list of domains",
     description: "Domains whose mail is delivered here. Default: `[localhost]`.",
@@ -86,6 +137,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "path",
     description:
       "A mailbox is the Maildir `<mail_root>/<domain>/<local-part>/`. Default: `<data_dir>/mail`.",
+  },
+  {
+    key: "mailbox_transport",
+    type: "maildir | lmtp:host:port | lmtp:/path",
+    description:
+      "How mail for local mailboxes is delivered: `maildir` writes Maildir files under `mail_root`; `lmtp:127.0.0.1:24`, `lmtp:[::1]:24` or `lmtp:/run/dovecot/lmtp` hands it to an LMTP server such as Dovecot (RFC 2033), which then files it and adds `Return-Path:` and `Delivered-To:` itself. Each recipient gets the LMTP server's own reply: 2yz delivered, 4yz (or no answer) retried, 5yz bounced. See docs/dovecot.md. Default: `maildir`.",
   },
   { key: "relay", type: "mapping", description: "Who may relay, and where relayed mail goes." },
   {
@@ -145,6 +202,24 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     description: "Outgoing connections at once to one host and port.",
   },
   {
+    key: "relay.ca_file",
+    type: "path",
+    description:
+      "A PEM file of CA certificates trusted, besides the system's, when verifying next hops (`tls: verify`, MTA-STS, DANE-TA is not affected) and when fetching MTA-STS policies over HTTPS. Read at load. Default: the system's CAs only.",
+  },
+  {
+    key: "relay.mta_sts",
+    type: "boolean",
+    description:
+      "Apply MTA-STS (RFC 8461) when relaying by MX: a domain that publishes an `enforce` policy gets mail only from its listed MX hosts over verified TLS, else the mail waits. Default: `true`.",
+  },
+  {
+    key: "relay.dane",
+    type: "boolean",
+    description:
+      "Apply DANE (RFC 7672) when relaying by MX: MX hosts with DNSSEC-signed TLSA records get mail only over TLS with a matching certificate. Needs `dns.nameservers` on a loopback address (a local validating resolver). Default: `true`.",
+  },
+  {
     key: "dns",
     type: "mapping",
     description: "How tern's own resolver finds MX and address records.",
@@ -162,10 +237,73 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
   },
   { key: "dnsbl[].zone", type: "string", description: "The list's zone." },
   {
+    key: "authentication",
+    type: "mapping",
+    description:
+      "Inbound checks on mx listeners, for clients that are neither authenticated nor in `relay.trusted_networks`: their verdicts go into one `Authentication-Results` header on top (RFC 8601), into the `message.accepted` log line and `tern queue show`. Any `Authentication-Results` already in the message that names our authserv_id is removed first.",
+  },
+  {
+    key: "authentication.authserv_id",
+    type: "host name",
+    description: "The name in `Authentication-Results`. Default: `hostname`.",
+  },
+  {
+    key: "authentication.spf",
+    type: "boolean",
+    description: "SPF (RFC 7208) of the MAIL FROM and HELO identities. Default: true.",
+  },
+  {
+    key: "authentication.dkim",
+    type: "boolean",
+    description:
+      "DKIM verification (RFC 6376, RFC 8463) of every signature; keys under 1024 bits fail. Default: true.",
+  },
+  {
+    key: "authentication.dmarc",
+    type: "boolean",
+    description:
+      "DMARC (RFC 9989, the DNS tree walk for the organizational domain). Default: true.",
+  },
+  {
+    key: "authentication.dmarc_reject",
+    type: "boolean",
+    description:
+      "A definite DMARC fail of a domain whose policy is `p=reject` is refused with `550 5.7.1` after the data. An SPF fail alone never rejects; a check that cannot finish (DNS down) never rejects. Default: true.",
+  },
+  {
     key: "dnsbl[].codes",
     type: "list of IPv4 addresses",
     description:
       "The answers that mean listed, like `[127.0.0.2, 127.0.0.3]`. Default: any 127.0.0.0/8 answer except 127.255.255.x (the lists' error codes).",
+  },
+  {
+    key: "dkim",
+    type: "mapping",
+    description:
+      "DKIM signing (RFC 6376, relaxed/relaxed; Ed25519 as RFC 8463). A message is signed by the key whose `domain` is its From: domain or the nearest parent of it; with an RSA and an Ed25519 key for that domain it gets both signatures. Off when absent. `tern dkim keygen` makes a key and prints its DNS record; `tern dns-records DOMAIN` prints every record to publish. See docs/dkim.md.",
+  },
+  {
+    key: "dkim.keys",
+    type: "list of mappings",
+    description:
+      "The signing keys, like `[{ domain: example.test, selector: s2026, key: ./dkim/example.test.s2026.pem }]`; at most one RSA and one Ed25519 key per domain, each under its own selector.",
+  },
+  {
+    key: "dkim.keys[].domain",
+    type: "domain name",
+    description: "The signing domain (`d=`): signs mail from this domain and its subdomains.",
+  },
+  {
+    key: "dkim.keys[].selector",
+    type: "string",
+    description:
+      "The selector (`s=`): the public key is published as TXT at `<selector>._domainkey.<domain>`. A new selector per key makes rotation safe.",
+  },
+  {
+    key: "dkim.keys[].key",
+    type: "path",
+    description:
+      "The private key, PEM (PKCS#8 or PKCS#1, not encrypted): RSA of 2048 bits or more, or Ed25519. Read when the configuration is loaded; a key that cannot be read or parsed stops the start. Keep it mode 0600.",
   },
   { key: "queue", type: "mapping", description: "Retries and giving up (RFC 5321 §4.5.4.1)." },
   {
@@ -183,6 +321,18 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "duration",
     description:
       "A message still undelivered after this long brings the sender one 'delayed' report; `0s` never.",
+  },
+  {
+    key: "queue.store",
+    type: "URL",
+    description:
+      "A PostgreSQL store shared by several tern nodes, `postgres://user@host:5432/db` (`postgresql://` too; the password from the URL or `PGPASSWORD`). tern creates its tables in the schema `tern`. Default: the Deno KV store in `data_dir`. See docs/scaling.md.",
+  },
+  {
+    key: "queue.lease",
+    type: "duration",
+    description:
+      "How long a node's claim on a message keeps other nodes away unless renewed (a delivery renews it): when a node dies, its messages wait this long before another takes them. Default `60s`.",
   },
   { key: "limits", type: "mapping", description: "Limits on what clients may do." },
   {
@@ -319,6 +469,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     type: "boolean",
     description:
       "An authenticated user may send only as one of their own addresses (the account, its plus forms, an alias that reaches it).",
+  },
+  {
+    key: "submission.auth",
+    type: "accounts | dovecot:/path | dovecot:host:port",
+    description:
+      "Who checks AUTH logins on submission listeners: `accounts` (their passwords), or Dovecot's auth service, as Postfix's `smtpd_sasl_type = dovecot` uses it: `dovecot:/run/dovecot/auth-client` (a Unix socket) or `dovecot:127.0.0.1:12345` (an `inet_listener` of `service auth`). The user Dovecot names is the one logged in, whose addresses `sender_must_match` checks. Dovecot down or silent for 10 seconds: `454 4.7.0`, try again later. See docs/dovecot.md. Default: `accounts`.",
   },
 ];
 

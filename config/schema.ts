@@ -25,6 +25,11 @@ import { checkHostname, checkListeners, checkTls } from "./check_listeners.ts";
 import { checkRelay, checkSrs } from "./check_relay.ts";
 import { checkAdmin } from "./check_admin.ts";
 import { checkDnsbl } from "./check_dnsbl.ts";
+import { checkAuthentication } from "./check_authentication.ts";
+import { checkDkim } from "./check_dkim.ts";
+import { checkMailboxTransport, checkSubmissionAuth } from "./check_mailbox_transport.ts";
+import { checkStore } from "./check_store.ts";
+import { checkTlsPolicy } from "./check_tls_policy.ts";
 import { ConfigError } from "./errors.ts";
 import { TOP_KEYS } from "./keys.ts";
 import { type Config, DEFAULT_DATA_DIR, DEFAULT_MAIL_ROOT_NAME } from "./types.ts";
@@ -133,7 +138,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ? resolve(baseDir, DEFAULT_DATA_DIR)
     : c.path(top.data_dir, "data_dir", baseDir, "a directory path") ??
       resolve(baseDir, DEFAULT_DATA_DIR);
-  const tls = checkTls(c, top.tls, baseDir);
+  const tls = checkTls(c, top.tls, baseDir, { dataDir, hostname });
   // When tls is there but broken, that is the problem to report, not the listeners that need it.
   const hasTls = tls !== null || (top.tls !== undefined && top.tls !== null);
   const listeners = checkListeners(c, top.listeners, hasTls);
@@ -149,15 +154,21 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ? join(dataDir, DEFAULT_MAIL_ROOT_NAME)
     : c.path(top.mail_root, "mail_root", baseDir, "a directory path") ??
       join(dataDir, DEFAULT_MAIL_ROOT_NAME);
-  const relay = checkRelay(c, top.relay, baseDir);
+  const relay = { ...checkRelay(c, top.relay, baseDir), ...checkTlsPolicy(c, top.relay, baseDir) };
   const dns = checkDns(c, top.dns);
-  const queue = checkQueue(c, top.queue);
+  const queue = { ...checkQueue(c, top.queue), ...checkStore(c, top.queue) };
   const limits = checkLimits(c, top.limits);
   const log = checkLog(c, top.log);
-  const submission = checkSubmission(c, top.submission);
+  const submission = {
+    ...checkSubmission(c, top.submission),
+    ...checkSubmissionAuth(c, top.submission),
+  };
+  const mailboxTransport = checkMailboxTransport(c, top.mailbox_transport);
   const srs = checkSrs(c, top.srs, baseDir, hostname, localDomains);
   const admin = checkAdmin(c, top.admin);
   const dnsbl = checkDnsbl(c, top.dnsbl);
+  const authentication = checkAuthentication(c, top.authentication, hostname);
+  const dkim = checkDkim(c, top.dkim, baseDir);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -180,6 +191,9 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ...(srs === null ? {} : { srs }),
     ...(admin === null ? {} : { admin }),
     ...(dnsbl.length === 0 ? {} : { dnsbl }),
+    authentication,
+    ...(dkim === null ? {} : { dkim }),
+    ...(mailboxTransport === null ? {} : { mailboxTransport }),
   };
   return deepFreeze(config);
 }

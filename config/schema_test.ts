@@ -65,6 +65,13 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
     },
     log: { level: "info", format: "text" },
     submission: { senderMustMatch: true },
+    authentication: {
+      authservId: defaultHostname(),
+      spf: true,
+      dkim: true,
+      dmarc: true,
+      dmarcReject: true,
+    },
   };
   assert.deepEqual(config, expected);
 });

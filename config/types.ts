@@ -6,6 +6,9 @@
  */
 
 import { isDomainName } from "./syntax.ts";
+import type { DkimKey } from "../auth/dkim_keys.ts";
+
+export type { DkimAlgorithm, DkimKey } from "../auth/dkim_keys.ts";
 
 /** What a listener is for: MTA-to-MTA (`mx`), or users' mail programs (`submission`, `submissions`). */
 export type ListenerMode = "mx" | "submission" | "submissions";
@@ -22,10 +25,35 @@ export interface ListenerConfig {
 
 /** Certificate and key files (PEM), absolute paths. */
 export interface TlsConfig {
-  /** The certificate chain, PEM. */
+  /** The certificate chain, PEM (with `acme`: `<data_dir>/acme/cert.pem`). */
   readonly cert: string;
-  /** The private key, PEM. */
+  /** The private key, PEM (with `acme`: `<data_dir>/acme/key.pem`). */
   readonly key: string;
+  /** Certificates obtained and renewed automatically (RFC 8555), when set. */
+  readonly acme?: AcmeConfig;
+}
+
+/** How to answer the CA's challenges: http-01 (RFC 8555 §8.3) or tls-alpn-01 (RFC 8737). */
+export type AcmeChallenge = "http-01" | "tls-alpn-01";
+
+/** `tls.acme`: where and how to get the certificate. */
+export interface AcmeConfig {
+  /** The CA's directory URL. */
+  readonly directory: string;
+  /** Contact URLs for the account (`mailto:`). */
+  readonly contact: readonly string[];
+  /** The names the certificate covers, the first also its common name. */
+  readonly domains: readonly string[];
+  /** The challenge type answered. */
+  readonly challenge: AcmeChallenge;
+  /** The address the challenge responder listens on. */
+  readonly address: string;
+  /** The port of the http-01 responder (plain HTTP). */
+  readonly httpPort: number;
+  /** The port of the tls-alpn-01 responder (TLS). */
+  readonly tlsPort: number;
+  /** An extra CA (PEM) trusted for the directory's HTTPS, or `null`. */
+  readonly caFile: string | null;
 }
 
 /** One local mailbox. */
@@ -115,6 +143,14 @@ export interface Config {
     readonly maxConnections: number;
     /** Outgoing connections at once to one host and port. */
     readonly maxConnectionsPerDestination: number;
+    /** `relay.ca_file`: the file of extra CAs trusted for next hops and MTA-STS policy fetches; absent: the system's only. */
+    readonly caFile?: string;
+    /** The PEM certificates of `caFile`, read at load. */
+    readonly caCerts?: readonly string[];
+    /** `relay.mta_sts`: apply MTA-STS (RFC 8461) to MX delivery; absent means `true`. */
+    readonly mtaSts?: boolean;
+    /** `relay.dane`: apply DANE (RFC 7672) to MX delivery; absent means `true`. */
+    readonly dane?: boolean;
   };
   /** DNS resolution. */
   readonly dns: {
@@ -129,6 +165,10 @@ export interface Config {
     readonly maxAge: number;
     /** Age in ms after which the sender is told the message is delayed (RFC 3464 "delayed"); 0 = never. */
     readonly delayWarning: number;
+    /** A `postgres://` URL of a store shared by several nodes; absent: Deno KV in `data_dir`. */
+    readonly store?: string;
+    /** How long a claim keeps other workers away unless renewed, ms; absent: the store's default. */
+    readonly lease?: number;
   };
   /** Limits on what clients may do. */
   readonly limits: {
@@ -172,6 +212,10 @@ export interface Config {
   readonly srs?: SrsConfig | null;
   /** DNS block lists asked about mx clients outside `relay.trusted_networks`; absent or `[]`: none. */
   readonly dnsbl?: readonly DnsblConfig[];
+  /** The inbound checks of mx listeners (SPF, DKIM, DMARC). */
+  readonly authentication: AuthenticationConfig;
+  /** DKIM signing keys (RFC 6376, RFC 8463), or absent when mail is not signed. */
+  readonly dkim?: DkimConfig;
   /** Mail submission policy (RFC 6409) for authenticated users. */
   readonly submission: {
     /**
@@ -179,7 +223,14 @@ export interface Config {
      * account, its `+tag` forms, an alias that leads to it; and not as `<>`.
      */
     readonly senderMustMatch: boolean;
+    /**
+     * Dovecot's auth service (`submission.auth: dovecot:...`), which then
+     * checks AUTH logins instead of `accounts`; absent: `accounts`.
+     */
+    readonly dovecotAuth?: SocketEndpoint;
   };
+  /** The LMTP server (RFC 2033) local mailboxes are delivered to; absent: Maildir files under `mail_root`. */
+  readonly mailboxTransport?: SocketEndpoint;
   /** Logging. */
   readonly log: {
     /** The least severe level written. */
@@ -188,6 +239,11 @@ export interface Config {
     readonly format: "text" | "json";
   };
 }
+
+/** A stream socket to connect to: a TCP host and port, or a Unix-domain socket path. */
+export type SocketEndpoint =
+  | { readonly host: string; readonly port: number; readonly path?: undefined }
+  | { readonly path: string; readonly host?: undefined; readonly port?: undefined };
 
 /** A log level, least severe first. */
 export type LogLevelName = Config["log"]["level"];
@@ -289,6 +345,38 @@ export function defaultHostname(): string {
   } catch {
     return FALLBACK_HOSTNAME;
   }
+}
+
+/** `dkim`: the keys that sign outgoing mail. */
+export interface DkimConfig {
+  /** The keys, in the file's order. */
+  readonly keys: readonly DkimKeyConfig[];
+}
+
+/** One entry of `dkim.keys`. */
+export interface DkimKeyConfig {
+  /** The signing domain (`d=`), lower case: it signs mail whose From: is this domain or below it. */
+  readonly domain: string;
+  /** The selector (`s=`); the public key is published at `<selector>._domainkey.<domain>`. */
+  readonly selector: string;
+  /** The private key file (PEM), absolute. */
+  readonly key: string;
+  /** The key as read when the configuration was loaded; absent when secrets were not read. */
+  readonly parsed?: DkimKey;
+}
+
+/** `authentication`: what mx listeners check of incoming mail, and how they report it. */
+export interface AuthenticationConfig {
+  /** The name in `Authentication-Results` (RFC 8601 §2.5); default: the hostname. */
+  readonly authservId: string;
+  /** SPF, RFC 7208. */
+  readonly spf: boolean;
+  /** DKIM verification, RFC 6376. */
+  readonly dkim: boolean;
+  /** DMARC, RFC 9989. */
+  readonly dmarc: boolean;
+  /** Refuse (550 5.7.1 after the data) a DMARC fail whose policy is `reject`. */
+  readonly dmarcReject: boolean;
 }
 
 /** One DNS block list (RFC 5782) of `dnsbl`. */

@@ -247,5 +247,16 @@ export function encodeQuery(query: QueryInit): Uint8Array {
       type: recordTypeName(recordTypeCode(query.type)),
       class: RECORD_CLASSES.IN,
     }],
+    additionals: query.dnssecOk === true ? [dnssecOkRecord()] : [],
   });
+}
+
+/**
+ * The EDNS0 OPT pseudo-record (RFC 6891 §6.1.2): owner the root, class the
+ * UDP payload we take (1232, the size that avoids IP fragmentation that DNS
+ * Flag Day 2020 settled on), TTL the extended RCODE, version 0 and the DO
+ * bit (RFC 3225 §3), no options.
+ */
+function dnssecOkRecord(): DnsRecord {
+  return { name: "", type: "OPT", class: 1232, ttl: 0x8000, data: new Uint8Array(0) };
 }

@@ -585,3 +585,17 @@ Deno.test("encodeMessage() then decodeMessage() gives back any MX and A records"
     ),
   );
 });
+
+Deno.test("encodeQuery() with dnssecOk adds an EDNS0 OPT record with the DO bit (RFC 6891 §6.1, RFC 3225 §3)", () => {
+  const plain = encodeQuery({ id: 1, name: "example.test", type: "TLSA" });
+  const bytes = encodeQuery({ id: 1, name: "example.test", type: "TLSA", dnssecOk: true });
+  // ARCOUNT 1; the OPT: root name, type 41, class = payload 1232, TTL with DO (0x8000), no data.
+  assert.deepEqual([...bytes.subarray(10, 12)], [0, 1]);
+  assert.deepEqual(
+    [...bytes.subarray(plain.length)],
+    [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0],
+  );
+  const message = decodeMessage(bytes);
+  assert.equal(message.additionals[0]?.type, "OPT");
+  assert.equal(message.additionals[0]?.ttl, 0x8000);
+});

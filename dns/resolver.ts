@@ -50,15 +50,43 @@ export type DnsAnswer =
     readonly records: readonly DnsRecord[];
     /** Seconds they may be kept: the least TTL of the records and of the CNAMEs leading to them. */
     readonly ttl: number;
+    /** See {@linkcode DnsSecurity.authenticated}. */
+    readonly authenticated?: boolean;
   }
   | {
     /** RCODE 3: the name does not exist (RFC 1035 §4.1.1), a permanent answer. */
     readonly kind: "nxdomain";
+    /** See {@linkcode DnsSecurity.authenticated}. */
+    readonly authenticated?: boolean;
   }
   | {
     /** NOERROR without records of that type: the name exists, the type does not (RFC 2308 §2.2). */
     readonly kind: "nodata";
+    /** See {@linkcode DnsSecurity.authenticated}. */
+    readonly authenticated?: boolean;
   };
+
+/** What an answer says of its DNSSEC validation. */
+export interface DnsSecurity {
+  /**
+   * Whether the answer is DNSSEC-secure: the AD bit was set (RFC 4035
+   * §3.2.3) by a name server on a loopback address, the only kind a stub
+   * resolver can trust not to be forged on the way (RFC 4035 §4.9.3, RFC
+   * 6698 §4.1: a local validating resolver). Left out or `false`: insecure,
+   * or not known.
+   */
+  readonly authenticated?: boolean;
+}
+
+/**
+ * Whether an answer is DNSSEC-secure (see {@linkcode DnsSecurity}).
+ *
+ * @param answer An answer of {@linkcode DnsQuerier.query}.
+ * @returns `true` only when a trusted validating resolver said so.
+ */
+export function isAuthenticated(answer: DnsAnswer): boolean {
+  return answer.authenticated === true;
+}
 
 /**
  * Why a query failed for now:
@@ -175,6 +203,12 @@ export interface StubResolverOptions {
   now?: () => number;
   /** The resolv.conf read when `nameservers` is not given. @default {"/etc/resolv.conf"} */
   resolvConfPath?: string;
+  /**
+   * Send queries with EDNS0 and the DO bit (RFC 3225), so answers can be
+   * told DNSSEC-secure; a server that answers FORMERR is asked again
+   * without (RFC 6891 §7). @default {true}
+   */
+  dnssec?: boolean;
 }
 
 /** A parsed server address. */
@@ -250,6 +284,12 @@ function isReplyTo(message: DnsMessage, id: number, qname: string, qtype: number
   } catch {
     return false;
   }
+}
+
+/** Whether a name server address is a loopback one (127.0.0.0/8, ::1): a validator on this host. */
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^::ffff:/, "");
+  return h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 function toBytes(buffer: Uint8Array): Uint8Array {
@@ -429,7 +469,10 @@ function interpret(
   message: DnsMessage,
   qname: string,
   qtype: number,
+  trusted: boolean,
 ): { ok: true; answer: DnsAnswer; ttl: number | null } | Failure {
+  // Only when true, so answers compare equal to plain ones otherwise.
+  const secure = trusted && message.flags.ad ? { authenticated: true } : {};
   const ownerIs = (record: DnsRecord, name: string) => {
     try {
       return record.class === RECORD_CLASSES.IN && normalizeName(record.name) === name;
@@ -447,7 +490,7 @@ function interpret(
     if (records.length > 0) {
       // RFC 2181 §5.2: the TTLs of an RRset should agree; keep the least.
       const ttl = Math.min(chainTtl, ...records.map((r) => r.ttl));
-      return { ok: true, answer: { kind: "answer", records, ttl }, ttl };
+      return { ok: true, answer: { kind: "answer", records, ttl, ...secure }, ttl };
     }
     if (qtype === RECORD_TYPES.CNAME) break;
     const cname = message.answers.find((r) => r.type === "CNAME" && ownerIs(r, current));
@@ -479,8 +522,8 @@ function interpret(
   const ttl = soa?.type === "SOA" ? Math.min(soa.ttl, soa.data.minimum, chainTtl) : null;
   // RFC 6604: with a CNAME chain, the RCODE speaks of the chain's last name.
   const answer: DnsAnswer = message.flags.rcode === RCODES.NXDOMAIN
-    ? { kind: "nxdomain" }
-    : { kind: "nodata" };
+    ? { kind: "nxdomain", ...secure }
+    : { kind: "nodata", ...secure };
   return { ok: true, answer, ttl };
 }
 
@@ -508,6 +551,7 @@ export class StubResolver implements DnsQuerier {
   readonly #cacheSize: number;
   readonly #now: () => number;
   readonly #resolvConfPath: string;
+  readonly #dnssec: boolean;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inFlight = new Map<string, Promise<DnsAnswer>>();
 
@@ -542,6 +586,7 @@ export class StubResolver implements DnsQuerier {
     this.#cacheSize = cacheSize;
     this.#now = options.now ?? Date.now;
     this.#resolvConfPath = options.resolvConfPath ?? "/etc/resolv.conf";
+    this.#dnssec = options.dnssec ?? true;
   }
 
   /**
@@ -640,13 +685,12 @@ export class StubResolver implements DnsQuerier {
     };
     for (let round = 0; round < this.#attempts; round++) {
       for (const server of servers) {
-        const id = randomId();
-        const query = encodeQuery({ id, name: qname, type: qtype });
-        const accept = (message: DnsMessage) => isReplyTo(message, id, qname, qtype);
-        let exchange = await exchangeUdp(server, query, accept, this.#timeoutMs);
-        if (exchange.ok && exchange.message.flags.tc) {
-          // RFC 1035 §4.2.1 / RFC 7766 §5: a truncated reply is asked again over TCP.
-          exchange = await exchangeTcp(server, query, accept, this.#timeoutMs);
+        let exchange = await this.#exchange(server, qname, qtype, this.#dnssec);
+        if (
+          this.#dnssec && exchange.ok && exchange.message.flags.rcode === RCODES.FORMERR
+        ) {
+          // RFC 6891 §7: a server that does not know EDNS0 is asked again without.
+          exchange = await this.#exchange(server, qname, qtype, false);
         }
         if (!exchange.ok) {
           fail(server, exchange.reason, exchange.detail);
@@ -659,7 +703,7 @@ export class StubResolver implements DnsQuerier {
           fail(server, reason, detail);
           continue;
         }
-        const result = interpret(exchange.message, qname, qtype);
+        const result = interpret(exchange.message, qname, qtype, isLoopback(server.host));
         if (!result.ok) {
           fail(server, result.reason, result.detail);
           continue;
@@ -669,5 +713,23 @@ export class StubResolver implements DnsQuerier {
       }
     }
     throw new DnsTemporaryError({ qname, qtype: typeName }, failures);
+  }
+
+  /** One question to one server: UDP, then TCP when the reply is truncated. */
+  async #exchange(
+    server: Nameserver,
+    qname: string,
+    qtype: number,
+    dnssecOk: boolean,
+  ): Promise<Exchange> {
+    const id = randomId();
+    const query = encodeQuery({ id, name: qname, type: qtype, dnssecOk });
+    const accept = (message: DnsMessage) => isReplyTo(message, id, qname, qtype);
+    const exchange = await exchangeUdp(server, query, accept, this.#timeoutMs);
+    if (exchange.ok && exchange.message.flags.tc) {
+      // RFC 1035 §4.2.1 / RFC 7766 §5: a truncated reply is asked again over TCP.
+      return await exchangeTcp(server, query, accept, this.#timeoutMs);
+    }
+    return exchange;
   }
 }

@@ -250,6 +250,12 @@ export interface QueryInit {
   readonly type: RecordType | number;
   /** Ask the server to recurse (RFC 1035 §4.1.1 RD). @default {true} */
   readonly recursionDesired?: boolean;
+  /**
+   * Add an EDNS0 OPT record (RFC 6891 §6.1) with the DO bit (RFC 3225 §3),
+   * so a validating resolver sets AD on answers it validated (RFC 4035 §3.2.3).
+   * @default {false}
+   */
+  readonly dnssecOk?: boolean;
 }
 
 const TYPE_NAMES: ReadonlyMap<number, RecordTypeName> = new Map(

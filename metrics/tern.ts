@@ -24,9 +24,9 @@ export const messagesAccepted: Counter = registry.add(
 export const deliveries: Counter = registry.add(
   new Counter(
     "tern_deliveries_total",
-    "Delivery outcomes, one per recipient and attempt, by transport (local, relay) and result (sent, deferred, bounced).",
+    "Delivery outcomes, one per recipient and attempt, by transport (local, lmtp, relay) and result (sent, deferred, bounced).",
     ["transport", "result"],
-    ["local", "relay"].flatMap((transport) =>
+    ["local", "lmtp", "relay"].flatMap((transport) =>
       ["sent", "deferred", "bounced"].map((result) => ({ transport, result }))
     ),
   ),
@@ -51,6 +51,14 @@ export const refusals: Counter = registry.add(
 /** AUTH attempts that failed. */
 export const authFailures: Counter = registry.add(
   new Counter("tern_auth_failures_total", "Failed SMTP AUTH attempts."),
+);
+
+/** Certificate orders (first issuance or renewal) that failed; the old certificate kept serving. */
+export const acmeRenewFailures: Counter = registry.add(
+  new Counter(
+    "tern_acme_renew_failures_total",
+    "ACME certificate orders (issuance or renewal) that failed; the certificate in use keeps serving.",
+  ),
 );
 
 /** Queued messages by state, computed when scraped. */

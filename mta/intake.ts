@@ -22,10 +22,14 @@ import { formatReceived } from "../smtp/received.ts";
 import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
-import { checkRecipient, checkSender, isDnsblChecked } from "./policy.ts";
+import { checkRecipient, checkSender, isDnsblChecked, isTrustedClient } from "./policy.ts";
+import { type ContentPlan, ContentStages, type StagesResult } from "./content_stages.ts";
+import { signerOf } from "./dkim_signer.ts";
+import type { DnsQuerier } from "../dns/resolver.ts";
 import { type DnsblChecker, dnsblRefusal, isPostmaster } from "./dnsbl.ts";
 import { routeAddress } from "./routing.ts";
 import { limitSending, SendingLimits } from "./sending_limits.ts";
+import { authenticateWithDovecot } from "./dovecot_auth.ts";
 
 const encoder = new TextEncoder();
 
@@ -120,6 +124,11 @@ export interface IntakeOptions {
    */
   readonly dnsbl?: DnsblChecker;
   /**
+   * tern's resolver, for the inbound checks (SPF, DKIM, DMARC) of mx
+   * listeners. @default {no checks}
+   */
+  readonly resolver?: DnsQuerier;
+  /**
    * The per-account sending counts of submission listeners, shared by every
    * listener of the process. @default {a counter of this listener's own}
    */
@@ -173,6 +182,40 @@ function remoteKey(address: string): string {
 }
 
 /**
+ * Which content stages a message takes (content_stages.ts): mail from a
+ * user (authenticated, a submission listener, a trusted network) is signed,
+ * and completed when it came to a submission listener; mail from anyone
+ * else on an mx listener is checked.
+ */
+function contentPlan(
+  config: Config,
+  options: IntakeOptions,
+  envelope: Envelope,
+  connection: ConnectionInfo,
+  now: number,
+): ContentPlan {
+  const isUser = connection.authenticatedAs !== null || options.mode !== "mx" ||
+    isTrustedClient(connection.remoteAddress, config.relay.trustedNetworks);
+  const auth = config.authentication;
+  const checks = auth.spf || auth.dkim || auth.dmarc;
+  return {
+    verify: isUser || !checks || options.resolver === undefined ? null : {
+      authservId: auth.authservId,
+      spf: auth.spf,
+      dkim: auth.dkim,
+      dmarc: auth.dmarc,
+      resolver: options.resolver,
+      clientAddress: connection.remoteAddress,
+      helo: connection.clientName,
+      mailFrom: envelope.reversePath,
+    },
+    sign: isUser ? signerOf(config) : null,
+    // RFC 6409 §8: completing a message is the submission server's job only.
+    complete: options.mode !== "mx" ? { hostname: config.hostname, now } : null,
+  };
+}
+
+/**
  * Makes the handlers for one listener.
  *
  * @param options Config, queue, logger.
@@ -188,8 +231,16 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
   });
   // Submission only: per-account messages per hour and recipients per day (sending_limits.ts).
   return limitSending({
-    authenticate: (credentials: SaslCredentials): Promise<Reply> =>
-      authenticate(credentials, configOf(options.config)),
+    authenticate: (credentials: SaslCredentials, connection: ConnectionInfo): Promise<Reply> => {
+      const config = configOf(options.config);
+      const dovecot = config.submission.dovecotAuth;
+      if (dovecot === undefined) return authenticate(credentials, config);
+      // Dovecot unreachable throws: the server logs it and answers 454 4.7.0.
+      return authenticateWithDovecot(dovecot, credentials, {
+        secured: connection.tls !== null,
+        remoteAddress: connection.remoteAddress,
+      });
+    },
 
     sender(reversePath: string, _parameters, connection: ConnectionInfo): Reply {
       return checkSender({ ...client(connection), reversePath }, configOf(options.config));
@@ -219,6 +270,8 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
       const recipients = expandRecipients(config, envelope.forwardPaths, envelope.recipientDsn);
       if (recipients.length === 0) return REPLIES.noValidRecipients;
       const arrival = now();
+      const plan = contentPlan(config, options, envelope, connection, arrival);
+      const stages = ContentStages.isNeeded(plan) ? new ContentStages(plan) : null;
       const incoming = await queue.receive({
         envelope,
         recipients,
@@ -239,20 +292,42 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
         recipient: envelope.forwardPaths.length === 1 ? envelope.forwardPaths[0]! : null,
         date: new Date(arrival),
       });
-      await incoming.write(encoder.encode(received));
       // For the acceptance line: the id a sender or a recipient can give the operator.
       const messageId = new MessageIdScanner();
       return {
         write: (chunk) => {
           messageId.push(chunk);
-          return incoming.write(chunk);
+          const kept = stages === null ? chunk : stages.push(chunk);
+          return kept.length === 0 ? Promise.resolve() : incoming.write(kept);
         },
-        abort: () => incoming.abort(),
+        abort: () => {
+          stages?.abort();
+          return incoming.abort();
+        },
         async commit(): Promise<Reply> {
+          let added = { above: "", below: "", verdict: null } as StagesResult;
+          if (stages !== null) {
+            const tail = stages.end();
+            if (tail.length > 0) await incoming.write(tail);
+            added = await stages.finish(incoming.queueId);
+          }
+          const verdict = added.verdict;
+          if (verdict?.dmarcRejects && config.authentication.dmarcReject) {
+            await incoming.abort();
+            logger.log("info", "message.rejected", incoming.queueId, {
+              from: `<${envelope.reversePath}>`,
+              message_id: messageId.messageId,
+              client: connection.remoteAddress,
+              auth: verdict.summary,
+            });
+            return REPLIES.dmarcRejected(verdict.dmarc?.fromDomain ?? "the From: domain");
+          }
+          // RFC 5321 §4.4 trace on top, under what the checks add (RFC 8601 §5).
+          const header = encoder.encode(added.above + received + added.below);
           const handOff = options.handOff;
-          const claim = handOff?.acceptsHandOff(incoming.size)
-            ? await incoming.commitAndClaim(now())
-            : (await incoming.commit(), null);
+          const claim = handOff?.acceptsHandOff(incoming.size + header.length)
+            ? await incoming.commitAndClaim(now(), { header })
+            : (await incoming.commit({ header }), null);
           messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,
@@ -264,6 +339,7 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             listener: options.mode,
             user: connection.authenticatedAs ?? undefined,
             tls: connection.tls?.protocol,
+            auth: verdict?.summary,
           });
           if (claim !== null) handOff!.handOff(claim);
           else options.onQueued?.();

@@ -7,11 +7,17 @@
  */
 
 import { join } from "node:path";
-import type { Config, ListenerMode } from "../config/schema.ts";
+import type { Config, ListenerMode, TlsConfig } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { LocalDelivery } from "../mda/local_delivery.ts";
+import { LmtpTransport } from "./lmtp_transport.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
-import { KvQueue } from "../queue/kv_queue.ts";
+import {
+  maildirHostName,
+  openConfiguredQueue,
+  type OpenedQueue,
+  watchQueueWork,
+} from "../queue/open_queue.ts";
 import type { Queue } from "../queue/queue.ts";
 import { type ConnectionInfo, type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
@@ -26,6 +32,7 @@ import { StubResolver } from "../dns/resolver.ts";
 import { AuthLimiter } from "../smtp/auth_limiter.ts";
 import { SASL_MECHANISMS } from "../smtp/sasl.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
+import { AcmeManager } from "../acme/manager.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
 import { clientBlock, isDnsblChecked, isTrustedClient } from "./policy.ts";
 import { DnsblChecker } from "./dnsbl.ts";
@@ -114,7 +121,10 @@ export class Mta {
   #servers: SmtpServer[];
   #loop: DeliveryLoop;
   #remote: RelayTransport;
+  #lmtp: LmtpTransport | null = null;
   #tls: TlsContext | null = null;
+  /** Orders and renews the certificate, with `tls.acme`. */
+  #acme: AcmeManager | null = null;
   #lock: DataDirLock | null = null;
   /** The configuration in force; a reload swaps it (see {@linkcode Mta.reload}). */
   #live: LiveConfig | null = null;
@@ -124,6 +134,8 @@ export class Mta {
   /** The admin HTTP listener, when `admin` is configured. */
   #admin: AdminServer | null = null;
   #unwatchQueue: (() => void) | null = null;
+  /** Stops the wake-ups of a shared store (work queued by other nodes). */
+  #unwatchWork: () => void = () => {};
 
   /** The admin HTTP listener's address and port as bound, or `null` when `admin` is not configured. */
   get admin(): { readonly address: string; readonly port: number } | null {
@@ -167,14 +179,16 @@ export class Mta {
     await checkDataDirOwner(config);
     await prepareDataDir(config.dataDir);
     const lock = await lockDataDir(config.dataDir);
-    const queue = await KvQueue.open(queuePath(config), {
-      retry: config.queue.retry,
-      maxAge: config.queue.maxAge,
-      logger,
-    });
+    const queue = await openConfiguredQueue(config, { logger });
     await queue.recover(Date.now());
     const local = new LocalDelivery({
       mailRoot: config.mailRoot,
+      hostname: maildirHostName(config),
+      logger,
+    });
+    // Connects only while mailbox_transport names an LMTP server (read per delivery).
+    const lmtp = new LmtpTransport({
+      endpoint: () => live.current.mailboxTransport,
       hostname: config.hostname,
       logger,
     });
@@ -200,11 +214,12 @@ export class Mta {
       logger,
       ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
       isOwnEndpoint: (address, port) => ownEndpoints.has(`${address}:${port}`),
+      state: queue, // MTA-STS policies outlive restarts (RFC 8461 §5.1)
       maxConnections: config.relay.maxConnections,
       maxConnectionsPerDestination: config.relay.maxConnectionsPerDestination,
     });
     const loop = new DeliveryLoop(queue, {
-      deliver: createDeliver({ config: live, queue, local, remote, logger }),
+      deliver: createDeliver({ config: live, queue, local, lmtp, remote, logger }),
       concurrency: options.concurrency ?? 24,
       pollMs: options.pollMs ?? 500,
       logger,
@@ -213,9 +228,10 @@ export class Mta {
     const servers: SmtpServer[] = [];
     const bound: BoundListener[] = [];
     let tls: TlsContext | null = null;
+    let acme: AcmeManager | null = null;
     let admin: AdminServer | null = null;
     try {
-      tls = await loadTls(config, logger);
+      ({ tls, acme } = await loadTls(config, logger));
       // One limiter for every listener: a guesser gains nothing by switching ports.
       const authLimiter = new AuthLimiter({
         maxFailures: config.limits.maxAuthFailures,
@@ -270,6 +286,7 @@ export class Mta {
             handOff: loop,
             sendingLimits,
             dnsbl,
+            resolver,
           }),
           onEvent: (event) => {
             // Block lists are asked while the client is greeted: RCPT then waits at most once.
@@ -316,6 +333,7 @@ export class Mta {
       admin = await startAdmin(config, queue, logger);
     } catch (error: unknown) {
       tls?.close();
+      await acme?.close();
       await Promise.all(servers.map((s) => s.close(0)));
       await queue.close();
       lock.release();
@@ -324,7 +342,12 @@ export class Mta {
     loop.start();
     for (const b of bound) ownEndpoints.add(`${b.address}:${b.port}`);
     const mta = new Mta(bound, queue, servers, loop, remote);
+    mta.#unwatchWork = watchQueueWork(queue, () => loop.wake());
     mta.#tls = tls;
+    // Ordered once the listeners are up: they serve the certificate on disk meanwhile.
+    if (tls !== null) acme?.start(tls);
+    mta.#acme = acme;
+    mta.#lmtp = lmtp;
     mta.#lock = lock;
     mta.#live = live;
     mta.#listenerServers = servers.slice(0, bound.length);
@@ -411,8 +434,11 @@ export class Mta {
     await this.#admin?.close();
     await Promise.all(this.#servers.map((s) => s.close(graceMs)));
     this.#tls?.close();
+    await this.#acme?.close();
+    this.#unwatchWork();
     await this.#loop.stop();
     await this.#remote.close();
+    await this.#lmtp?.close();
     await this.queue.close();
     this.#lock?.release();
   }
@@ -424,7 +450,7 @@ export class Mta {
  */
 async function startAdmin(
   config: Config,
-  queue: KvQueue,
+  queue: OpenedQueue,
   logger: Logger,
 ): Promise<AdminServer | null> {
   if (!config.admin) return null;
@@ -459,11 +485,31 @@ async function startAdmin(
 
 /**
  * Loads the certificate when `tls` is configured, and watches its files so a
- * renewed certificate is taken without a restart.
+ * renewed certificate is taken without a restart; with `tls.acme`, prepares
+ * the files first (see acme/manager.ts), and the manager reloads them itself.
  */
-async function loadTls(config: Config, logger: Logger): Promise<TlsContext | null> {
-  if (config.tls === null) return null;
-  const tls = await TlsContext.load(config.tls, {
+async function loadTls(
+  config: Config,
+  logger: Logger,
+): Promise<{ tls: TlsContext | null; acme: AcmeManager | null }> {
+  if (config.tls === null) return { tls: null, acme: null };
+  const { acme: acmeConfig } = config.tls;
+  const acme = acmeConfig === undefined
+    ? null
+    : await AcmeManager.prepare({ ...config.tls, acme: acmeConfig }, { logger });
+  let tls: TlsContext;
+  try {
+    tls = await loadTlsContext(config.tls, logger);
+  } catch (error: unknown) {
+    await acme?.close();
+    throw error;
+  }
+  if (acme === null) tls.watch();
+  return { tls, acme };
+}
+
+async function loadTlsContext(files: TlsConfig, logger: Logger): Promise<TlsContext> {
+  const tls = await TlsContext.load(files, {
     onReload: (event) => {
       if (event.type === "loaded") {
         logger.log("info", "tls.loaded", undefined, {
@@ -476,7 +522,6 @@ async function loadTls(config: Config, logger: Logger): Promise<TlsContext | nul
     },
   });
   logger.log("info", "tls.loaded", undefined, { subject: tls.subject, valid_to: tls.validTo });
-  tls.watch();
   return tls;
 }
 

@@ -22,6 +22,7 @@ import { messagesAccepted } from "../metrics/tern.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
 import type { Queue } from "../queue/queue.ts";
 import type { Envelope } from "../smtp/envelope.ts";
+import { signerOf } from "./dkim_signer.ts";
 import { formatDate } from "../smtp/received.ts";
 import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import {
@@ -303,11 +304,17 @@ function pickupHandlers(options: PickupOptions) {
             formatDate(new Date(arrival))
           }\r\n`,
       ));
+      // RFC 6376 §5: local submissions are ours to sign, as authenticated ones are.
+      const signing = signerOf(config)?.begin() ?? null;
       return {
-        write: (chunk) => incoming.write(chunk),
+        write: (chunk) => {
+          signing?.update(chunk);
+          return incoming.write(chunk);
+        },
         abort: () => incoming.abort(),
         async commit(): Promise<Reply> {
-          await incoming.commit();
+          const signature = signing?.finish() ?? "";
+          await incoming.commit(signature === "" ? {} : { header: encoder.encode(signature) });
           messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
             from: `<${envelope.reversePath}>`,

@@ -8,7 +8,10 @@
  * §5.1: the next MX on a refused connection or a 4xx greeting), each of its
  * addresses in turn. TLS is opportunistic (RFC 7435): used when offered, and
  * when the handshake fails the same host is tried again in plaintext, with a
- * log line. Each recipient gets its own outcome: 2yz sent, 5yz bounced, 4yz
+ * log line; unless the recipient domain publishes DANE TLSA records (RFC
+ * 7672) or an MTA-STS policy in `enforce` mode (RFC 8461), or the message
+ * asks for REQUIRETLS (RFC 8689): then the host gets verified TLS or
+ * nothing (see `tls_policy/` and docs/transport-security.md). Each recipient gets its own outcome: 2yz sent, 5yz bounced, 4yz
  * or no answer deferred. Connections are kept a few seconds for the next
  * message to the same host, within limits per destination and in total.
  * A message waiting for room to a busy host waits out of the delivery
@@ -23,9 +26,10 @@
  * @module
  */
 
+import tls from "node:tls";
 import type { Config, RoutePolicy } from "../config/schema.ts";
 import { configOf, type ConfigSource } from "./live_config.ts";
-import { type DnsQuerier, DnsTemporaryError } from "../dns/resolver.ts";
+import { type DnsQuerier, DnsTemporaryError, isAuthenticated } from "../dns/resolver.ts";
 import { resolveAddresses, resolveMx } from "../dns/mx.ts";
 import type { Logger, LogValue } from "../log/logger.ts";
 import { cleanText, remoteQueueId } from "../log/fields.ts";
@@ -49,6 +53,13 @@ import type { Reply } from "../smtp/reply.ts";
 import { logOutcome, type RemoteTransport } from "./delivery.ts";
 import { srsForward } from "./srs.ts";
 import { mxHops, type NextHop, relayRoute } from "./routing.ts";
+import { checkDaneChain, isUsableTlsa, parseTlsa, type Tlsa } from "../tls_policy/dane.ts";
+import {
+  MtaStsPolicies,
+  type PolicyLookup,
+  type PolicyStore,
+} from "../tls_policy/mta_sts_cache.ts";
+import { mxMatches } from "../tls_policy/mta_sts_policy.ts";
 
 /** RFC 5321 §6.3 allows rejecting at 100 Received fields; like other MTAs, tern bounces past 50. */
 export const MAX_HOPS = 50;
@@ -88,6 +99,39 @@ export interface RelayOptions {
   readonly isOwnEndpoint?: (address: string, port: number) => boolean;
   /** The clock. @default {Date.now} */
   readonly now?: () => number;
+  /** Where MTA-STS policies are kept across restarts (the queue's store). @default {memory only} */
+  readonly state?: PolicyStore;
+  /** The HTTPS port of MTA-STS policy hosts. @default {443} */
+  readonly mtaStsPort?: number;
+}
+
+/**
+ * How one hop is secured, as the log line's `tls_policy` says:
+ * `none` (a route with `tls: none`), `opportunistic` (RFC 7435),
+ * `required` (a route with `tls: require`: TLS, any certificate),
+ * `ca` (a route with `tls: verify`: TLS, PKIX), `dane` (RFC 7672),
+ * `mta-sts` (RFC 8461 enforce; testing mode is opportunistic).
+ */
+type HopSecurity =
+  | { readonly kind: "none" | "opportunistic" | "required" | "ca" }
+  | {
+    readonly kind: "dane";
+    /** The usable TLSA records; empty: TLS without authentication (none usable, RFC 7672 §2.2). */
+    readonly records: readonly Tlsa[];
+  }
+  | { readonly kind: "mta-sts"; readonly domain: string }
+  | { readonly kind: "mta-sts-testing"; readonly domain: string; readonly matches: boolean };
+
+/** The domain's side of the decision: its MTA-STS policy and whether its MX answer is DNSSEC-secure. */
+interface DomainSecurity {
+  readonly viaMx: boolean;
+  readonly mxSecure: boolean;
+  readonly sts: PolicyLookup | null;
+}
+
+/** The log's name of a hop's security. */
+function policyName(security: HopSecurity): string {
+  return security.kind === "mta-sts-testing" ? "opportunistic" : security.kind;
 }
 
 /** One place to connect to. */
@@ -389,6 +433,23 @@ class ConnectionPool {
   }
 }
 
+/**
+ * Whether a header section has `TLS-Required: No` (RFC 8689 §5): the sender
+ * asks that the recipient domain's TLS policies (DANE, MTA-STS) not stop it.
+ */
+function hasTlsRequiredNo(header: Uint8Array): boolean {
+  const text = new TextDecoder("latin1").decode(header);
+  return /^TLS-Required:[ \t]*No[ \t]*\r?$/im.test(text);
+}
+
+/** What the message asks of TLS (RFC 8689): every hop verified, or the recipient's policies waived. */
+interface MessageTls {
+  /** REQUIRETLS on MAIL FROM (§4.1). */
+  readonly requireTls: boolean;
+  /** `TLS-Required: No`, ignored under REQUIRETLS (§5). */
+  readonly policiesWaived: boolean;
+}
+
 /** Counts the `Received:` fields of a header section (RFC 5321 §6.3). */
 function countReceived(header: Uint8Array): number {
   const text = new TextDecoder("latin1").decode(header);
@@ -410,6 +471,51 @@ class RouteTlsError extends Error {
   }
 }
 
+/**
+ * RFC 8689 §4.2.1: a REQUIRETLS message goes only over TLS whose
+ * certificate was verified, by DANE, by MTA-STS, or by PKIX against the MX
+ * host name when the MX answer was DNSSEC-secure (or a route's `tls:
+ * verify`); any other hop is refused with 5.7.30.
+ */
+function requireTlsSecurity(
+  security: HopSecurity,
+  host: NextHop,
+  d: DomainSecurity,
+): HopSecurity | { refused: ReplySummary; policy: string } {
+  if (security.kind === "dane" && security.records.length > 0) return security;
+  if (security.kind === "mta-sts" || security.kind === "ca") return security;
+  if (d.viaMx && d.mxSecure && security.kind !== "dane") return { kind: "ca" };
+  const why = !d.viaMx
+    ? `the route to ${host.name}:${host.port} does not verify its certificate (tls: verify)`
+    : security.kind === "dane"
+    ? `${host.name} has no usable TLSA record`
+    : `the MX of ${host.name} is neither DNSSEC-secure nor listed in an MTA-STS policy`;
+  return {
+    policy: policyName(security),
+    refused: {
+      code: 0,
+      enhancedStatus: "5.7.30",
+      text: `REQUIRETLS support required: ${why} (RFC 8689 §4.2.1)`,
+    },
+  };
+}
+
+/** What asked for TLS, for the deferral's text. */
+function requirement(security: HopSecurity): string {
+  switch (security.kind) {
+    case "dane":
+      return security.records.length > 0
+        ? "DANE (RFC 7672): TLSA records require TLS with a matching certificate"
+        : "DANE (RFC 7672): TLSA records (none usable) require TLS";
+    case "mta-sts":
+      return `the MTA-STS policy of ${security.domain} (RFC 8461, enforce) requires TLS with a certificate valid for the MX host`;
+    case "ca":
+      return "tls: verify";
+    default:
+      return "tls: require";
+  }
+}
+
 /** Whether a connection failed because `tls: required` met a server without STARTTLS. */
 function isStartTlsMissing(error: unknown): boolean {
   return error instanceof SmtpConnectionError && !(error instanceof SmtpAuthError) &&
@@ -420,7 +526,11 @@ function isStartTlsMissing(error: unknown): boolean {
  * The delivery line's view of the next hop: its reply (code, enhanced
  * status, text), the queue id in its `250`, and the TLS in use.
  */
-function remoteFields(client: SmtpClient, r: Reply): Record<string, LogValue> {
+function remoteFields(
+  client: SmtpClient,
+  r: Reply,
+  security: HopSecurity,
+): Record<string, LogValue> {
   const text = cleanText(r.lines.join(" "));
   return {
     code: r.code,
@@ -428,7 +538,11 @@ function remoteFields(client: SmtpClient, r: Reply): Record<string, LogValue> {
     remote_id: r.code < 300 ? remoteQueueId(text) : undefined,
     tls: client.tls?.protocol ?? "none",
     cipher: client.tls?.cipher,
-    verified: client.tls?.isVerified,
+    tls_policy: policyName(security),
+    // DANE checks the chain itself (checkPeer); PKIX's word does not apply to it.
+    verified: security.kind === "dane"
+      ? client.tls !== null && security.records.length > 0
+      : client.tls?.isVerified,
   };
 }
 
@@ -437,6 +551,7 @@ export class RelayTransport implements RemoteTransport {
   readonly #options: RelayOptions;
   readonly #pool: ConnectionPool;
   readonly #now: () => number;
+  readonly #sts: MtaStsPolicies;
 
   /**
    * Makes the transport.
@@ -454,6 +569,20 @@ export class RelayTransport implements RemoteTransport {
       stallMs: options.stallMs ?? 30_000,
       now: this.#now,
     });
+    this.#sts = new MtaStsPolicies({
+      resolver: options.resolver,
+      logger: options.logger,
+      now: this.#now,
+      ca: () => this.#trustedCas(),
+      ...(options.state === undefined ? {} : { store: options.state }),
+      ...(options.mtaStsPort === undefined ? {} : { port: options.mtaStsPort }),
+    });
+  }
+
+  /** The CAs trusted for PKIX: the system's plus `relay.ca_file`; `undefined` without a file (Node's own roots). */
+  #trustedCas(): string[] | undefined {
+    const extra = configOf(this.#options.config).relay.caCerts;
+    return extra === undefined ? undefined : [...tls.rootCertificates, ...extra];
   }
 
   /**
@@ -475,7 +604,13 @@ export class RelayTransport implements RemoteTransport {
   ): Promise<RecipientOutcome[]> {
     const { message } = claim;
     const outcomes: RecipientOutcome[] = [];
-    const hops = countReceived(await readHeaderSection(content()));
+    const header = await readHeaderSection(content());
+    const hops = countReceived(header);
+    const requireTls = message.envelope.requireTls === true;
+    const messageTls: MessageTls = {
+      requireTls,
+      policiesWaived: !requireTls && hasTlsRequiredNo(header),
+    };
     if (hops > MAX_HOPS) {
       return this.#all(message, indices, "bounced", {
         code: 554,
@@ -498,7 +633,7 @@ export class RelayTransport implements RemoteTransport {
     for (const { domain, sender, group } of byDomain.values()) {
       if (signal?.aborted) break;
       outcomes.push(
-        ...await this.#deliverDomain(message, domain, group, content, signal, sender),
+        ...await this.#deliverDomain(message, domain, group, content, signal, sender, messageTls),
       );
     }
     return outcomes;
@@ -536,10 +671,11 @@ export class RelayTransport implements RemoteTransport {
     status: RecipientOutcome["status"],
     reply: ReplySummary,
     nextHop: string,
+    extra: Record<string, LogValue> = {},
   ): RecipientOutcome[] {
     return indices.map((index) => {
       const o: RecipientOutcome = { index, status, reply };
-      logOutcome(this.#options.logger, message, o, nextHop, this.#now());
+      logOutcome(this.#options.logger, message, o, nextHop, this.#now(), extra);
       return o;
     });
   }
@@ -547,13 +683,19 @@ export class RelayTransport implements RemoteTransport {
   /** The hosts to try for a domain, or why there are none: routing decides, DNS is asked here. */
   async #hosts(
     domain: string,
-  ): Promise<{ hosts: NextHop[] } | DomainFailure> {
+  ): Promise<{ hosts: NextHop[]; viaMx: boolean } | DomainFailure> {
     const config = configOf(this.#options.config);
     const route = relayRoute(config, domain);
-    if (route.kind === "hop") return { hosts: [route.hop] };
+    if (route.kind === "hop") return { hosts: [route.hop], viaMx: false };
     const port = this.#options.mxPort ?? 25;
     try {
-      return mxHops(config.hostname, domain, await resolveMx(domain, this.#options.resolver), port);
+      const hops = mxHops(
+        config.hostname,
+        domain,
+        await resolveMx(domain, this.#options.resolver),
+        port,
+      );
+      return "hosts" in hops ? { hosts: hops.hosts, viaMx: true } : hops;
     } catch (error: unknown) {
       if (error instanceof DnsTemporaryError) {
         return {
@@ -582,13 +724,21 @@ export class RelayTransport implements RemoteTransport {
    */
   async #connect(
     endpoint: Endpoint,
-    signal?: AbortSignal,
-    policy?: RoutePolicy,
+    signal: AbortSignal | undefined,
+    policy: RoutePolicy | undefined,
+    security: HopSecurity,
   ): Promise<SmtpClient> {
     const { logger } = this.#options;
     const config = configOf(this.#options.config);
-    const tls = policy?.tls ?? "opportunistic";
+    const tls = security.kind === "dane" || security.kind === "required"
+      ? "require"
+      : security.kind === "mta-sts" || security.kind === "ca"
+      ? "verify"
+      : security.kind === "none"
+      ? "none"
+      : "opportunistic";
     const auth = policy?.auth ?? null;
+    const ca = this.#trustedCas();
     const base: SmtpClientOptions = {
       ...this.#options.client,
       host: endpoint.address,
@@ -597,6 +747,14 @@ export class RelayTransport implements RemoteTransport {
       tls: tls === "require" || tls === "verify" ? "required" : tls,
       ...(tls === "require" ? { verifyCertificate: false } : {}),
       ...(tls === "verify" ? { verifyCertificate: true } : {}),
+      ...(ca === undefined ? {} : { caCerts: ca }),
+      ...(security.kind === "dane" && security.records.length > 0
+        ? {
+          // RFC 7672 §3.2.2: the MX host name is the reference identifier for DANE-TA.
+          checkPeer: (chain: readonly Uint8Array[]) =>
+            checkDaneChain(security.records, chain, [endpoint.host], this.#now()),
+        }
+        : {}),
       ...(auth === null ? {} : {
         auth: { username: auth.username, password: auth.password },
         allowPlaintextAuth: auth.allowPlaintext,
@@ -611,9 +769,9 @@ export class RelayTransport implements RemoteTransport {
       return await SmtpClient.connect(base);
     } catch (error: unknown) {
       if (tls === "require" || tls === "verify") {
-        // The route asks for TLS: no plaintext fallback, the message waits.
+        // The route, DANE or MTA-STS asks for TLS: no plaintext fallback, the message waits.
         if (error instanceof TlsHandshakeError || isStartTlsMissing(error)) {
-          throw new RouteTlsError(`tls: ${tls}: ${describe(error)}`);
+          throw new RouteTlsError(`${requirement(security)}: ${describe(error)}`);
         }
       }
       if (!(error instanceof TlsHandshakeError)) throw error;
@@ -634,6 +792,7 @@ export class RelayTransport implements RemoteTransport {
     content: () => ReadableStream<Uint8Array>,
     signal?: AbortSignal,
     reversePath = message.envelope.reversePath,
+    messageTls: MessageTls = { requireTls: false, policiesWaived: false },
   ): Promise<RecipientOutcome[]> {
     const found = await this.#hosts(domain);
     if ("status" in found) {
@@ -643,7 +802,24 @@ export class RelayTransport implements RemoteTransport {
     const outcomes: RecipientOutcome[] = [];
     let lastFailure: ReplySummary = { code: 0, enhancedStatus: "4.4.1", text: "No host answered" };
     let lastHop = domain;
+    let lastPolicy = "opportunistic";
+    const domainSecurity = await this.#domainSecurity(domain, found.viaMx);
     hosts: for (const host of found.hosts) {
+      const decided = await this.#hostSecurity(domain, host, domainSecurity, messageTls);
+      if ("refused" in decided) {
+        // RFC 7672 §2.2, RFC 8461 §4.2: this MX may not be used; the next may.
+        lastFailure = decided.refused;
+        lastHop = `${host.name}:${host.port}`;
+        lastPolicy = decided.policy;
+        this.#options.logger.log("warn", "delivery.error", message.queueId, {
+          next_hop: lastHop,
+          tls_policy: decided.policy,
+          reason: decided.refused.text,
+        });
+        continue;
+      }
+      const security = decided;
+      lastPolicy = policyName(security);
       let addresses: string[];
       try {
         addresses = await resolveAddresses(host.name, this.#options.resolver);
@@ -674,15 +850,20 @@ export class RelayTransport implements RemoteTransport {
           }, lastHop);
         }
         // Connections made under a route's TLS and AUTH policy are not shared with others.
+        // So are those made under DANE or MTA-STS: a plaintext one must not serve them.
         const key = `${address}:${host.port}` +
           (host.policy === undefined
             ? ""
-            : `#${host.policy.tls}#${host.policy.auth?.username ?? ""}`);
+            : `#${host.policy.tls}#${host.policy.auth?.username ?? ""}`) +
+          (security.kind === "dane" || security.kind === "mta-sts" ||
+              (security.kind === "ca" && host.policy === undefined)
+            ? `#${security.kind}#${host.name}`
+            : "");
         let client: SmtpClient;
         try {
           client = await this.#pool.acquire(
             key,
-            () => this.#connect(endpoint, signal, host.policy),
+            () => this.#connect(endpoint, signal, host.policy, security),
             signal,
           );
         } catch (error: unknown) {
@@ -737,6 +918,17 @@ export class RelayTransport implements RemoteTransport {
             };
           continue;
         }
+        if (security.kind === "mta-sts-testing") this.#reportTesting(security, client, lastHop);
+        if (messageTls.requireTls && client.extensions?.keywords.has("REQUIRETLS") !== true) {
+          // RFC 8689 §4.2.1: only to a hop that promises to keep requiring TLS.
+          this.#pool.release(key, client);
+          lastFailure = {
+            code: 0,
+            enhancedStatus: "5.7.30",
+            text: `REQUIRETLS support required: ${lastHop} does not offer REQUIRETLS (RFC 8689)`,
+          };
+          continue;
+        }
         const recipients = [...pending];
         try {
           const result = await client.send({
@@ -749,6 +941,7 @@ export class RelayTransport implements RemoteTransport {
             ...(message.envelope.envid === undefined
               ? {}
               : { envid: xtext(message.envelope.envid) }),
+            ...(messageTls.requireTls ? { requireTls: true } : {}),
           }, content);
           this.#pool.release(key, client);
           result.recipients.forEach((r, k) => {
@@ -766,7 +959,7 @@ export class RelayTransport implements RemoteTransport {
               remoteMta: host.name,
               remoteDsn: client.extensions?.dsn ?? false,
             };
-            const remote = remoteFields(client, r.reply);
+            const remote = remoteFields(client, r.reply, security);
             logOutcome(this.#options.logger, message, o, lastHop, this.#now(), remote);
             outcomes.push(o);
           });
@@ -783,7 +976,157 @@ export class RelayTransport implements RemoteTransport {
         }
       }
     }
-    return this.#all(message, [...pending], "deferred", lastFailure, lastHop);
+    // RFC 8689 §4.2.1: a REQUIRETLS message no hop could take as asked comes back (5.7.30).
+    const status = messageTls.requireTls && lastFailure.enhancedStatus === "5.7.30"
+      ? "bounced"
+      : "deferred";
+    return this.#all(message, [...pending], status, lastFailure, lastHop, {
+      tls_policy: lastPolicy,
+    });
+  }
+
+  /**
+   * What the domain says about TLS: its MTA-STS policy, and whether its MX
+   * answer is DNSSEC-secure (RFC 7672 §2.2.1: DANE only for a secure MX
+   * RRset). Only for MX delivery: a configured route has its own `tls`.
+   */
+  async #domainSecurity(domain: string, viaMx: boolean): Promise<DomainSecurity> {
+    const relay = configOf(this.#options.config).relay;
+    if (!viaMx) return { viaMx, mxSecure: false, sts: null };
+    let mxSecure = false;
+    if (relay.dane !== false) {
+      try {
+        // Answered from the resolver's cache: resolveMx asked just now.
+        mxSecure = isAuthenticated(await this.#options.resolver.query(domain, "MX"));
+      } catch {
+        mxSecure = false;
+      }
+    }
+    const sts = relay.mtaSts === false ? null : await this.#sts.policyFor(domain);
+    return { viaMx, mxSecure, sts };
+  }
+
+  /**
+   * How one MX host is to be secured, or why it may not be used. DANE
+   * first (RFC 8461 §2: DANE takes precedence), then MTA-STS, else
+   * opportunistic TLS (RFC 7435).
+   */
+  async #hostSecurity(
+    domain: string,
+    host: NextHop,
+    d: DomainSecurity,
+    messageTls: MessageTls,
+  ): Promise<HopSecurity | { refused: ReplySummary; policy: string }> {
+    const decided = messageTls.policiesWaived
+      ? { kind: "opportunistic" as const }
+      : await this.#policySecurity(domain, host, d);
+    if (!messageTls.requireTls || "refused" in decided) return decided;
+    return requireTlsSecurity(decided, host, d);
+  }
+
+  /** The recipient domain's policies for one host: DANE, MTA-STS, or opportunistic. */
+  async #policySecurity(
+    domain: string,
+    host: NextHop,
+    d: DomainSecurity,
+  ): Promise<HopSecurity | { refused: ReplySummary; policy: string }> {
+    if (!d.viaMx) {
+      const t = host.policy?.tls ?? "opportunistic";
+      return { kind: t === "verify" ? "ca" : t === "require" ? "required" : t };
+    }
+    if (d.mxSecure && !host.name.startsWith("[") && await this.#addressesSecure(host.name)) {
+      const dane = await this.#tlsa(host);
+      if ("refused" in dane) return dane;
+      if (dane.records !== null) return { kind: "dane", records: dane.records };
+    }
+    const policy = d.sts?.policy ?? null;
+    if (policy === null || policy.mode === "none") return { kind: "opportunistic" };
+    const matches = mxMatches(policy, host.name);
+    if (policy.mode === "testing") return { kind: "mta-sts-testing", domain, matches };
+    if (!matches) {
+      return {
+        policy: "mta-sts",
+        refused: {
+          code: 0,
+          enhancedStatus: "4.7.5",
+          text: `MX host ${host.name} is not listed in the MTA-STS policy of ${domain} ` +
+            `(RFC 8461, enforce: mx ${policy.mx.join(", ")}), not used`,
+        },
+      };
+    }
+    return { kind: "mta-sts", domain };
+  }
+
+  /**
+   * Whether the address records of an MX host are DNSSEC-secure (RFC 7672
+   * §2.2.2: only then is its TLSA record looked up). A failure counts as
+   * insecure here; the address lookup that follows reports it.
+   */
+  async #addressesSecure(host: string): Promise<boolean> {
+    try {
+      const answers = await Promise.all(
+        (["A", "AAAA"] as const).map((t) => this.#options.resolver.query(host, t)),
+      );
+      return answers.some((a) => a.kind === "answer") && answers.every(isAuthenticated);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The usable TLSA records of a host (RFC 7672 §2.2): `records: null` when
+   * DANE does not apply (no records, or not DNSSEC-secure); `[]` when it
+   * applies but no record is usable (TLS required, not authenticated);
+   * refused when the lookup failed, which with a validating resolver is
+   * how a bogus answer shows (SERVFAIL): that host is not used.
+   */
+  async #tlsa(
+    host: NextHop,
+  ): Promise<{ records: Tlsa[] | null } | { refused: ReplySummary; policy: string }> {
+    const name = `_${host.port}._tcp.${host.name}`;
+    try {
+      const answer = await this.#options.resolver.query(name, "TLSA");
+      if (answer.kind !== "answer" || !isAuthenticated(answer)) return { records: null };
+      const all = answer.records.flatMap((r) =>
+        r.data instanceof Uint8Array ? [parseTlsa(r.data)] : []
+      );
+      return { records: all.filter((t): t is Tlsa => t !== null && isUsableTlsa(t)) };
+    } catch (error: unknown) {
+      if (error instanceof SyntaxError) return { records: null };
+      return {
+        policy: "dane",
+        refused: {
+          code: 0,
+          enhancedStatus: "4.7.5",
+          text: `DANE: the TLSA lookup of ${name} failed (${
+            error instanceof DnsTemporaryError ? error.reason : describe(error)
+          }), ${host.name} not used`,
+        },
+      };
+    }
+  }
+
+  /** MTA-STS testing mode (RFC 8461 §5): delivered anyway; a hop enforce would refuse is logged. */
+  #reportTesting(
+    security: { readonly domain: string; readonly matches: boolean },
+    client: SmtpClient,
+    hop: string,
+  ): void {
+    const problems = [
+      ...(security.matches ? [] : ["MX host not in the policy"]),
+      ...(client.tls === null ? ["no TLS"] : []),
+      ...(client.tls !== null && !client.tls.isVerified
+        ? [`certificate not valid (${client.tls.verifyError ?? "unverified"})`]
+        : []),
+    ];
+    if (problems.length === 0) return;
+    this.#options.logger.log("warn", "delivery.error", undefined, {
+      next_hop: hop,
+      tls_policy: "mta-sts",
+      reason: `MTA-STS policy of ${security.domain} in testing mode would refuse this hop: ${
+        problems.join(", ")
+      }`,
+    });
   }
 
   #outgoing(message: QueuedMessage, index: number): OutgoingRecipient {

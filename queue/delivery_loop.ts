@@ -98,6 +98,8 @@ const DEFAULT_HAND_OFF_LIMIT = 4096;
 const RECHECK_AFTER_MS = 1000;
 const DEFAULT_HAND_OFF_BYTES = 32 * 1024 * 1024;
 const DEFAULT_OFF_SLOT_LIMIT = 256;
+/** The longest wait between claims while the store keeps failing, ms. */
+const MAX_FAILED_POLL_MS = 5_000;
 
 /** The content of a claim taken at commit, as a stream. */
 function memoryStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
@@ -199,6 +201,8 @@ export class DeliveryLoop {
    */
   #storeMayHaveMore = true;
   #wakeSleeper: (() => void) | null = null;
+  /** Claims that failed in a row (the store unavailable); 0 after one that did not. */
+  #claimFailures = 0;
 
   /**
    * Makes a loop; nothing happens until {@linkcode DeliveryLoop.start}.
@@ -453,8 +457,10 @@ export class DeliveryLoop {
             limit,
             exclude: this.#ours,
           });
+          this.#claimFailures = 0;
         } catch (error: unknown) {
           failed = true;
+          this.#claimFailures++;
           this.#failed("error", undefined, "claim", error);
         }
       }
@@ -474,8 +480,25 @@ export class DeliveryLoop {
       // With claims waiting, wake for the next poll; with a poll pending but
       // every slot busy, the next finished delivery wakes the loop.
       const untilPoll = this.#nextPoll - this.#now();
-      await this.#sleep(this.waiting > 0 && untilPoll > 0 ? untilPoll : this.#pollMs);
+      await this.#sleep(
+        failed
+          ? this.#failedPollPause()
+          : this.waiting > 0 && untilPoll > 0
+          ? untilPoll
+          : this.#pollMs,
+      );
     }
+  }
+
+  /**
+   * How long to wait after claims failed `#claimFailures` times in a row (a
+   * store that cannot be reached): doubling from the poll interval up to
+   * {@linkcode MAX_FAILED_POLL_MS}, so an outage is not a log line per poll.
+   * A wake() (a commit, another node's notification) still tries at once.
+   */
+  #failedPollPause(): number {
+    const doubled = this.#pollMs * 2 ** Math.min(this.#claimFailures - 1, 10);
+    return Math.min(doubled, Math.max(this.#pollMs, MAX_FAILED_POLL_MS));
   }
 
   /** Waits for wake(), a finished delivery or `ms`. */

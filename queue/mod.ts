@@ -48,6 +48,7 @@ export type {
 export { MAX_COMMIT_HEADER, MAX_STATE_VALUE } from "./queue.ts";
 export { QueueConflictError, QueueNotFoundError, QueueUnavailableError } from "./errors.ts";
 export { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
+export { PgQueue, type PgQueueOptions } from "./pg_queue.ts";
 export { CHUNK_SIZE } from "./kv_keys.ts";
 export {
   type Deliver,

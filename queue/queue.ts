@@ -1,10 +1,10 @@
 /**
  * The queue as the rest of tern sees it: the contract every store
- * implements. {@linkcode KvQueue} (Deno KV, kv_queue.ts) is the store today;
- * a PostgreSQL store is planned, and runs the same tests
- * (`queue_suite.ts`). The MTA, the `tern` commands and the delivery loop
+ * implements: {@linkcode KvQueue} (Deno KV, kv_queue.ts), the default and
+ * the embedded store, and `PgQueue` (PostgreSQL, pg_queue.ts), which a
+ * fleet of nodes shares. Both run the same tests (`queue_suite.ts`). The MTA, the `tern` commands and the delivery loop
  * depend on these interfaces only; the store is chosen where the queue is
- * opened (`mta/mta.ts`, `cli/_common.ts`).
+ * opened (`queue/open_queue.ts`, for `mta/mta.ts` and `cli/_common.ts`).
  *
  * What every implementation promises:
  *

@@ -31,6 +31,7 @@
  */
 
 export {
+  type DkimKeyOption,
   type RejectedRecipient,
   sendMail,
   type SendOptions,

@@ -42,4 +42,6 @@ export interface Envelope {
   readonly envid?: string;
   /** RFC 3461 NOTIFY and ORCPT of each forward-path, in the same order, when any was given. */
   readonly recipientDsn?: readonly RecipientDsn[];
+  /** RFC 8689 REQUIRETLS on MAIL FROM: relay only over verified TLS, to hops that offer it. */
+  readonly requireTls?: boolean;
 }

@@ -180,6 +180,11 @@ export interface Replies {
   readonly relayDenied: Reply;
   /** 554 5.5.1: DATA or BDAT with no accepted recipient (RFC 5321 §3.3). */
   readonly noValidRecipients: Reply;
+  /**
+   * 550 5.7.1: DMARC failed and the From: domain asks receivers to reject
+   * such mail (RFC 9989 §8.3); the text names the domain.
+   */
+  readonly dmarcRejected: (domain: string) => Reply;
   /** 553 5.6.7: a non-ASCII address without SMTPUTF8 (RFC 6531 §3.5). */
   readonly needsSmtputf8: Reply;
   /** 554 5.4.6: too many Received fields, a mail loop (RFC 5321 §6.3). */
@@ -502,6 +507,21 @@ export const REPLY_TABLE: ReplyTable = {
       meaning: "DATA or BDAT with no accepted recipient is refused; the client must not send " +
         "the content.",
       reference: ref(5321, "3.3"),
+    },
+  },
+  dmarcRejected: {
+    code: 550,
+    enhancedStatus: "5.7.1",
+    text: (domain) =>
+      `Message rejected: it fails DMARC and the policy of ${domain} is to reject such mail`,
+    note: {
+      title: "Rejected by the sender domain's DMARC policy",
+      rule: "the From: domain publishes p=reject and neither SPF nor DKIM passed aligned with it",
+      meaning: "The domain in From: says that mail which neither its SPF nor its DKIM " +
+        "authenticates is forged. The receiver refuses it after the data rather than deliver " +
+        "a forgery. The sender should sign with DKIM for the From: domain, or send from a " +
+        "host its SPF record lists.",
+      reference: ref(9989, "8.3"),
     },
   },
   needsSmtputf8: {

@@ -46,6 +46,8 @@ export interface Transaction {
   declaredSize?: number;
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /** RFC 8689 REQUIRETLS was on MAIL FROM. */
+  requireTls?: boolean;
   forwardPaths: string[];
   /** RFC 3461 parameters of each accepted RCPT, in order. */
   recipientDsn: RecipientDsn[];
@@ -187,6 +189,7 @@ interface MailFacts {
   readonly size?: number;
   readonly ret?: "FULL" | "HDRS";
   readonly envid?: string;
+  readonly requireTls?: boolean;
 }
 
 /** RFC 5321 §4.1.1.2 MAIL, with RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET and ENVID. */
@@ -197,8 +200,21 @@ export function checkMail(command: CommandOf<"MAIL">, s: SessionFacts): Reply | 
   let size: number | undefined;
   let ret: "FULL" | "HDRS" | undefined;
   let envid: string | undefined;
+  let requireTls = false;
   for (const [keyword, value] of command.parameters) {
     switch (keyword) {
+      case "REQUIRETLS":
+        // RFC 8689 §4.1: offered, and taken, only over TLS.
+        if (value !== null) return REPLIES.syntax("REQUIRETLS takes no value (RFC 8689)");
+        if (!s.isTls) {
+          return reply(
+            530,
+            "5.7.10",
+            "REQUIRETLS needs a TLS connection: send STARTTLS first (RFC 8689 §4.1)",
+          );
+        }
+        requireTls = true;
+        break;
       case "RET": {
         // RFC 3461 §4.3
         const v = value?.toUpperCase();
@@ -254,6 +270,7 @@ export function checkMail(command: CommandOf<"MAIL">, s: SessionFacts): Reply | 
     ...(size === undefined ? {} : { size }),
     ...(ret === undefined ? {} : { ret }),
     ...(envid === undefined ? {} : { envid }),
+    ...(requireTls ? { requireTls } : {}),
   };
 }
 
@@ -367,6 +384,8 @@ export function ehloKeywords(s: SessionFacts): string[] {
     "CHUNKING", // RFC 3030
     "DSN", // RFC 3461
   ];
+  // RFC 8689 §4.1: REQUIRETLS only once the connection is under TLS.
+  if (s.isTls) keywords.push("REQUIRETLS");
   // RFC 3207 §4.2: once TLS is up, STARTTLS is no longer offered.
   if (s.canStartTls && !s.isTls) keywords.push("STARTTLS");
   // RFC 4954 §3, §4, RFC 8314 §3: AUTH only where passwords cannot be read off the wire.
@@ -463,7 +482,9 @@ export const SERVER_COMMANDS: { readonly [V in Verb]: CommandRule<V, unknown> } 
       },
       answered: (s, q, r, ok) => {
         if (!ok) return s.error(r); // counts toward maxErrors: guessing passwords is an error
-        s.authenticated(q.username);
+        // A checker may name the user it logged in (an auth service's canonical name).
+        const named = "user" in r && typeof r.user === "string" && r.user !== "" ? r.user : null;
+        s.authenticated(named ?? q.username);
         s.reply(r);
       },
       next: { ready: "ready" },
@@ -486,6 +507,7 @@ export const SERVER_COMMANDS: { readonly [V in Verb]: CommandRule<V, unknown> } 
         ...(m.size === undefined ? {} : { declaredSize: m.size }),
         ...(m.ret === undefined ? {} : { ret: m.ret }),
         ...(m.envid === undefined ? {} : { envid: m.envid }),
+        ...(m.requireTls === true ? { requireTls: true } : {}),
         forwardPaths: [],
         recipientDsn: [],
         opened: false,

@@ -686,6 +686,7 @@ export class ServerSession {
       ...(t.declaredSize === undefined ? {} : { declaredSize: t.declaredSize }),
       ...(t.ret === undefined ? {} : { ret: t.ret }),
       ...(t.envid === undefined ? {} : { envid: t.envid }),
+      ...(t.requireTls === true ? { requireTls: true } : {}),
       ...(t.recipientDsn.some((d) => d.notify !== undefined || d.orcpt !== undefined)
         ? { recipientDsn: [...t.recipientDsn] }
         : {}),
