@@ -10,10 +10,26 @@
  * @module
  */
 
-import { dkimVerify as untypedDkimVerify, spf as untypedSpf } from "mailauth";
-// @ts-types="./mailauth_dmarc.d.ts"
-import { evaluateDmarc as untypedEvaluateDmarc } from "mailauth/lib/dmarc/index.js";
 import type { NodeStyleResolver } from "./dns_adapter.ts";
+
+/**
+ * The library, loaded the first time a check runs: commands that never
+ * check mail (`tern send`, cron's sendmail line) do not pay for loading it.
+ */
+let library: Promise<{ dkimVerify: unknown; spf: unknown; evaluateDmarc: unknown }> | undefined;
+
+function load() {
+  library ??= Promise.all([
+    import("mailauth"),
+    // @ts-types="./mailauth_dmarc.d.ts"
+    import("mailauth/lib/dmarc/index.js"),
+  ]).then(([main, dmarc]) => ({
+    dkimVerify: main.dkimVerify,
+    spf: main.spf,
+    evaluateDmarc: dmarc.evaluateDmarc,
+  }));
+  return library;
+}
 
 /** A check's result keyword (RFC 8601 §2.7). */
 export type ResultKeyword =
@@ -133,10 +149,16 @@ export interface SpfOptions {
  * @param options Resolver, sender, the least key size.
  * @returns The verdict of each signature, and the From: addresses.
  */
-export const dkimVerify = untypedDkimVerify as unknown as (
+export async function dkimVerify(
   input: unknown,
   options: DkimVerifyOptions,
-) => Promise<MailauthDkimVerify>;
+): Promise<MailauthDkimVerify> {
+  const verify = (await load()).dkimVerify as (
+    input: unknown,
+    options: DkimVerifyOptions,
+  ) => Promise<MailauthDkimVerify>;
+  return await verify(input, options);
+}
 
 /**
  * Evaluates SPF for a sender at a client address.
@@ -144,7 +166,10 @@ export const dkimVerify = untypedDkimVerify as unknown as (
  * @param options The identity, the address, the resolver.
  * @returns The verdict.
  */
-export const spf = untypedSpf as unknown as (options: SpfOptions) => Promise<MailauthSpfResult>;
+export async function spf(options: SpfOptions): Promise<MailauthSpfResult> {
+  const check = (await load()).spf as (options: SpfOptions) => Promise<MailauthSpfResult>;
+  return await check(options);
+}
 
 /**
  * Evaluates DMARC from the From: domain and the passing SPF and DKIM domains.
@@ -152,6 +177,7 @@ export const spf = untypedSpf as unknown as (options: SpfOptions) => Promise<Mai
  * @param input What the message and its checks gave.
  * @returns The verdict, or why there is none.
  */
-export const evaluateDmarc = untypedEvaluateDmarc as unknown as (
-  input: DmarcInput,
-) => Promise<DmarcOutput>;
+export async function evaluateDmarc(input: DmarcInput): Promise<DmarcOutput> {
+  const evaluate = (await load()).evaluateDmarc as (input: DmarcInput) => Promise<DmarcOutput>;
+  return await evaluate(input);
+}

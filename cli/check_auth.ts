@@ -47,7 +47,7 @@ export function checkAuthCommand(args: string[]): Promise<number> {
         allowPositionals: false,
       }));
     } catch (error: unknown) {
-      throw new CliError(`${describeArgsError(error)}\n${USAGE}`);
+      throw new CliError(`${describeArgsError(error)} (see "tern check-auth --help")`);
     }
     if (values.help) {
       console.log(USAGE);

@@ -186,9 +186,22 @@ Deno.test({
     await Deno.chmod(dir, 0o755);
     const tools = await Deno.makeTempDir({ prefix: "tern-nobody-" });
     await Deno.chmod(tools, 0o777);
-    // root's module cache is out of nobody's reach: one bundled file it can run.
+    // root's module cache is out of nobody's reach: one bundled file it can run. The mail
+    // authentication library is loaded only when mail is checked, never by sendmail, and
+    // the bundler cannot take it whole: left out.
     const bundle = join(tools, "tern.js");
-    const built = await run(Deno.execPath(), ["bundle", "--platform", "deno", MAIN, "-o", bundle]);
+    const built = await run(Deno.execPath(), [
+      "bundle",
+      "--platform",
+      "deno",
+      MAIN, // before --external, which takes every argument up to the next flag
+      "--external",
+      "mailauth",
+      "--external",
+      "mailauth/*",
+      "-o",
+      bundle,
+    ]);
     assert.equal(built.code, 0, built.stderr);
     const serve = await spawnServe(file);
     try {
