@@ -11,7 +11,11 @@ import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import { dkimRecordText, parseDkimKey } from "../auth/dkim_keys.ts";
 import { sendMail } from "../send/mod.ts";
-import { spawnServe, startMta, tern } from "./_helpers.ts";
+import { hashPassword } from "../config/password.ts";
+import { MemoryLogger } from "../log/logger.ts";
+import { Mta } from "../mta/mta.ts";
+import { python, spawnServe, startMta, tempConfig, tern } from "./_helpers.ts";
+import { CERT } from "./_tls.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -217,4 +221,53 @@ Deno.test("sendMail signs with the same code: dkimpy verifies both signatures", 
     }),
     TypeError,
   );
+});
+
+Deno.test("submission: a message without Message-ID and Date gets both, then signatures over them", async () => {
+  const port = await freePort();
+  await using receiver = await startReceiver("127.0.0.1", port);
+  const dir = await Deno.makeTempDir();
+  try {
+    const keys = await makeKeys(dir);
+    const password = "battery staple";
+    const { dir: tdir, config } = await tempConfig(
+      `listeners: [{ address: 127.0.0.1, port: 0, mode: submission }]\n` +
+        `tls: { cert: "${CERT.cert}", key: "${CERT.key}" }\n` +
+        `local_domains: [example.org]\n` +
+        `accounts: { alice@example.org: { password: "${await hashPassword(password)}" } }\n` +
+        `relay: { trusted_networks: [], routes: { example.net: "127.0.0.1:${port}" } }\n` +
+        keys.yaml,
+    );
+    const mta = await Mta.start(config, { logger: new MemoryLogger(), pollMs: 200 });
+    try {
+      await python(
+        `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
+    s.starttls(context=ctx)
+    s.login("alice@example.org", sys.argv[3])
+    s.sendmail("alice@example.org", ["bob@example.net"],
+               b"From: Alice <alice@example.org>\\r\\nTo: bob@example.net\\r\\nSubject: bare\\r\\n\\r\\nHi\\r\\n")
+`,
+        [String(mta.listeners[0]!.port), CERT.cert, password],
+      );
+      const [got] = await waitForMessages(receiver, 1);
+      const header = got!.data.slice(0, got!.data.indexOf("\r\n\r\n"));
+      assert.match(header, /^Message-ID: <[^>]+@mx\.example\.test>$/m);
+      assert.match(header, /^Date: \w{3}, \d{2} \w{3} \d{4} /m);
+      assert.match(header, /^DKIM-Signature: .*h=[^;]*message-id/ims);
+      const verdicts = await dkimpyVerify(got!.data, keys.records);
+      assert.deepEqual(verdicts.sort(), [
+        "example.org e2026 ed25519-sha256 pass",
+        "example.org r2026 rsa-sha256 pass",
+      ]);
+    } finally {
+      await mta.stop(1000);
+      await Deno.remove(tdir, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
