@@ -66,6 +66,35 @@ export async function python(script: string, args: string[] = []): Promise<strin
   return text;
 }
 
+/**
+ * Runs a script with Debian's Python (`/usr/bin/python3`, where the Debian
+ * packages the tests use are: dkimpy, aiosmtpd, prometheus_client), with
+ * optional standard input; returns its stdout, throws with stderr on failure.
+ */
+export async function debianPython(
+  script: string,
+  args: string[] = [],
+  stdin?: string | Uint8Array,
+): Promise<string> {
+  const child = new Deno.Command("/usr/bin/python3", {
+    args: ["-c", script, ...args],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin);
+    await writer.close();
+  }
+  const out = await child.output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`python3 failed: ${new TextDecoder().decode(out.stderr)}\n${text}`);
+  }
+  return text;
+}
+
 /** Runs swaks; returns its whole transcript. */
 export async function swaks(args: string[]): Promise<{ success: boolean; output: string }> {
   const out = await new Deno.Command("swaks", { args, stdout: "piped", stderr: "piped" }).output();

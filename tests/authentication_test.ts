@@ -10,10 +10,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import { Verification } from "../auth/verify.ts";
 import { StubResolver } from "../dns/resolver.ts";
-import { maildirFiles, startMta, tern, waitForMail } from "./_helpers.ts";
+import { debianPython, maildirFiles, startMta, tern, waitForMail } from "./_helpers.ts";
 import { type Dnsmasq, freePort, startDnsmasq } from "./_relay_fixtures.ts";
-
-const PYTHON = "/usr/bin/python3";
 
 /** An RSA key for `s1._domainkey.signed.test`, its DNS value split into strings of at most 255 octets. */
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -62,7 +60,7 @@ async function startDns(): Promise<Dnsmasq> {
 }
 
 /** Signs a message with dkimpy (rsa-sha256, relaxed/relaxed). */
-async function dkimpySign(message: string, domain = "signed.test"): Promise<string> {
+function dkimpySign(message: string, domain = "signed.test"): Promise<string> {
   const script = `
 import dkim, sys
 msg = sys.stdin.buffer.read()
@@ -70,18 +68,7 @@ sig = dkim.sign(msg, b"s1", sys.argv[1].encode(), sys.argv[2].encode(),
                 canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from", b"to", b"subject"])
 sys.stdout.buffer.write(sig + msg)
 `;
-  const child = new Deno.Command(PYTHON, {
-    args: ["-c", script, domain, PRIVATE_PEM],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(message));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
+  return debianPython(script, [domain, PRIVATE_PEM], message);
 }
 
 async function verify(
@@ -257,18 +244,7 @@ except smtplib.SMTPDataError as e:
     print(e.smtp_code, e.smtp_error.decode())
 s.quit()
 `;
-  const child = new Deno.Command(PYTHON, {
-    args: ["-c", script, String(port), mailFrom],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(message));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout).trim();
+  return (await debianPython(script, [String(port), mailFrom], message)).trim();
 }
 
 Deno.test("tern check-auth explains each step with its RFC section, and exits 2 on a DMARC fail", async () => {

@@ -14,11 +14,9 @@ import { sendMail } from "../send/mod.ts";
 import { hashPassword } from "../config/password.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import { Mta } from "../mta/mta.ts";
-import { python, spawnServe, startMta, tempConfig, tern } from "./_helpers.ts";
+import { debianPython, python, spawnServe, startMta, tempConfig, tern } from "./_helpers.ts";
 import { CERT } from "./_tls.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
-
-const PYTHON = "/usr/bin/python3";
 
 interface Keys {
   /** tern.yaml lines for `dkim`. */
@@ -59,18 +57,8 @@ for i in range(len(sigs)):
     ok = d.verify(idx=i, dnsfunc=dns)
     print(tags[b"d"].decode(), tags[b"s"].decode(), tags[b"a"].decode(), "pass" if ok else "fail")
 `;
-  const child = new Deno.Command(PYTHON, {
-    args: ["-c", script, JSON.stringify(records)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(message));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout).trim().split("\n").filter((l) => l !== "");
+  const out = await debianPython(script, [JSON.stringify(records)], message);
+  return out.trim().split("\n").filter((l) => l !== "");
 }
 
 const MESSAGE = "From: Alice <alice@news.example.org>\r\nTo: <bob@example.net>\r\n" +
@@ -83,17 +71,7 @@ import smtplib, sys
 with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
     s.sendmail(sys.argv[2], ["bob@example.net"], sys.stdin.buffer.read())
 `;
-  const child = new Deno.Command(PYTHON, {
-    args: ["-c", script, String(port), from],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(message));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  await debianPython(script, [String(port), from], message);
 }
 
 async function waitForMessages(receiver: { messages(): Promise<{ data: string }[]> }, n: number) {
