@@ -135,7 +135,7 @@ export class Upload implements IncomingMessage {
   }
 
   async commit(options?: CommitOptions): Promise<void> {
-    await this.#commitWith(null, options?.header);
+    await this.#commitWith(null, options?.header, options?.hold === true);
   }
 
   /** Counts `octets` more as kept in memory, if the message's limit and the queue's budget allow. */
@@ -170,6 +170,7 @@ export class Upload implements IncomingMessage {
   }
 
   async commitAndClaim(now: number, options?: CommitOptions): Promise<ClaimedMessage> {
+    if (options?.hold === true) throw new RangeError("A held message cannot be claimed at commit");
     const claim = await this.#commitWith(now, options?.header);
     if (claim === null) {
       throw new QueueConflictError(this.queueId, `Cannot claim message ${this.queueId}`);
@@ -181,6 +182,7 @@ export class Upload implements IncomingMessage {
   #commitWith(
     claimAt: number | null,
     header: Uint8Array | undefined,
+    hold = false,
   ): Promise<ClaimedMessage | null> {
     return this.#serialize(async () => {
       this.#assertOpen("commit");
@@ -190,7 +192,7 @@ export class Upload implements IncomingMessage {
             `Cannot commit message ${this.queueId}: its added header is over ${MAX_COMMIT_HEADER} octets`,
           );
         }
-        const claim = await this.#commit(claimAt, header?.length ? header.slice() : null);
+        const claim = await this.#commit(claimAt, header?.length ? header.slice() : null, hold);
         this.#state = "committed";
         this.#buffer = null;
         this.#dropKept(); // in the claim now, or of no use: out of the budget either way
@@ -260,7 +262,11 @@ export class Upload implements IncomingMessage {
     this.#lastTouch = performance.now();
   }
 
-  async #commit(claimAt: number | null, header: Uint8Array | null): Promise<ClaimedMessage | null> {
+  async #commit(
+    claimAt: number | null,
+    header: Uint8Array | null,
+    hold: boolean,
+  ): Promise<ClaimedMessage | null> {
     const id = this.queueId;
     const { envelope, recipients, clientAddress, now } = this.#init;
     // The meta holds the header too: together they fit in one value.
@@ -290,9 +296,10 @@ export class Upload implements IncomingMessage {
       ...(header === null ? {} : { header }),
       arrival: now,
       nextAttempt: now,
-      held: false,
+      held: hold,
       clientAddress,
-      due,
+      // A held message has no due key: no claim finds it until `release`.
+      due: hold ? null : due,
       chunks: this.#counts.chunks + lastChunk.length,
       recipients: recipients.length,
       pathPages: pathPages.length,
@@ -302,7 +309,7 @@ export class Upload implements IncomingMessage {
     const marker = [
       ...lastChunk,
       set(KEY.msg(id), meta),
-      set(KEY.due(due, id), null),
+      ...(hold ? [] : [set(KEY.due(due, id), null)]),
       ...(lease === null ? [] : [set(KEY.lease(id), lease)]),
       ...(this.#incoming === null ? [] : [del(KEY.incoming(id))]),
     ];

@@ -58,6 +58,13 @@ export interface CommitOptions {
    * @default {none}
    */
   readonly header?: Uint8Array;
+  /**
+   * Commit the message held (as `tern queue hold` leaves one): stored, listed
+   * as held, never attempted until `release`. A quarantining milter asks for
+   * this. Not with `commitAndClaim`: a held message cannot be claimed.
+   * @default {false}
+   */
+  readonly hold?: boolean;
 }
 
 /** The most octets a value of {@linkcode Queue.setState} may hold. */

@@ -270,6 +270,23 @@ export function queueSuite(name: string, open: QueueFactory): void {
     assert.equal((await queue.claimDue({ now: T0, limit: 1 })).length, 1);
   });
 
+  test("a message committed held is listed held, never claimed, and release frees it", async (queue) => {
+    const incoming = await receive(queue, new TextEncoder().encode("Subject: q\r\n\r\nbody\r\n"));
+    await assert.rejects(incoming.commitAndClaim(T0, { hold: true }), RangeError);
+    await incoming.commit({ hold: true });
+    const id = incoming.queueId;
+    assert.equal((await queue.get(id))?.held, true);
+    assert.deepEqual((await Array.fromAsync(queue.list())).map((m) => [m.queueId, m.held]), [[
+      id,
+      true,
+    ]]);
+    assert.deepEqual(await queue.claimDue({ now: T0 + DAY, limit: 1 }), []);
+    assert.equal(await queue.flushOne(id, T0), "held");
+    assert.ok(await queue.release(id));
+    const [claim] = await queue.claimDue({ now: T0, limit: 1 });
+    assert.equal(claim?.message.queueId, id);
+  });
+
   test("flushOne makes a deferred message due now, and says when it is delivering", async (queue) => {
     const id = await enqueue(queue);
     const [claim] = await queue.claimDue({ now: T0, limit: 1 });
