@@ -1,7 +1,8 @@
 /**
  * The admin HTTP listener (`admin:` in the configuration): `/metrics` in the
  * Prometheus text format 0.0.4, `/healthz` (200 while the process runs) and
- * `/readyz` (200 while the queue store accepts writes, else 503). Anything
+ * `/readyz` (200 while the queue store accepts writes, else 503), `/status`
+ * (what `tern status` shows, as JSON, when the server gives it). Anything
  * else is 404. It has no authentication: bind it to loopback (the default)
  * or a management network.
  *
@@ -25,6 +26,8 @@ export interface AdminServerOptions {
   readonly probe: () => Promise<void>;
   /** Called when a probe fails, with why (for the log). */
   readonly onProbeError?: (error: unknown) => void;
+  /** What `/status` answers, as JSON; without it `/status` is 404. */
+  readonly status?: () => Promise<unknown>;
 }
 
 /** A running admin listener. */
@@ -57,6 +60,19 @@ function cachedProbe(options: AdminServerOptions): () => Promise<boolean> {
   };
 }
 
+/** The paths served, for the 405 of other methods. */
+const PATHS = new Set(["/metrics", "/healthz", "/readyz", "/status"]);
+
+/** `/status` as JSON; 503 with the reason when it cannot be made (the store is failing, say). */
+async function statusResponse(status: () => Promise<unknown>): Promise<Response> {
+  try {
+    return text(JSON.stringify(await status()) + "\n", 200, "application/json");
+  } catch (error: unknown) {
+    const why = error instanceof Error ? error.message : String(error);
+    return text(JSON.stringify({ error: why }) + "\n", 503, "application/json");
+  }
+}
+
 function text(body: string, status: number, type = "text/plain; charset=utf-8"): Response {
   return new Response(body, { status, headers: { "content-type": type } });
 }
@@ -72,15 +88,17 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
   const handler = async (request: Request): Promise<Response> => {
     const path = new URL(request.url).pathname;
     if (request.method !== "GET" && request.method !== "HEAD") {
-      return path === "/metrics" || path === "/healthz" || path === "/readyz"
-        ? text("method not allowed\n", 405)
-        : text("not found\n", 404);
+      return PATHS.has(path) ? text("method not allowed\n", 405) : text("not found\n", 404);
     }
     switch (path) {
       case "/metrics":
         return text(await options.registry.render(), 200, TEXT_FORMAT);
       case "/healthz":
         return text("ok\n", 200);
+      case "/status":
+        return options.status === undefined
+          ? text("not found\n", 404)
+          : await statusResponse(options.status);
       case "/readyz":
         return (await ready())
           ? text("ready\n", 200)
