@@ -47,7 +47,11 @@ function checkList(c: Checker, item: unknown, path: string): DnsblConfig | null 
   }
   const zone = c.string(entry.zone, `${path}.zone`, "a block list zone (like zen.spamhaus.org)");
   if (zone === undefined || !checkZone(c, zone, `${path}.zone`)) return null;
-  if (entry.codes === undefined || entry.codes === null) return { zone, codes: null };
+  const allow = entry.allow === undefined
+    ? false
+    : c.boolean(entry.allow, `${path}.allow`) ?? false;
+  const flag = allow ? { allow: true } : {};
+  if (entry.codes === undefined || entry.codes === null) return { zone, codes: null, ...flag };
   const items = c.list(entry.codes, `${path}.codes`, "a list of answer codes like [127.0.0.2]");
   if (items === undefined) return null;
   const codes: string[] = [];
@@ -61,7 +65,7 @@ function checkList(c: Checker, item: unknown, path: string): DnsblConfig | null 
     }
   });
   if (items.length === 0) c.report(`${path}.codes`, "expected at least one answer code");
-  return { zone, codes };
+  return { zone, codes, ...flag };
 }
 
 function checkZone(c: Checker, zone: string, path: string): boolean {

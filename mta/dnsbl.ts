@@ -30,7 +30,15 @@ export interface DnsblList {
    * `127.0.0.0/8` answer except `127.255.255.x` (the lists' own error codes).
    */
   readonly codes: readonly string[] | null;
+  /**
+   * An allow list (a DNSWL, such as list.dnswl.org): a client it lists is
+   * not refused by any block list. @default {false}
+   */
+  readonly allow?: boolean;
 }
+
+/** How long a list that failed to answer is not asked again, ms. */
+export const FAILED_LIST_BACKOFF_MS = 60_000;
 
 /** A client found on a list. */
 export interface DnsblHit {
@@ -167,6 +175,8 @@ export interface DnsblCheckerOptions {
   readonly resolver: DnsQuerier;
   /** Where hits and failures go. */
   readonly logger?: Logger;
+  /** The clock, epoch ms. @default {Date.now} */
+  readonly now?: () => number;
 }
 
 /**
@@ -179,8 +189,13 @@ export class DnsblChecker {
   readonly #resolver: DnsQuerier;
   readonly #logger: Logger | null;
   readonly #started = new WeakMap<object, Promise<DnsblHit | null>>();
-  /** Zones that failed and were logged: logged again only after they answer once. */
-  readonly #failing = new Set<string>();
+  /**
+   * Zones that failed, with the time (epoch ms) until which they are not
+   * asked: a list that is down would otherwise cost every connection its
+   * full timeout. Logged once until the list answers again.
+   */
+  readonly #failing = new Map<string, number>();
+  readonly #now: () => number;
 
   /**
    * Makes a checker.
@@ -190,6 +205,7 @@ export class DnsblChecker {
   constructor(options: DnsblCheckerOptions) {
     this.#resolver = options.resolver;
     this.#logger = options.logger ?? null;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -222,13 +238,18 @@ export class DnsblChecker {
    * @returns The first list (in configuration order) that lists the client, or `null`.
    */
   async check(address: string, lists: readonly DnsblList[]): Promise<DnsblHit | null> {
+    // Allow lists and block lists are asked together: the session waits once.
     const hits = await Promise.all(lists.map((list) => this.#checkOne(address, list)));
-    return hits.find((h) => h !== null) ?? null;
+    const allowed = hits.find((h, i) => h !== null && lists[i]!.allow === true);
+    if (allowed !== undefined) return null;
+    return hits.find((h, i) => h !== null && lists[i]!.allow !== true) ?? null;
   }
 
   async #checkOne(address: string, list: DnsblList): Promise<DnsblHit | null> {
     const name = dnsblQueryName(address, list.zone);
     if (name === null) return null;
+    const failingUntil = this.#failing.get(list.zone);
+    if (failingUntil !== undefined && this.#now() < failingUntil) return null;
     try {
       const answer = await this.#resolver.query(name, "A");
       this.#failing.delete(list.zone);
@@ -236,22 +257,31 @@ export class DnsblChecker {
       const addresses = answer.records.flatMap((r) => r.type === "A" ? [r.data] : []);
       const code = listedCode(addresses, list.codes);
       if (code === null) return null;
-      const hit = { zone: list.zone, code, reason: await this.#reason(name) };
-      this.#logger?.log("info", "session.dnsbl", undefined, {
-        client: address,
-        list: hit.zone,
-        code: hit.code,
-        reason: hit.reason || undefined,
-      });
+      // An allow list's TXT is of no use to anyone: not asked.
+      const reason = list.allow === true ? "" : await this.#reason(name);
+      const hit = { zone: list.zone, code, reason };
+      this.#logger?.log(
+        "info",
+        list.allow === true ? "session.dnswl" : "session.dnsbl",
+        undefined,
+        {
+          client: address,
+          list: hit.zone,
+          code: hit.code,
+          reason: hit.reason || undefined,
+        },
+      );
       return hit;
     } catch (error: unknown) {
-      // Fail open: a list that is down must not stop mail.
-      if (!this.#failing.has(list.zone)) {
-        this.#failing.add(list.zone);
+      // Fail open: a list that is down must not stop mail, nor slow every connection.
+      const isNew = failingUntil === undefined;
+      this.#failing.set(list.zone, this.#now() + FAILED_LIST_BACKOFF_MS);
+      if (isNew) {
         this.#logger?.log("warn", "session.dnsbl", undefined, {
           client: address,
           list: list.zone,
           error: error instanceof Error ? error.message : String(error),
+          retry_in: `${FAILED_LIST_BACKOFF_MS / 1000}s`,
         });
       }
       return null;

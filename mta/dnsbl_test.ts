@@ -145,3 +145,33 @@ Deno.test("the dnsbl key: zones and { zone, codes }, with clear errors", () => {
     },
   );
 });
+
+Deno.test("DnsblChecker: a client on an allow list is refused by no block list", async () => {
+  const q = "2.0.0.127";
+  const resolver = new FakeResolver({
+    [`${q}.bl.test A`]: a(`${q}.bl.test`, "127.0.0.2"),
+    [`${q}.wl.test A`]: a(`${q}.wl.test`, "127.0.10.2"),
+  });
+  const logger = new MemoryLogger();
+  const checker = new DnsblChecker({ resolver, logger });
+  const lists = [{ zone: "bl.test", codes: null }, { zone: "wl.test", codes: null, allow: true }];
+  assert.equal(await checker.check("127.0.0.2", lists), null);
+  assert.ok(logger.records.some((e) => e.event === "session.dnswl"));
+  // Not on the allow list: the block list refuses.
+  assert.equal((await checker.check("127.0.0.2", [lists[0]!]))?.zone, "bl.test");
+  // An allow list's TXT is never asked.
+  assert.ok(!resolver.queries.includes(`${q}.wl.test TXT`));
+});
+
+Deno.test("DnsblChecker: a list that failed is not asked again for a while, then is", async () => {
+  let now = 1_000_000;
+  const resolver = new FakeResolver({ "2.0.0.127.down.test A": "fail" });
+  const checker = new DnsblChecker({ resolver, now: () => now });
+  const lists = [{ zone: "down.test", codes: null }];
+  assert.equal(await checker.check("127.0.0.2", lists), null);
+  assert.equal(await checker.check("127.0.0.2", lists), null);
+  assert.equal(resolver.queries.length, 1, "the second connection does not wait for it");
+  now += 61_000;
+  await checker.check("127.0.0.2", lists);
+  assert.equal(resolver.queries.length, 2);
+});

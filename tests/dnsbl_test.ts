@@ -21,6 +21,10 @@ const LISTS = [
   "--host-record=2.0.0.127.codes.test,127.0.0.10",
   // A list's own error code (Spamhaus: public resolver), never a listing.
   "--host-record=2.0.0.127.err.test,127.255.255.254",
+  // An allow list (DNSWL) that lists 127.0.0.4, which bl.test lists too.
+  "--local=/wl.test/",
+  "--host-record=4.0.0.127.wl.test,127.0.10.2",
+  "--host-record=4.0.0.127.bl.test,127.0.0.2",
 ];
 
 /** A UDP socket on loopback that reads queries and never answers. */
@@ -89,6 +93,20 @@ Deno.test({
         r.event === "message.rejected" && r.fields.code === 554 && r.fields.stage === "rcpt"
       ),
     );
+  },
+});
+
+Deno.test({
+  name: "dnsbl: a client on an allow list is taken though a block list lists it",
+  ignore: !hasDnsmasq,
+  async fn() {
+    await using dns = await startDnsmasq();
+    await using t = await startMta(
+      CONFIG(dns.nameserver) + "  - { zone: wl.test, allow: true }\n",
+    );
+    assert.match((await rcptFrom(t.port, "127.0.0.4", "bob@localhost"))[0]!, /^250 /);
+    assert.match((await rcptFrom(t.port, "127.0.0.2", "bob@localhost"))[0]!, /^554 5\.7\.1 /);
+    assert.ok(t.logger.records.some((r) => r.event === "session.dnswl"));
   },
 });
 
