@@ -5,6 +5,8 @@
 import { join } from "node:path";
 import net from "node:net";
 import { StubResolver } from "../dns/resolver.ts";
+import type { MemoryLogger } from "../log/logger.ts";
+import { waitFor } from "./_helpers.ts";
 
 const RECEIVER = new URL("./fixtures/receiver.py", import.meta.url).pathname;
 
@@ -116,6 +118,29 @@ export async function startReceiver(
 
 /** A self-signed certificate made for the test (never committed). */
 export { makeCertificate as testCertificate } from "./_tls.ts";
+
+/**
+ * Waits for the line that logs the outcome of a delivery attempt to `to`
+ * (`delivery.sent`, `delivery.deferred`, `delivery.bounced`), up to 20 s.
+ */
+export function deliveryOutcome(
+  logger: MemoryLogger,
+  to: string,
+): Promise<MemoryLogger["records"][number]> {
+  return waitFor(
+    () =>
+      logger.records.find((r) =>
+        r.event.startsWith("delivery.") && r.event !== "delivery.error" &&
+        r.fields.rcpt === `<${to}>`
+      ),
+    20_000,
+  );
+}
+
+/** The messages a receiver recorded for one recipient. */
+export async function messagesTo(receiver: Receiver, to: string): Promise<Received[]> {
+  return (await receiver.messages()).filter((m) => m.to.includes(to));
+}
 
 export interface Dnsmasq extends AsyncDisposable {
   nameserver: string;

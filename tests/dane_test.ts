@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import { Mta } from "../mta/mta.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { python, tempConfig, waitFor } from "./_helpers.ts";
-import { freePort, type Receiver, startReceiver } from "./_relay_fixtures.ts";
+import { python, tempConfig } from "./_helpers.ts";
+import { deliveryOutcome, freePort, messagesTo, startReceiver } from "./_relay_fixtures.ts";
 import { makeTestCa } from "./_test_ca.ts";
 import { startDnssec } from "./_dnssec.ts";
 import { checkDaneChain, isUsableTlsa, parseTlsa } from "../tls_policy/dane.ts";
@@ -111,17 +111,7 @@ dns: { nameservers: ["${bed.nameserver}"] }
   const mta = await Mta.start(config, { logger, pollMs: 50, mxPort: port });
   try {
     const smtpPort = mta.listeners[0]!.port;
-    const outcome = (to: string) =>
-      waitFor(
-        () =>
-          logger.records.find((r) =>
-            r.event.startsWith("delivery.") && r.event !== "delivery.error" &&
-            r.fields.rcpt === `<${to}>`
-          ),
-        20_000,
-      );
-    const deliveredTo = async (r: Receiver, to: string) =>
-      (await r.messages()).filter((m) => m.to.includes(to));
+    const outcome = (to: string) => deliveryOutcome(logger, to);
 
     await t.step("a matching DANE-EE record: delivered over TLS, tls_policy=dane", async () => {
       await sendTo(smtpPort, "u@ok.dane.test");
@@ -129,7 +119,7 @@ dns: { nameservers: ["${bed.nameserver}"] }
       assert.equal(line.event, "delivery.sent", JSON.stringify(line.fields));
       assert.equal(line.fields.tls_policy, "dane");
       assert.equal(line.fields.verified, true);
-      assert.equal((await deliveredTo(tlsReceiver, "u@ok.dane.test"))[0]?.tls, true);
+      assert.equal((await messagesTo(tlsReceiver, "u@ok.dane.test"))[0]?.tls, true);
     });
 
     await t.step(
@@ -156,8 +146,8 @@ dns: { nameservers: ["${bed.nameserver}"] }
         assert.equal(line.event, "delivery.deferred", JSON.stringify(line.fields));
         assert.match(String(line.fields.reply), why);
         assert.equal(line.fields.tls_policy, "dane");
-        assert.deepEqual(await deliveredTo(tlsReceiver, `u@${domain}`), []);
-        assert.deepEqual(await deliveredTo(plainReceiver, `u@${domain}`), []);
+        assert.deepEqual(await messagesTo(tlsReceiver, `u@${domain}`), []);
+        assert.deepEqual(await messagesTo(plainReceiver, `u@${domain}`), []);
       });
     }
 
@@ -169,7 +159,7 @@ dns: { nameservers: ["${bed.nameserver}"] }
         assert.equal(line.event, "delivery.sent", JSON.stringify(line.fields));
         assert.equal(line.fields.tls_policy, "dane");
         assert.equal(line.fields.verified, false);
-        assert.equal((await deliveredTo(tlsReceiver, "u@pkix.dane.test"))[0]?.tls, true);
+        assert.equal((await messagesTo(tlsReceiver, "u@pkix.dane.test"))[0]?.tls, true);
       },
     );
 

@@ -9,8 +9,14 @@
 import assert from "node:assert/strict";
 import { Mta } from "../mta/mta.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { python, tempConfig, waitFor } from "./_helpers.ts";
-import { freePort, type Receiver, startDnsmasq, startReceiver } from "./_relay_fixtures.ts";
+import { python, tempConfig } from "./_helpers.ts";
+import {
+  deliveryOutcome,
+  freePort,
+  messagesTo,
+  startDnsmasq,
+  startReceiver,
+} from "./_relay_fixtures.ts";
 import { makeTestCa } from "./_test_ca.ts";
 import { mxMatches, parseStsPolicy, parseStsRecord } from "../tls_policy/mta_sts_policy.ts";
 
@@ -142,17 +148,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
   try {
     const smtpPort = mta.listeners[0]!.port;
     const send = (to: string) => sendTo(smtpPort, to);
-    const outcome = (to: string) =>
-      waitFor(
-        () =>
-          logger.records.find((r) =>
-            r.event.startsWith("delivery.") && r.event !== "delivery.error" &&
-            r.fields.rcpt === `<${to}>`
-          ),
-        20_000,
-      );
-    const deliveredTo = async (r: Receiver, to: string) =>
-      (await r.messages()).filter((m) => m.to.includes(to));
+    const outcome = (to: string) => deliveryOutcome(logger, to);
 
     await t.step(
       "enforce + matching MX with a valid certificate: delivered over verified TLS",
@@ -162,7 +158,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
         assert.equal(line.event, "delivery.sent", JSON.stringify(line.fields));
         assert.equal(line.fields.tls_policy, "mta-sts");
         assert.equal(line.fields.verified, true);
-        const [m] = await deliveredTo(good, "u@good.test");
+        const [m] = await messagesTo(good, "u@good.test");
         assert.equal(m?.tls, true);
       },
     );
@@ -175,7 +171,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
         assert.equal(line.event, "delivery.deferred");
         assert.match(String(line.fields.reply), /MTA-STS/);
         assert.equal(line.fields.tls_policy, "mta-sts");
-        assert.deepEqual(await deliveredTo(plain, "u@strip.test"), []);
+        assert.deepEqual(await messagesTo(plain, "u@strip.test"), []);
       },
     );
 
@@ -186,7 +182,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
         const line = await outcome("v@strip.test");
         assert.equal(line.event, "delivery.sent", JSON.stringify(line.fields));
         assert.equal(line.fields.tls_policy, "opportunistic");
-        assert.equal((await deliveredTo(plain, "v@strip.test")).length, 1);
+        assert.equal((await messagesTo(plain, "v@strip.test")).length, 1);
       },
     );
 
@@ -195,7 +191,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
       const line = await outcome("u@wrongname.test");
       assert.equal(line.event, "delivery.deferred");
       assert.match(String(line.fields.reply), /MTA-STS/);
-      assert.deepEqual(await deliveredTo(wrong, "u@wrongname.test"), []);
+      assert.deepEqual(await messagesTo(wrong, "u@wrongname.test"), []);
     });
 
     await t.step("enforce + an MX the policy does not list: not used", async () => {
@@ -203,14 +199,14 @@ dns: { nameservers: ["${dns.nameserver}"] }
       const line = await outcome("u@nomatch.test");
       assert.equal(line.event, "delivery.deferred");
       assert.match(String(line.fields.reply), /not listed in the MTA-STS policy/);
-      assert.deepEqual(await deliveredTo(good, "u@nomatch.test"), []);
+      assert.deepEqual(await messagesTo(good, "u@nomatch.test"), []);
     });
 
     await t.step("testing: delivered as without a policy, the failure logged", async () => {
       await send("u@testing.test");
       const line = await outcome("u@testing.test");
       assert.equal(line.event, "delivery.sent");
-      assert.equal((await deliveredTo(plain, "u@testing.test")).length, 1);
+      assert.equal((await messagesTo(plain, "u@testing.test")).length, 1);
       assert.ok(
         logger.records.some((r) => /testing mode would refuse/.test(String(r.fields.reason))),
       );
@@ -233,7 +229,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
         (await plain.messages()).filter((m) => m.to.some((a) => a.endsWith("@cached.test"))),
         [],
       );
-      assert.equal((await deliveredTo(good, "b@cached.test")).length, 1);
+      assert.equal((await messagesTo(good, "b@cached.test")).length, 1);
       assert.ok(
         logger.records.some((r) =>
           r.fields.domain === "cached.test" && /HTTP 503/.test(String(r.fields.error))
@@ -255,7 +251,7 @@ dns: { nameservers: ["${dns.nameserver}"] }
         const line = await outcome(`u@${domain}`);
         assert.equal(line.event, "delivery.sent");
         assert.equal(line.fields.tls_policy, "opportunistic");
-        assert.equal((await deliveredTo(plain, `u@${domain}`)).length, 1);
+        assert.equal((await messagesTo(plain, `u@${domain}`)).length, 1);
         const failed = logger.records.find((r) => r.fields.domain === domain);
         assert.match(String(failed?.fields.error), why);
       });

@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { Mta } from "../mta/mta.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { python, tempConfig, waitFor } from "./_helpers.ts";
-import { freePort, startDnsmasq, startReceiver } from "./_relay_fixtures.ts";
+import { python, tempConfig } from "./_helpers.ts";
+import { deliveryOutcome, freePort, startDnsmasq, startReceiver } from "./_relay_fixtures.ts";
 import { makeTestCa } from "./_test_ca.ts";
 import { SmtpServer } from "../smtp/server.ts";
 import { queuedReply, REPLIES } from "../smtp/reply.ts";
@@ -70,15 +70,7 @@ relay:
   const mta = await Mta.start(config, { logger, pollMs: 50, mxPort: port2 });
   try {
     const smtpPort = mta.listeners[0]!.port;
-    const outcome = (to: string) =>
-      waitFor(
-        () =>
-          logger.records.find((r) =>
-            r.event.startsWith("delivery.") && r.event !== "delivery.error" &&
-            r.fields.rcpt === `<${to}>`
-          ),
-        20_000,
-      );
+    const outcome = (to: string) => deliveryOutcome(logger, to);
 
     await t.step(
       "EHLO offers REQUIRETLS only after STARTTLS; MAIL REQUIRETLS in clear gets 530 5.7.10",
