@@ -16,8 +16,10 @@ import { sendCommand } from "./cli/send.ts";
 import { checkAuthCommand } from "./cli/check_auth.ts";
 import { sendmailCommand } from "./cli/sendmail.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { statusCommand } from "./cli/status.ts";
 import { reloadCommand } from "./cli/reload.ts";
 import { versionCommand } from "./cli/version.ts";
+import { tlsReportCommand } from "./cli/tls_report.ts";
 
 const USAGE = `Usage: tern <command> [options]
 
@@ -26,6 +28,8 @@ Commands:
                                 run the MTA (listeners, queue, delivery)
   check-config [--config FILE]  validate the configuration and print it
   reload [--config FILE]        make the running server read its configuration again
+  status [--config FILE] [--json]
+                                whether the server runs, its listeners, the queue by state
   queue list [--json] [SELECTION]
                                 the queued messages, their recipients and last errors
   queue show ID                 one message: envelope, state and content
@@ -42,6 +46,8 @@ Commands:
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] --out FILE
                                 make a DKIM signing key, print its DNS record
   dns-records DOMAIN            the DNS records DOMAIN should publish (MX, SPF, DKIM, DMARC)
+  tls-report [--day YYYY-MM-DD] [--domain DOMAIN] [--send]
+                                a day's TLS reports (RFC 8460) as JSON; --send sends them
   check-auth [--client-ip IP] [--helo NAME] [--mail-from ADDR] < message.eml
                                 SPF, DKIM and DMARC of a saved message, explained step by step
   version                       print the version
@@ -57,6 +63,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "serve": serveCommand,
   "check-config": checkConfig,
   "reload": reloadCommand,
+  "status": statusCommand,
   "hash-password": hashPasswordCommand,
   "dkim": dkimCommand,
   "dns-records": dnsRecordsCommand,
@@ -68,6 +75,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number> | number> = {
   "version": versionCommand,
   "explain": explainCommand,
   "playground": playgroundCommand,
+  "tls-report": tlsReportCommand,
 };
 
 /**

@@ -1,8 +1,8 @@
 /**
  * `tern dns-records DOMAIN [--config FILE]`: prints, as commented zone-file
  * lines, every DNS record a domain should publish for mail through tern: MX,
- * SPF, the DKIM keys of the configuration, DMARC (and a place for MTA-STS
- * and TLS-RPT).
+ * SPF, the DKIM keys of the configuration, DMARC, MTA-STS (when tern
+ * serves a policy) and TLS-RPT.
  *
  * @module
  */
@@ -11,11 +11,12 @@ import { parseArgs } from "node:util";
 import { type DkimKey, dkimRecordLine, parseDkimKey, txtStrings } from "../auth/dkim_keys.ts";
 import type { Config } from "../config/schema.ts";
 import { isDomainName } from "../config/syntax.ts";
+import { policyId } from "../tls_policy/policy_server.ts";
 import { CliError, describeArgsError, openConfig, runCommand } from "./_common.ts";
 
 const USAGE = `usage: tern dns-records DOMAIN [--config FILE]
   Print the DNS records DOMAIN should publish for mail sent and received by
-  tern (MX, SPF, DKIM from the configured keys, DMARC), as zone-file lines
+  tern (MX, SPF, DKIM from the configured keys, DMARC, MTA-STS, TLS-RPT), as zone-file lines
   with comments saying what each is for.
   --config FILE   the configuration (default ./tern.yaml, else the defaults)
   -h, --help      this help`;
@@ -83,7 +84,7 @@ export async function dnsRecords(domain: string, config: Config): Promise<string
     spfRecord(domain, config),
     await dkimRecords(domain, config),
     dmarcRecord(domain),
-    policyRecords(domain),
+    policyRecords(domain, config),
   ];
   return sections.map((lines) => lines.join("\n")).join("\n\n");
 }
@@ -182,9 +183,47 @@ function dmarcRecord(domain: string): string[] {
   ];
 }
 
-/** MTA-STS (RFC 8461) and TLS-RPT (RFC 8460): printed once tern serves the policy. */
-function policyRecords(domain: string): string[] {
-  return [
-    `; MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) for ${domain}: not printed yet.`,
-  ];
+/**
+ * MTA-STS (RFC 8461 §3.1): the `_mta-sts` record with the id of the policy
+ * tern serves, and where `mta-sts.<domain>` must point; TLS-RPT (RFC 8460
+ * §3): where senders mail their reports about TLS to this domain.
+ */
+function policyRecords(domain: string, config: Config): string[] {
+  const policy = config.mtaStsPolicy;
+  const lines: string[] = [];
+  if (policy === undefined) {
+    lines.push(
+      `; MTA-STS (RFC 8461): ${domain} publishes no policy: set mta_sts_policy (mode, mx, max_age)`,
+      "; for tern to serve one, then run this again for its records.",
+    );
+  } else {
+    const { address, port } = policy.listen;
+    lines.push(
+      `; MTA-STS (RFC 8461): senders fetch the policy (mode: ${policy.mode}, mx: ${
+        policy.mx.join(", ")
+      }) from`,
+      `; https://mta-sts.${domain}/.well-known/mta-sts.txt, which tern serves on ${address}:${port}.`,
+      `; mta-sts.${domain} must reach this host: a CNAME to ${config.hostname} (or A/AAAA records of its own),`,
+      `; and the certificate of tls must name mta-sts.${domain} (with tls.acme, add it to tls.acme.domains).`,
+      ...(port === 443 ? [] : [
+        `; Senders connect to port 443: forward it to ${port}.`,
+      ]),
+      "; The id changes whenever the policy does: publish the new record when this prints a new one.",
+      `mta-sts.${domain}. IN CNAME ${config.hostname}.`,
+      `_mta-sts.${domain}. IN TXT "v=STSv1; id=${policyId(policy)}"`,
+    );
+  }
+  const reports = `tls-reports@${domain}`;
+  const hasAddress = Object.keys(config.accounts).length === 0 ||
+    reports in config.accounts || reports in config.aliases || `@${domain}` in config.aliases;
+  lines.push(
+    "",
+    "; TLS-RPT (RFC 8460): other servers mail a daily report of their TLS sessions to this",
+    `; domain's MX hosts (and failures, such as a certificate they refused) to ${reports}.`,
+    ...(hasAddress ? [] : [
+      `; ${reports} is neither an account nor an alias yet: add one (an alias to postmaster).`,
+    ]),
+    `_smtp._tls.${domain}. IN TXT "v=TLSRPTv1; rua=mailto:${reports}"`,
+  );
+  return lines;
 }

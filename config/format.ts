@@ -114,6 +114,7 @@ export function formatConfig(config: Config): string {
       mta_sts: config.relay.mtaSts ?? true,
       dane: config.relay.dane ?? true,
       ...(config.relay.caFile === undefined ? {} : { ca_file: config.relay.caFile }),
+      ...(config.relay.tlsRpt === undefined ? {} : { tls_rpt: { ...config.relay.tlsRpt } }),
     },
     dns: { nameservers: config.dns.nameservers },
     queue: {
@@ -167,7 +168,21 @@ export function formatConfig(config: Config): string {
       },
     }),
     ...(config.dnsbl === undefined || config.dnsbl.length === 0 ? {} : {
-      dnsbl: config.dnsbl.map(({ zone, codes }) => codes === null ? zone : { zone, codes }),
+      dnsbl: config.dnsbl.map(({ zone, codes, allow }) =>
+        codes === null && allow !== true
+          ? zone
+          : { zone, ...(codes === null ? {} : { codes }), ...(allow === true ? { allow } : {}) }
+      ),
+    }),
+    ...(config.milters === undefined || config.milters.length === 0 ? {} : {
+      milters: config.milters.map((m) => ({
+        address: m.address,
+        connect_timeout: formatDuration(m.connectTimeout),
+        command_timeout: formatDuration(m.commandTimeout),
+        eom_timeout: formatDuration(m.eomTimeout),
+        default_action: m.defaultAction,
+        listeners: [...m.listeners],
+      })),
     }),
     ...(config.srs === undefined || config.srs === null
       ? {}
@@ -175,6 +190,14 @@ export function formatConfig(config: Config): string {
     ...(config.admin === undefined || config.admin === null
       ? {}
       : { admin: { address: config.admin.address, port: config.admin.port } }),
+    ...(config.mtaStsPolicy === undefined ? {} : {
+      mta_sts_policy: {
+        mode: config.mtaStsPolicy.mode,
+        mx: config.mtaStsPolicy.mx,
+        max_age: formatDuration(config.mtaStsPolicy.maxAge),
+        listen: { ...config.mtaStsPolicy.listen },
+      },
+    }),
   });
   document.commentBefore = config.file === null
     ? " tern: effective configuration (built-in defaults, no file)"

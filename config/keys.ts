@@ -28,7 +28,26 @@ export const TOP_KEYS = [
   "dkim",
   "mailbox_transport",
   "authentication",
+  "mta_sts_policy",
+  "milters",
 ] as const;
+
+export const MILTER_KEYS = [
+  "address",
+  "connect_timeout",
+  "command_timeout",
+  "eom_timeout",
+  "default_action",
+  "listeners",
+] as const;
+
+export const MILTER_DEFAULT_ACTIONS = ["tempfail", "accept"] as const;
+
+export const TLS_RPT_KEYS = ["enabled", "organization", "contact", "from"] as const;
+
+export const MTA_STS_POLICY_KEYS = ["mode", "mx", "max_age", "listen"] as const;
+
+export const MTA_STS_LISTEN_KEYS = ["address", "port"] as const;
 
 export const AUTHENTICATION_KEYS = ["authserv_id", "spf", "dkim", "dmarc", "dmarc_reject"] as const;
 
@@ -67,11 +86,12 @@ export const RELAY_KEYS = [
   "ca_file",
   "mta_sts",
   "dane",
+  "tls_rpt",
 ] as const;
 
 export const DNS_KEYS = ["nameservers"] as const;
 
-export const DNSBL_KEYS = ["zone", "codes"] as const;
+export const DNSBL_KEYS = ["zone", "codes", "allow"] as const;
 
 export const DKIM_KEYS = ["keys"] as const;
 
@@ -115,9 +135,13 @@ export const CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   relay: RELAY_KEYS,
   "relay.routes.*": ROUTE_KEYS,
   "relay.routes.*.auth": ROUTE_AUTH_KEYS,
+  "relay.tls_rpt": TLS_RPT_KEYS,
+  mta_sts_policy: MTA_STS_POLICY_KEYS,
+  "mta_sts_policy.listen": MTA_STS_LISTEN_KEYS,
   srs: SRS_KEYS,
   admin: ADMIN_KEYS,
   "dnsbl[]": DNSBL_KEYS,
+  "milters[]": MILTER_KEYS,
   dkim: DKIM_KEYS,
   "dkim.keys[]": DKIM_KEY_KEYS,
   authentication: AUTHENTICATION_KEYS,

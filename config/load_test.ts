@@ -318,7 +318,9 @@ fileTest(
   async () => {
     const yaml = "hostname: mx.example.test\n" +
       "authentication: { authserv_id: auth.example.test, spf: false, dmarc_reject: false }\n" +
-      "dnsbl: [zen.example, { zone: bl.example, codes: [127.0.0.2] }]\n" +
+      "dnsbl: [zen.example, { zone: bl.example, codes: [127.0.0.2] }, { zone: wl.example, allow: true }]\n" +
+      'milters: ["127.0.0.1:11332", { address: unix:/run/opendkim.sock, eom_timeout: 30s,' +
+      " default_action: accept, listeners: [submission, submissions] }]\n" +
       "admin: { port: 9100 }\n" +
       "mailbox_transport: lmtp:[::1]:24\n" +
       "submission: { auth: dovecot:/run/dovecot/auth-client }\n" +
@@ -329,10 +331,41 @@ fileTest(
       const text = formatConfig(config);
       assert.match(text, /^ {2}authserv_id: auth\.example\.test$/m);
       assert.match(text, /^mailbox_transport: lmtp:\[::1\]:24$/m);
+      assert.match(text, /^ {2}- address: 127\.0\.0\.1:11332$/m);
+      assert.match(text, /^ {4}default_action: accept$/m);
       assert.doesNotMatch(text, /secret/);
       await Deno.writeTextFile(join(dir, "b.yaml"), text.replace(":hidden@", ":secret@"));
       const again = await loadConfig({ file: "b.yaml", cwd: dir, readSecrets: false });
       assert.deepEqual({ ...again, file: config.file }, config);
+    });
+  },
+);
+
+fileTest(
+  "formatConfig() writes relay.tls_rpt and mta_sts_policy, and reads them back",
+  async () => {
+    const yaml = "tls: { cert: cert.pem, key: key.pem }\nlocal_domains: [example.test]\n" +
+      "relay: { tls_rpt: { enabled: false, organization: Example Org, contact: tls@example.test } }\n" +
+      "mta_sts_policy: { mode: testing, mx: [mx1.example.test, '*.mx.example.test'], " +
+      "max_age: 2d, listen: { address: 127.0.0.1, port: 8443 } }\n";
+    await withFiles({ "tern.yaml": yaml }, async (dir) => {
+      const config = await loadConfig({ cwd: dir });
+      assert.deepEqual(config.relay.tlsRpt, {
+        enabled: false,
+        organization: "Example Org",
+        contact: "tls@example.test",
+      });
+      assert.deepEqual(config.mtaStsPolicy, {
+        mode: "testing",
+        mx: ["mx1.example.test", "*.mx.example.test"],
+        maxAge: 2 * 86_400_000,
+        listen: { address: "127.0.0.1", port: 8443 },
+      });
+      const text = formatConfig(config);
+      assert.match(text, /^ {2}tls_rpt:\n {4}enabled: false$/m);
+      assert.match(text, /^mta_sts_policy:\n {2}mode: testing$/m);
+      await Deno.writeTextFile(join(dir, "tern.yaml"), text);
+      assert.deepEqual(await loadConfig({ cwd: dir }), config);
     });
   },
 );

@@ -220,6 +220,66 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
       "Apply DANE (RFC 7672) when relaying by MX: MX hosts with DNSSEC-signed TLSA records get mail only over TLS with a matching certificate. Needs `dns.nameservers` on a loopback address (a local validating resolver). Default: `true`.",
   },
   {
+    key: "relay.tls_rpt",
+    type: "mapping, or false",
+    description:
+      "SMTP TLS Reporting (RFC 8460): tern counts, per recipient domain and UTC day, the TLS sessions it makes when relaying by MX (successes, and failures by result type), and after each UTC midnight sends the previous day's report to every domain that publishes a `_smtp._tls` TXT record, by mail or HTTPS POST. The report names this host's addresses and the MX hosts it reached, which is what the domain asked for. `false` turns counting and sending off. Default: on (`tern tls-report` prints a day's reports).",
+  },
+  {
+    key: "relay.tls_rpt.enabled",
+    type: "boolean",
+    description: "Count sessions and send the daily reports. Default: `true`.",
+  },
+  {
+    key: "relay.tls_rpt.organization",
+    type: "text",
+    description: "The report's `organization-name`. Default: `hostname`.",
+  },
+  {
+    key: "relay.tls_rpt.contact",
+    type: "address or URL",
+    description: "The report's `contact-info`. Default: `relay.tls_rpt.from`.",
+  },
+  {
+    key: "relay.tls_rpt.from",
+    type: "address",
+    description:
+      "The sender of report mail (DKIM-signed when a key of `dkim.keys` matches its domain); its domain is the `TLS-Report-Submitter`. Default: `postmaster@<hostname>`.",
+  },
+  {
+    key: "mta_sts_policy",
+    type: "mapping",
+    description:
+      "Publish an MTA-STS policy (RFC 8461 §3.2) for the local domains: an HTTPS listener answers `GET /.well-known/mta-sts.txt` for the host `mta-sts.<local domain>` with the certificate of `tls` (with `tls.acme`, list every `mta-sts.<domain>` in `tls.acme.domains`). `tern dns-records DOMAIN` prints the `_mta-sts` and `_smtp._tls` records to publish with it. Needs `tls`; read at start (a change needs a restart). Default: none.",
+  },
+  {
+    key: "mta_sts_policy.mode",
+    type: "enforce | testing | none",
+    description:
+      "`enforce`: senders that apply MTA-STS deliver only to the listed MX hosts over verified TLS; `testing`: they deliver anyway and report failures (RFC 8460); `none`: withdraws a policy. Default: `enforce`.",
+  },
+  {
+    key: "mta_sts_policy.mx",
+    type: "list of host names",
+    description: "The MX hosts (or `*.domain` patterns) senders may use. Default: `[hostname]`.",
+  },
+  {
+    key: "mta_sts_policy.max_age",
+    type: "duration",
+    description: "How long senders keep the policy (at most 365 days). Default: `7d`.",
+  },
+  {
+    key: "mta_sts_policy.listen",
+    type: "mapping",
+    description: "The HTTPS listener of the policy. Default: `{ address: 0.0.0.0, port: 443 }`.",
+  },
+  { key: "mta_sts_policy.listen.address", type: "IP address", description: "The address to bind." },
+  {
+    key: "mta_sts_policy.listen.port",
+    type: "port",
+    description: "The TCP port; 0 picks a free one.",
+  },
+  {
     key: "dns",
     type: "mapping",
     description: "How tern's own resolver finds MX and address records.",
@@ -236,6 +296,51 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
       "DNS block lists (RFC 5782), like `[zen.spamhaus.org]`, asked about mx clients outside `relay.trusted_networks` when they connect (through `dns.nameservers`); a listed client gets `554 5.7.1` naming the list (and its TXT reason) at RCPT, except for mail to postmaster. A list that does not answer is skipped. Default: none.",
   },
   { key: "dnsbl[].zone", type: "string", description: "The list's zone." },
+  {
+    key: "dnsbl[].allow",
+    type: "boolean",
+    description:
+      "An allow list (a DNSWL, like `{ zone: list.dnswl.org, allow: true }`): a client it lists is refused by no block list. Asked with the block lists, in parallel. Default: false.",
+  },
+  {
+    key: "milters",
+    type: "list of addresses or mappings",
+    description:
+      'Milters (the Sendmail/Postfix content filter protocol, version 6), like `["127.0.0.1:11332"]` for rspamd, asked in order about each message: at MAIL and RCPT (their refusals become the SMTP reply), and with the whole message after the data, when they may add, change or remove header fields, change the sender or recipients, replace the body, quarantine (the message is stored held), discard or refuse it. An item is an address (`host:port`, `[ipv6]:port`, `unix:/path`, `/path`) or a mapping. See docs/milters.md. Default: none.',
+  },
+  {
+    key: "milters[].address",
+    type: "string",
+    description: "Where the milter listens: `host:port`, `[ipv6]:port`, `unix:/path` or `/path`.",
+  },
+  {
+    key: "milters[].connect_timeout",
+    type: "duration",
+    description: "How long connecting and option negotiation may take. Default: 5s.",
+  },
+  {
+    key: "milters[].command_timeout",
+    type: "duration",
+    description: "How long the milter may take to answer each command. Default: 30s.",
+  },
+  {
+    key: "milters[].eom_timeout",
+    type: "duration",
+    description:
+      "How long the milter may take to answer the end of the message (its scan). Default: 2m.",
+  },
+  {
+    key: "milters[].default_action",
+    type: "tempfail | accept",
+    description:
+      "What happens when the milter is down, slow or talks nonsense: `tempfail` answers `451 4.7.1` (the client retries later, nothing is lost); `accept` goes on without it. Default: tempfail.",
+  },
+  {
+    key: "milters[].listeners",
+    type: "list of listener modes",
+    description:
+      "Which listeners' mail the milter sees (`mx`, `submission`, `submissions`). Default: all.",
+  },
   {
     key: "authentication",
     type: "mapping",
@@ -451,7 +556,7 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "admin",
     type: "mapping",
     description:
-      "The admin HTTP listener: `/metrics` (Prometheus text format 0.0.4), `/healthz` (200 while the process runs), `/readyz` (200 while the queue store accepts writes, else 503); other paths 404. No authentication: keep it on loopback or a management network. Off when absent; `admin:` alone listens on 127.0.0.1:9025.",
+      "The admin HTTP listener: `/metrics` (Prometheus text format 0.0.4), `/healthz` (200 while the process runs), `/readyz` (200 while the queue store accepts writes, else 503), `/status` (listeners and queue as JSON, for `tern status`); other paths 404. See docs/monitoring.md. No authentication: keep it on loopback or a management network. Off when absent; `admin:` alone listens on 127.0.0.1:9025.",
   },
   {
     key: "admin.address",

@@ -25,11 +25,14 @@ import { checkHostname, checkListeners, checkTls } from "./check_listeners.ts";
 import { checkRelay, checkSrs } from "./check_relay.ts";
 import { checkAdmin } from "./check_admin.ts";
 import { checkDnsbl } from "./check_dnsbl.ts";
+import { checkMilters } from "./check_milters.ts";
 import { checkAuthentication } from "./check_authentication.ts";
 import { checkDkim } from "./check_dkim.ts";
 import { checkMailboxTransport, checkSubmissionAuth } from "./check_mailbox_transport.ts";
 import { checkStore } from "./check_store.ts";
 import { checkTlsPolicy } from "./check_tls_policy.ts";
+import { checkTlsRpt } from "./check_tls_rpt.ts";
+import { checkMtaStsPolicy } from "./check_mta_sts_policy.ts";
 import { ConfigError } from "./errors.ts";
 import { TOP_KEYS } from "./keys.ts";
 import { type Config, DEFAULT_DATA_DIR, DEFAULT_MAIL_ROOT_NAME } from "./types.ts";
@@ -154,7 +157,11 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ? join(dataDir, DEFAULT_MAIL_ROOT_NAME)
     : c.path(top.mail_root, "mail_root", baseDir, "a directory path") ??
       join(dataDir, DEFAULT_MAIL_ROOT_NAME);
-  const relay = { ...checkRelay(c, top.relay, baseDir), ...checkTlsPolicy(c, top.relay, baseDir) };
+  const relay = {
+    ...checkRelay(c, top.relay, baseDir),
+    ...checkTlsPolicy(c, top.relay, baseDir),
+    ...checkTlsRpt(c, top.relay),
+  };
   const dns = checkDns(c, top.dns);
   const queue = { ...checkQueue(c, top.queue), ...checkStore(c, top.queue) };
   const limits = checkLimits(c, top.limits);
@@ -167,8 +174,10 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const srs = checkSrs(c, top.srs, baseDir, hostname, localDomains);
   const admin = checkAdmin(c, top.admin);
   const dnsbl = checkDnsbl(c, top.dnsbl);
+  const milters = checkMilters(c, top.milters);
   const authentication = checkAuthentication(c, top.authentication, hostname);
   const dkim = checkDkim(c, top.dkim, baseDir);
+  const mtaStsPolicy = checkMtaStsPolicy(c, top.mta_sts_policy, hostname, hasTls);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -191,9 +200,11 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ...(srs === null ? {} : { srs }),
     ...(admin === null ? {} : { admin }),
     ...(dnsbl.length === 0 ? {} : { dnsbl }),
+    ...(milters.length === 0 ? {} : { milters }),
     authentication,
     ...(dkim === null ? {} : { dkim }),
     ...(mailboxTransport === null ? {} : { mailboxTransport }),
+    ...(mtaStsPolicy === null ? {} : { mtaStsPolicy }),
   };
   return deepFreeze(config);
 }

@@ -151,6 +151,8 @@ export interface Config {
     readonly mtaSts?: boolean;
     /** `relay.dane`: apply DANE (RFC 7672) to MX delivery; absent means `true`. */
     readonly dane?: boolean;
+    /** `relay.tls_rpt`: TLS reports (RFC 8460) to the domains mail is relayed to; absent: the defaults (on). */
+    readonly tlsRpt?: TlsRptConfig;
   };
   /** DNS resolution. */
   readonly dns: {
@@ -212,6 +214,8 @@ export interface Config {
   readonly srs?: SrsConfig | null;
   /** DNS block lists asked about mx clients outside `relay.trusted_networks`; absent or `[]`: none. */
   readonly dnsbl?: readonly DnsblConfig[];
+  /** Milters (Sendmail's content filter protocol) asked about each message, in order; absent or `[]`: none. */
+  readonly milters?: readonly MilterConfig[];
   /** The inbound checks of mx listeners (SPF, DKIM, DMARC). */
   readonly authentication: AuthenticationConfig;
   /** DKIM signing keys (RFC 6376, RFC 8463), or absent when mail is not signed. */
@@ -231,6 +235,8 @@ export interface Config {
   };
   /** The LMTP server (RFC 2033) local mailboxes are delivered to; absent: Maildir files under `mail_root`. */
   readonly mailboxTransport?: SocketEndpoint;
+  /** `mta_sts_policy`: the MTA-STS policy (RFC 8461) tern serves for its local domains; absent: none. */
+  readonly mtaStsPolicy?: MtaStsPolicyConfig;
   /** Logging. */
   readonly log: {
     /** The least severe level written. */
@@ -238,6 +244,30 @@ export interface Config {
     /** `text` (`key=value`) or `json`, one line per event. */
     readonly format: "text" | "json";
   };
+}
+
+/** `relay.tls_rpt`: SMTP TLS Reporting (RFC 8460); a field left out takes its default. */
+export interface TlsRptConfig {
+  /** Count TLS sessions and send the daily reports. Default `true`. */
+  readonly enabled?: boolean;
+  /** The report's `organization-name`. Default: `hostname`. */
+  readonly organization?: string;
+  /** The report's `contact-info`. Default: `from`. */
+  readonly contact?: string;
+  /** The sender of report mail. Default `postmaster@<hostname>`. */
+  readonly from?: string;
+}
+
+/** `mta_sts_policy`: the policy tern publishes (RFC 8461 §3.2) and where it serves it. */
+export interface MtaStsPolicyConfig {
+  /** `enforce`, `testing` or `none`. */
+  readonly mode: "enforce" | "testing" | "none";
+  /** The MX host names (or `*.` patterns) senders may use. */
+  readonly mx: readonly string[];
+  /** How long senders may cache the policy, ms (whole seconds). */
+  readonly maxAge: number;
+  /** The HTTPS listener. */
+  readonly listen: { readonly address: string; readonly port: number };
 }
 
 /** A stream socket to connect to: a TCP host and port, or a Unix-domain socket path. */
@@ -379,10 +409,28 @@ export interface AuthenticationConfig {
   readonly dmarcReject: boolean;
 }
 
+/** One milter of `milters`. */
+export interface MilterConfig {
+  /** Where it listens: `host:port`, `[v6]:port`, `unix:/path` or `/path`. */
+  readonly address: string;
+  /** How long connecting and negotiating may take, ms. */
+  readonly connectTimeout: number;
+  /** How long the answer to each command may take, ms. */
+  readonly commandTimeout: number;
+  /** How long the answer to the end of the message may take, ms. */
+  readonly eomTimeout: number;
+  /** What happens when it is down, slow or talks nonsense: `tempfail` (451 4.7.1) or `accept` (go on without it). */
+  readonly defaultAction: "tempfail" | "accept";
+  /** The listener modes whose mail it sees. */
+  readonly listeners: readonly ListenerMode[];
+}
+
 /** One DNS block list (RFC 5782) of `dnsbl`. */
 export interface DnsblConfig {
   /** The zone, like `zen.spamhaus.org`. */
   readonly zone: string;
   /** The A answers that mean "listed", or `null` for any 127.0.0.0/8 one but 127.255.255.x. */
   readonly codes: readonly string[] | null;
+  /** An allow list (DNSWL): a client it lists is refused by no block list. */
+  readonly allow?: boolean;
 }

@@ -209,6 +209,10 @@ export interface StubResolverOptions {
    * without (RFC 6891 §7). @default {true}
    */
   dnssec?: boolean;
+  /** Called once per question sent to the servers (not for answers from the cache), with its type. */
+  onQuery?: (qtype: string) => void;
+  /** Called for each try that failed (one per server and round), with the type and why. */
+  onFailure?: (qtype: string, reason: DnsFailureReason) => void;
 }
 
 /** A parsed server address. */
@@ -554,6 +558,8 @@ export class StubResolver implements DnsQuerier {
   readonly #dnssec: boolean;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inFlight = new Map<string, Promise<DnsAnswer>>();
+  readonly #onQuery: ((qtype: string) => void) | null;
+  readonly #onFailure: ((qtype: string, reason: DnsFailureReason) => void) | null;
 
   /**
    * Makes a resolver; nothing is sent until the first query.
@@ -587,6 +593,8 @@ export class StubResolver implements DnsQuerier {
     this.#now = options.now ?? Date.now;
     this.#resolvConfPath = options.resolvConfPath ?? "/etc/resolv.conf";
     this.#dnssec = options.dnssec ?? true;
+    this.#onQuery = options.onQuery ?? null;
+    this.#onFailure = options.onFailure ?? null;
   }
 
   /**
@@ -670,10 +678,12 @@ export class StubResolver implements DnsQuerier {
 
   async #resolve(qname: string, qtype: number, key: string): Promise<DnsAnswer> {
     const typeName = recordTypeName(qtype);
+    this.#onQuery?.(typeName);
     const servers = await this.#nameservers(qname, typeName);
     const failures: DnsFailure[] = [];
     const fail = (server: Nameserver, reason: DnsFailureReason, detail: string) => {
       failures.push({ nameserver: server.text, reason, detail });
+      this.#onFailure?.(typeName, reason);
       this.#logger?.log("debug", "dns.failed", undefined, {
         dns: "failed",
         nameserver: server.text,

@@ -32,6 +32,7 @@ export const LOG_EVENTS = [
   "session.tls",
   "session.auth",
   "session.dnsbl",
+  "session.dnswl",
   "tls.loaded",
   "tls.error",
   "acme.issued",
@@ -44,6 +45,9 @@ export const LOG_EVENTS = [
   "config.warning",
   "message.accepted",
   "message.rejected",
+  "message.discarded",
+  "message.requeued",
+  "milter.failed",
   "submission.limited",
   "delivery.sent",
   "delivery.deferred",
@@ -60,6 +64,8 @@ export const LOG_EVENTS = [
   "queue.held",
   "queue.released",
   "queue.flushed",
+  "tls_rpt.sent",
+  "tls_rpt.error",
 ] as const;
 
 /** One of {@linkcode LOG_EVENTS}. */

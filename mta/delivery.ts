@@ -25,7 +25,7 @@ import type {
 } from "../queue/types.ts";
 import type { DsnAction, DsnRecipient } from "../queue/dsn.ts";
 import { queueDsn } from "./bounce.ts";
-import { deliveries } from "../metrics/tern.ts";
+import { countDelivery } from "../metrics/tern.ts";
 
 /** Delivers recipients that are not local: the relay transport. */
 export interface RemoteTransport {
@@ -143,19 +143,31 @@ export function createDeliver(
         logOutcome(logger, message, o, "none", now());
       }
     }
+    const finishedAt = now();
     for (const o of final) {
-      deliveries.inc({
-        transport: message.recipients[o.index]?.mailbox == null
-          ? "relay"
-          : viaLmtp
-          ? "lmtp"
-          : "local",
-        result: o.status,
-      });
+      countOutcome(message, o, viaLmtp, finishedAt);
     }
     await report(options, message, final, content, now());
     return final;
   };
+}
+
+/**
+ * Counts one outcome by transport and result; a final one (sent or bounced)
+ * also gives the time since the message arrived.
+ */
+function countOutcome(
+  message: QueuedMessage,
+  o: RecipientOutcome,
+  viaLmtp: boolean,
+  now: number,
+): void {
+  const transport = message.recipients[o.index]?.mailbox == null
+    ? "relay"
+    : viaLmtp
+    ? "lmtp"
+    : "local";
+  countDelivery(transport, o.status, Math.max(0, now - message.arrival) / 1000);
 }
 
 /** RFC 5321 §4.5.4.1: after the give-up time, a deferred recipient fails. */

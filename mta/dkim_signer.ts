@@ -10,7 +10,8 @@
 
 import { parseDkimKey } from "../auth/dkim_keys.ts";
 import type { DkimKey } from "../auth/dkim_keys.ts";
-import { DkimSigner } from "../auth/dkim_sign.ts";
+import type { DkimSigner } from "../auth/dkim_sign.ts";
+import { CountingDkimSigner } from "../metrics/observers.ts";
 import type { Config } from "../config/schema.ts";
 
 const signers = new WeakMap<Config, DkimSigner | null>();
@@ -28,7 +29,7 @@ export function signerOf(config: Config): DkimSigner | null {
     const parsed = k.parsed ?? readKey(k.key, k.domain, k.selector);
     if (parsed !== null) keys.push(parsed);
   }
-  const signer = keys.length === 0 ? null : new DkimSigner(keys);
+  const signer = keys.length === 0 ? null : new CountingDkimSigner(keys);
   signers.set(config, signer);
   return signer;
 }

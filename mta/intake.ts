@@ -19,7 +19,7 @@ import type { Queue } from "../queue/queue.ts";
 import type { QueueRecipient } from "../queue/types.ts";
 import type { Envelope, RecipientDsn } from "../smtp/envelope.ts";
 import { formatReceived } from "../smtp/received.ts";
-import { queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
+import { isPositive, queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
 import type { SaslCredentials } from "../smtp/sasl.ts";
 import type { ConnectionInfo, MessageSink, ServerHandlers } from "../smtp/server.ts";
 import { checkRecipient, checkSender, isDnsblChecked, isTrustedClient } from "./policy.ts";
@@ -30,6 +30,7 @@ import { type DnsblChecker, dnsblRefusal, isPostmaster } from "./dnsbl.ts";
 import { routeAddress } from "./routing.ts";
 import { limitSending, SendingLimits } from "./sending_limits.ts";
 import { authenticateWithDovecot } from "./dovecot_auth.ts";
+import type { MessageOutcome, Milters } from "./milter_stage.ts";
 
 const encoder = new TextEncoder();
 
@@ -133,6 +134,11 @@ export interface IntakeOptions {
    * listener of the process. @default {a counter of this listener's own}
    */
   readonly sendingLimits?: SendingLimits;
+  /**
+   * The milters' conversations (`milters` in the configuration): asked at
+   * MAIL, RCPT and with the complete message. @default {none}
+   */
+  readonly milters?: Milters;
 }
 
 /**
@@ -174,6 +180,19 @@ export function expandRecipients(
 }
 
 export { routeAddress } from "./routing.ts";
+
+/**
+ * The DSN parameters of forward-paths a milter left: those of the same
+ * path as received; none for a path it added.
+ */
+function dsnFor(envelope: Envelope, forwardPaths: readonly string[]): RecipientDsn[] {
+  const byPath = new Map<string, RecipientDsn>();
+  envelope.forwardPaths.forEach((path, i) => {
+    const dsn = envelope.recipientDsn?.[i];
+    if (dsn !== undefined) byPath.set(path.toLowerCase(), dsn);
+  });
+  return forwardPaths.map((path) => byPath.get(path.toLowerCase()) ?? {});
+}
 
 /** A remote address for duplicate checks: the local part as written, the domain in lower case. */
 function remoteKey(address: string): string {
@@ -229,6 +248,24 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
     address: connection.remoteAddress,
     authenticatedAs: connection.authenticatedAs,
   });
+  /** tern's own answer to RCPT: policy, then the block lists. */
+  const ownRecipientCheck = (
+    forwardPath: string,
+    config: Config,
+    connection: ConnectionInfo,
+  ): Reply | Promise<Reply> => {
+    const request = { ...client(connection), forwardPath };
+    const dnsbl = options.dnsbl;
+    // RCPT, not the greeting, refuses a listed client: postmaster stays
+    // reachable (RFC 5782 §5, RFC 5321 §4.5.1), so someone listed by
+    // mistake can still write to a person here.
+    if (dnsbl === undefined || isPostmaster(forwardPath) || !isDnsblChecked(request, config)) {
+      return checkRecipient(request, config);
+    }
+    return dnsbl.lookup(connection, connection.remoteAddress, config.dnsbl ?? []).then((hit) =>
+      hit === null ? checkRecipient(request, config) : dnsblRefusal(connection.remoteAddress, hit)
+    );
+  };
   // Submission only: per-account messages per hour and recipients per day (sending_limits.ts).
   return limitSending({
     authenticate: (credentials: SaslCredentials, connection: ConnectionInfo): Promise<Reply> => {
@@ -242,26 +279,32 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
       });
     },
 
-    sender(reversePath: string, _parameters, connection: ConnectionInfo): Reply {
-      return checkSender({ ...client(connection), reversePath }, configOf(options.config));
+    sender(reversePath: string, parameters, connection: ConnectionInfo): Reply | Promise<Reply> {
+      const config = configOf(options.config);
+      const verdict = checkSender({ ...client(connection), reversePath }, config);
+      const milters = options.milters;
+      if (milters === undefined || !isPositive(verdict) || !milters.applies(config, options.mode)) {
+        return verdict;
+      }
+      // The milters hear only of senders tern itself accepts (as Postfix's smtpd_milters).
+      const context = { config, mode: options.mode, connection };
+      return milters.mail(context, reversePath, parameters).then((refusal) => refusal ?? verdict);
     },
 
     recipient(
       forwardPath: string,
-      _parameters,
+      parameters,
       connection: ConnectionInfo,
     ): Reply | Promise<Reply> {
       const config = configOf(options.config);
-      const request = { ...client(connection), forwardPath };
-      const dnsbl = options.dnsbl;
-      // RCPT, not the greeting, refuses a listed client: postmaster stays
-      // reachable (RFC 5782 §5, RFC 5321 §4.5.1), so someone listed by
-      // mistake can still write to a person here.
-      if (dnsbl === undefined || isPostmaster(forwardPath) || !isDnsblChecked(request, config)) {
-        return checkRecipient(request, config);
-      }
-      return dnsbl.lookup(connection, connection.remoteAddress, config.dnsbl ?? []).then((hit) =>
-        hit === null ? checkRecipient(request, config) : dnsblRefusal(connection.remoteAddress, hit)
+      const verdict = ownRecipientCheck(forwardPath, config, connection);
+      const milters = options.milters;
+      if (milters === undefined || !milters.applies(config, options.mode)) return verdict;
+      const context = { config, mode: options.mode, connection };
+      return Promise.resolve(verdict).then(async (answer) =>
+        isPositive(answer)
+          ? (await milters.rcpt(context, forwardPath, parameters)) ?? answer
+          : answer
       );
     },
 
@@ -272,39 +315,121 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
       const arrival = now();
       const plan = contentPlan(config, options, envelope, connection, arrival);
       const stages = ContentStages.isNeeded(plan) ? new ContentStages(plan) : null;
-      const incoming = await queue.receive({
-        envelope,
-        recipients,
-        clientAddress: connection.remoteAddress,
-        now: arrival,
-        // Handed to the delivery loop at commit with its content: not read back.
-        ...(options.handOff === undefined ? {} : { keepContent: KEEP_FOR_HAND_OFF }),
-      });
-      const received = formatReceived({
-        clientName: connection.clientName,
-        clientAddress: connection.remoteAddress,
-        hostname: config.hostname,
-        queueId: incoming.queueId,
-        isExtended: connection.isExtended,
-        smtputf8: envelope.smtputf8,
-        tls: connection.tls,
-        authenticated: connection.authenticatedAs !== null,
-        recipient: envelope.forwardPaths.length === 1 ? envelope.forwardPaths[0]! : null,
-        date: new Date(arrival),
-      });
+      const receive = (stored: Envelope, storedRecipients: QueueRecipient[]) =>
+        queue.receive({
+          envelope: stored,
+          recipients: storedRecipients,
+          clientAddress: connection.remoteAddress,
+          now: arrival,
+          // Handed to the delivery loop at commit with its content: not read back.
+          ...(options.handOff === undefined ? {} : { keepContent: KEEP_FOR_HAND_OFF }),
+        });
+      let incoming = await receive(envelope, recipients);
+      let stored = { envelope, recipients };
+      const receivedField = () =>
+        formatReceived({
+          clientName: connection.clientName,
+          clientAddress: connection.remoteAddress,
+          hostname: config.hostname,
+          queueId: incoming.queueId,
+          isExtended: connection.isExtended,
+          smtputf8: envelope.smtputf8,
+          tls: connection.tls,
+          authenticated: connection.authenticatedAs !== null,
+          recipient: stored.envelope.forwardPaths.length === 1
+            ? stored.envelope.forwardPaths[0]!
+            : null,
+          date: new Date(arrival),
+        });
+      // With milters, the content is kept until they have seen it all and
+      // stored afterwards, with their edits (milter_stage.ts).
+      const milter = options.milters?.message({ config, mode: options.mode, connection }) ?? null;
       // For the acceptance line: the id a sender or a recipient can give the operator.
       const messageId = new MessageIdScanner();
+      const store = (chunk: Uint8Array): Promise<void> => {
+        const kept = stages === null ? chunk : stages.push(chunk);
+        return kept.length === 0 ? Promise.resolve() : incoming.write(kept);
+      };
+      const logFields = () => ({
+        from: `<${stored.envelope.reversePath}>`,
+        message_id: messageId.messageId,
+        client: connection.remoteAddress,
+        milters: milter?.verdicts,
+      });
+      /** What the milters decided, applied: `null` to store the message, else the reply. */
+      const applyMilters = async (outcome: MessageOutcome): Promise<Reply | null> => {
+        if (outcome.kind === "refuse") {
+          await incoming.abort();
+          logger.log("info", "message.rejected", incoming.queueId, {
+            ...logFields(),
+            stage: "milter",
+            code: outcome.reply.code,
+            status: outcome.reply.enhancedStatus,
+            reply: outcome.reply.lines.join(" "),
+          });
+          return outcome.reply;
+        }
+        const changed = outcome.kind === "accept" ? outcome.envelope : null;
+        const changedRecipients = changed === null
+          ? null
+          : expandRecipients(config, changed.forwardPaths, dsnFor(envelope, changed.forwardPaths));
+        if (outcome.kind === "discard" || changedRecipients?.length === 0) {
+          // SMFIR_DISCARD (or every recipient deleted): accepted, and dropped.
+          await incoming.abort();
+          logger.log("info", "message.discarded", incoming.queueId, {
+            ...logFields(),
+            reason: outcome.kind === "discard" ? "discarded by milter" : "no recipient left",
+          });
+          return queuedReply(incoming.queueId);
+        }
+        if (outcome.kind !== "accept") return null;
+        if (changed !== null && changedRecipients !== null) {
+          // The queue keeps the envelope given at receive: a changed one needs a new upload.
+          const first = incoming.queueId;
+          await incoming.abort();
+          stored = {
+            envelope: {
+              ...envelope,
+              reversePath: changed.reversePath,
+              forwardPaths: changed.forwardPaths,
+              recipientDsn: dsnFor(envelope, changed.forwardPaths),
+            },
+            recipients: changedRecipients,
+          };
+          incoming = await receive(stored.envelope, stored.recipients);
+          logger.log("info", "message.requeued", incoming.queueId, {
+            replaces: first,
+            reason: "milter changed the envelope",
+          });
+        }
+        for await (const chunk of outcome.content()) await store(chunk);
+        return null;
+      };
       return {
         write: (chunk) => {
           messageId.push(chunk);
-          const kept = stages === null ? chunk : stages.push(chunk);
-          return kept.length === 0 ? Promise.resolve() : incoming.write(kept);
+          return milter === null ? store(chunk) : milter.write(chunk);
         },
-        abort: () => {
+        abort: async () => {
           stages?.abort();
+          await milter?.abort();
           return incoming.abort();
         },
         async commit(): Promise<Reply> {
+          let quarantine: readonly string[] = [];
+          if (milter !== null) {
+            try {
+              const outcome = await milter.finish(incoming.queueId, envelope);
+              const refused = await applyMilters(outcome);
+              if (refused !== null) {
+                stages?.abort();
+                return refused;
+              }
+              if (outcome.kind === "accept") quarantine = outcome.quarantine;
+            } finally {
+              await milter.dispose();
+            }
+          }
           let added = { above: "", below: "", verdict: null } as StagesResult;
           if (stages !== null) {
             const tail = stages.end();
@@ -315,34 +440,33 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
           if (verdict?.dmarcRejects && config.authentication.dmarcReject) {
             await incoming.abort();
             logger.log("info", "message.rejected", incoming.queueId, {
-              from: `<${envelope.reversePath}>`,
-              message_id: messageId.messageId,
-              client: connection.remoteAddress,
+              ...logFields(),
               auth: verdict.summary,
             });
             return REPLIES.dmarcRejected(verdict.dmarc?.fromDomain ?? "the From: domain");
           }
           // RFC 5321 §4.4 trace on top, under what the checks add (RFC 8601 §5).
-          const header = encoder.encode(added.above + received + added.below);
+          const header = encoder.encode(added.above + receivedField() + added.below);
           const handOff = options.handOff;
-          const claim = handOff?.acceptsHandOff(incoming.size + header.length)
+          // Quarantined by a milter: stored held, for the operator (`tern queue release`).
+          const hold = quarantine.length > 0;
+          const claim = !hold && handOff?.acceptsHandOff(incoming.size + header.length)
             ? await incoming.commitAndClaim(now(), { header })
-            : (await incoming.commit({ header }), null);
+            : (await incoming.commit({ header, ...(hold ? { hold } : {}) }), null);
           messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
-            from: `<${envelope.reversePath}>`,
-            message_id: messageId.messageId,
+            ...logFields(),
             size: incoming.size,
-            nrcpt: recipients.length,
-            client: connection.remoteAddress,
+            nrcpt: stored.recipients.length,
             helo: connection.clientName,
             listener: options.mode,
             user: connection.authenticatedAs ?? undefined,
             tls: connection.tls?.protocol,
             auth: verdict?.summary,
+            held: hold ? quarantine.join("; ") : undefined,
           });
           if (claim !== null) handOff!.handOff(claim);
-          else options.onQueued?.();
+          else if (!hold) options.onQueued?.();
           return queuedReply(incoming.queueId);
         },
       };

@@ -89,6 +89,7 @@ const BOUND_AT_START: Readonly<Record<string, true | readonly string[]>> = {
   listeners: true,
   mailRoot: true,
   dns: true,
+  mtaStsPolicy: true, // its HTTPS listener is bound at start
   queue: ["retry", "maxAge"],
   relay: ["maxConnections", "maxConnectionsPerDestination"],
   limits: ["maxAuthFailures", "authFailureDelay", "authLockout"],

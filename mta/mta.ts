@@ -25,7 +25,9 @@ import { createIntake } from "./intake.ts";
 import { SendingLimits } from "./sending_limits.ts";
 import { logRefusal } from "./refusal_log.ts";
 import { type AdminServer, startAdminServer } from "../metrics/admin_server.ts";
-import { authFailures, connections, registry, watchQueue } from "../metrics/tern.ts";
+import { dnsFailures, dnsQueries, registry, seriesOf, watchQueue } from "../metrics/tern.ts";
+import { countingLogger, countServerEvent, timingCommits } from "../metrics/observers.ts";
+import { statusOf } from "../metrics/status.ts";
 import { RelayTransport } from "./relay.ts";
 import { ServerTrace } from "../smtp/trace.ts";
 import { StubResolver } from "../dns/resolver.ts";
@@ -36,6 +38,11 @@ import { AcmeManager } from "../acme/manager.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
 import { clientBlock, isDnsblChecked, isTrustedClient } from "./policy.ts";
 import { DnsblChecker } from "./dnsbl.ts";
+import { Milters } from "./milter_stage.ts";
+import denoJson from "../deno.json" with { type: "json" };
+import { TlsRptRecorder } from "../tls_policy/tls_rpt_store.ts";
+import { sendDailyReports, TlsRptScheduler } from "../tls_policy/tls_rpt_send.ts";
+import { type PolicyServer, startPolicyServer } from "../tls_policy/policy_server.ts";
 import { applicableConfig, compareConfigs, type ConfigChange, LiveConfig } from "./live_config.ts";
 import {
   checkDataDirOwner,
@@ -44,6 +51,12 @@ import {
   prepareDataDir,
   startPickup,
 } from "./pickup.ts";
+
+/** Counts the questions the resolvers send, and their failed tries. */
+const DNS_METRICS = {
+  onQuery: (qtype: string) => dnsQueries.inc({ type: qtype }),
+  onFailure: (qtype: string, reason: string) => dnsFailures.inc({ type: qtype, reason }),
+};
 
 /** Starts the block list lookup of a new connection, when its client is one to check. */
 function startDnsbl(
@@ -136,6 +149,27 @@ export class Mta {
   #unwatchQueue: (() => void) | null = null;
   /** Stops the wake-ups of a shared store (work queued by other nodes). */
   #unwatchWork: () => void = () => {};
+  /** TLS-RPT (RFC 8460): the session counts, and the daily reports. */
+  #tlsRpt: TlsRptRecorder | null = null;
+  #tlsRptScheduler: TlsRptScheduler | null = null;
+  /** The HTTPS listener of `mta_sts_policy`. */
+  #policyServer: PolicyServer | null = null;
+
+  /** The MTA-STS policy listener's address and port as bound, or `null` without `mta_sts_policy`. */
+  get policyServer(): { readonly address: string; readonly port: number } | null {
+    const s = this.#policyServer;
+    return s === null ? null : { address: s.address, port: s.port };
+  }
+
+  /**
+   * Writes the TLS-RPT counts gathered so far to the store (done every
+   * minute and at stop; `tern tls-report` reads them there).
+   *
+   * @returns When written.
+   */
+  async flushTlsReports(): Promise<void> {
+    await this.#tlsRpt?.flush();
+  }
 
   /** The admin HTTP listener's address and port as bound, or `null` when `admin` is not configured. */
   get admin(): { readonly address: string; readonly port: number } | null {
@@ -167,7 +201,8 @@ export class Mta {
    * @throws {TlsError} When the TLS certificate or key cannot be used.
    */
   static async start(config: Config, options: MtaOptions): Promise<Mta> {
-    const { logger } = options;
+    // Counts what only the log lines know (the checks' verdicts, the relay's TLS).
+    const logger = countingLogger(options.logger);
     // Everything that answers per command or per delivery reads the
     // configuration through this, so a reload swaps one reference.
     const live = new LiveConfig(config);
@@ -192,7 +227,11 @@ export class Mta {
       hostname: config.hostname,
       logger,
     });
-    const resolver = new StubResolver({ nameservers: config.dns.nameservers, logger });
+    const resolver = new StubResolver({
+      nameservers: config.dns.nameservers,
+      logger,
+      ...DNS_METRICS,
+    });
     // Block lists get their own resolver: a larger cache (one entry per
     // client), and a shorter wait, since a list that does not answer is
     // skipped (fail open) and the client waits at RCPT meanwhile.
@@ -203,11 +242,16 @@ export class Mta {
         timeoutMs: 1500,
         attempts: 2,
         cacheSize: 10_000,
+        ...DNS_METRICS,
       }),
       logger,
     });
+    // One conversation per SMTP connection with each milter, opened at its first MAIL.
+    const milters = new Milters({ logger, version: denoJson.version });
     // Filled once the listeners are bound: the relay bounces mail that would come back to one of them.
     const ownEndpoints = new Set<string>();
+    // RFC 8460: counted while relay.tls_rpt is on (read per session: a reload turns it off).
+    const tlsRpt = new TlsRptRecorder({ store: queue, logger });
     const remote = new RelayTransport({
       config: live,
       resolver,
@@ -215,6 +259,11 @@ export class Mta {
       ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
       isOwnEndpoint: (address, port) => ownEndpoints.has(`${address}:${port}`),
       state: queue, // MTA-STS policies outlive restarts (RFC 8461 §5.1)
+      tlsReports: {
+        record: (session) => {
+          if (live.current.relay.tlsRpt?.enabled !== false) tlsRpt.record(session);
+        },
+      },
       maxConnections: config.relay.maxConnections,
       maxConnectionsPerDestination: config.relay.maxConnectionsPerDestination,
     });
@@ -230,6 +279,7 @@ export class Mta {
     let tls: TlsContext | null = null;
     let acme: AcmeManager | null = null;
     let admin: AdminServer | null = null;
+    let policyServer: PolicyServer | null = null;
     try {
       ({ tls, acme } = await loadTls(config, logger));
       // One limiter for every listener: a guesser gains nothing by switching ports.
@@ -244,7 +294,10 @@ export class Mta {
       // One budget of file descriptors for every listener, below the process's
       // open-file limit: a listener that hits EMFILE may never accept again.
       const fdBudget = new FdBudget();
+      // When each connection's data last ended, for the intake latency.
+      const dataEnded = new WeakMap<object, number>();
       for (const listener of config.listeners) {
+        const series = seriesOf(listener.mode);
         const isSubmission = listener.mode !== "mx";
         const server = new SmtpServer({
           hostname: config.hostname,
@@ -280,20 +333,26 @@ export class Mta {
           handlers: createIntake({
             config: live,
             mode: listener.mode,
-            queue,
+            queue: timingCommits(queue),
             logger,
             onQueued: () => loop.wake(),
             handOff: loop,
             sendingLimits,
             dnsbl,
             resolver,
+            milters,
           }),
           onEvent: (event) => {
             // Block lists are asked while the client is greeted: RCPT then waits at most once.
             if (event.type === "connect") {
               startDnsbl(dnsbl, listener.mode, event.connection, live.current);
             }
-            logServerEvent(logger, event, listener.mode);
+            if (event.type === "disconnect") milters.close(event.connection);
+            if (event.type === "auth" && event.outcome === "succeeded") {
+              milters.noteAuth(event.connection, event.mechanism);
+            }
+            countServerEvent(series, event, dataEnded);
+            logServerEvent(logger, event);
             serverTrace?.event(event);
           },
         });
@@ -319,19 +378,23 @@ export class Mta {
         });
       }
       // Local submission (tern sendmail): a socket any local user may reach.
+      const pickupSeries = seriesOf("local");
       const pickup = await startPickup({
         config,
         queue,
         logger,
         loop,
         onEvent: (event) => {
-          logServerEvent(logger, event, "local");
+          countServerEvent(pickupSeries, event, dataEnded);
+          logServerEvent(logger, event);
           serverTrace?.event(event);
         },
       });
       if (pickup !== null) servers.push(pickup);
-      admin = await startAdmin(config, queue, logger);
+      admin = await startAdmin(config, queue, logger, bound);
+      policyServer = await startMtaStsPolicy(config, tls, live, logger);
     } catch (error: unknown) {
+      await admin?.close();
       tls?.close();
       await acme?.close();
       await Promise.all(servers.map((s) => s.close(0)));
@@ -354,6 +417,26 @@ export class Mta {
     mta.#logger = logger;
     mta.#admin = admin;
     if (admin !== null) mta.#unwatchQueue = watchQueue(queue);
+    mta.#policyServer = policyServer;
+    tlsRpt.start();
+    mta.#tlsRpt = tlsRpt;
+    const scheduler = new TlsRptScheduler({
+      logger,
+      run: async (day) => {
+        await tlsRpt.flush();
+        const current = live.current;
+        if (current.relay.tlsRpt?.enabled === false) return;
+        await sendDailyReports(day, {
+          config: current,
+          queue,
+          resolver,
+          logger,
+          onQueued: () => loop.wake(),
+        });
+      },
+    });
+    scheduler.start();
+    mta.#tlsRptScheduler = scheduler;
     return mta;
   }
 
@@ -432,11 +515,15 @@ export class Mta {
   async stop(graceMs = 10_000): Promise<void> {
     this.#unwatchQueue?.();
     await this.#admin?.close();
+    await this.#policyServer?.close();
+    await this.#tlsRptScheduler?.close();
     await Promise.all(this.#servers.map((s) => s.close(graceMs)));
     this.#tls?.close();
     await this.#acme?.close();
     this.#unwatchWork();
     await this.#loop.stop();
+    // After the last delivery: its sessions count too.
+    await this.#tlsRpt?.close();
     await this.#remote.close();
     await this.#lmtp?.close();
     await this.queue.close();
@@ -452,16 +539,27 @@ async function startAdmin(
   config: Config,
   queue: OpenedQueue,
   logger: Logger,
+  listeners: readonly BoundListener[],
 ): Promise<AdminServer | null> {
   if (!config.admin) return null;
   const { address, port } = config.admin;
-  let admin: AdminServer;
+  let admin: AdminServer | null = null;
+  // `tern status` asks here: the listeners as bound, the admin one last.
+  const status = statusOf(
+    () => [
+      ...listeners,
+      ...(admin === null ? [] : [{ mode: "admin", address: admin.address, port: admin.port }]),
+    ],
+    queue,
+    Date.now(),
+  );
   try {
     admin = await startAdminServer({
       address,
       port,
       registry,
       probe: () => queue.probe(),
+      status,
       onProbeError: (error) =>
         logger.log("error", "admin.not_ready", undefined, {
           error: error instanceof Error ? error.message : String(error),
@@ -481,6 +579,46 @@ async function startAdmin(
     mode: "admin",
   });
   return admin;
+}
+
+/**
+ * Starts the HTTPS listener of `mta_sts_policy` (RFC 8461 §3.3), serving
+ * the certificate of `tls` (reloads and ACME renewals included).
+ */
+async function startMtaStsPolicy(
+  config: Config,
+  tls: TlsContext | null,
+  live: LiveConfig,
+  logger: Logger,
+): Promise<PolicyServer | null> {
+  const policy = config.mtaStsPolicy;
+  if (policy === undefined || tls === null) return null;
+  const { address, port } = policy.listen;
+  let server: PolicyServer;
+  try {
+    server = await startPolicyServer({
+      address,
+      port,
+      secureContext: () => tls.secureContext,
+      policy: () => live.current.mtaStsPolicy,
+      domains: () => live.current.localDomains,
+    });
+  } catch (error: unknown) {
+    const why = error instanceof Error && "code" in error && error.code === "EADDRINUSE"
+      ? "address already in use"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ListenError(`cannot listen on ${address}:${port} (mta_sts_policy): ${why}`, {
+      cause: error,
+    });
+  }
+  logger.log("info", "server.listening", undefined, {
+    address: server.address,
+    port: server.port,
+    mode: "mta-sts",
+  });
+  return server;
 }
 
 /**
@@ -525,10 +663,9 @@ async function loadTlsContext(files: TlsConfig, logger: Logger): Promise<TlsCont
   return tls;
 }
 
-function logServerEvent(logger: Logger, event: ServerLogEvent, listener: string): void {
+function logServerEvent(logger: Logger, event: ServerLogEvent): void {
   switch (event.type) {
     case "connect":
-      connections.inc({ listener });
       logger.log("debug", "session.connect", undefined, {
         session: event.connection.id,
         client: event.connection.remoteAddress,
@@ -586,7 +723,6 @@ function logServerEvent(logger: Logger, event: ServerLogEvent, listener: string)
       });
       break;
     case "auth":
-      if (event.outcome !== "succeeded") authFailures.inc();
       // Never the password; the user name only once it is known to be an account.
       logger.log(event.outcome === "succeeded" ? "info" : "warn", "session.auth", undefined, {
         session: event.connection.id,

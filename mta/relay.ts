@@ -29,7 +29,7 @@
 import tls from "node:tls";
 import type { Config, RoutePolicy } from "../config/schema.ts";
 import { configOf, type ConfigSource } from "./live_config.ts";
-import { type DnsQuerier, DnsTemporaryError, isAuthenticated } from "../dns/resolver.ts";
+import { type DnsQuerier, DnsTemporaryError } from "../dns/resolver.ts";
 import { resolveAddresses, resolveMx } from "../dns/mx.ts";
 import type { Logger, LogValue } from "../log/logger.ts";
 import { cleanText, remoteQueueId } from "../log/fields.ts";
@@ -52,14 +52,27 @@ import { isIpv4, isIpv6 } from "../smtp/path.ts";
 import type { Reply } from "../smtp/reply.ts";
 import { logOutcome, type RemoteTransport } from "./delivery.ts";
 import { srsForward } from "./srs.ts";
+import { ConnectionPool, DestinationUnavailable } from "./connection_pool.ts";
 import { mxHops, type NextHop, relayRoute } from "./routing.ts";
-import { checkDaneChain, isUsableTlsa, parseTlsa, type Tlsa } from "../tls_policy/dane.ts";
+import { checkDaneChain, type Tlsa } from "../tls_policy/dane.ts";
 import {
-  MtaStsPolicies,
-  type PolicyLookup,
-  type PolicyStore,
-} from "../tls_policy/mta_sts_cache.ts";
-import { mxMatches } from "../tls_policy/mta_sts_policy.ts";
+  type DomainSecurity,
+  type HopSecurity,
+  HopSecurityPolicy,
+  type MessageTls,
+  policyName,
+  requirement,
+} from "../tls_policy/hop_security.ts";
+import { MtaStsPolicies, type PolicyStore } from "../tls_policy/mta_sts_cache.ts";
+import {
+  connectedFailure,
+  type FailureKind,
+  handshakeFailure,
+  refusalFailure,
+  reportPolicy,
+  stsLookupFailure,
+  type TlsRptSink,
+} from "../tls_policy/tls_rpt_session.ts";
 
 /** RFC 5321 §6.3 allows rejecting at 100 Received fields; like other MTAs, tern bounces past 50. */
 export const MAX_HOPS = 50;
@@ -103,36 +116,16 @@ export interface RelayOptions {
   readonly state?: PolicyStore;
   /** The HTTPS port of MTA-STS policy hosts. @default {443} */
   readonly mtaStsPort?: number;
+  /** Where the outcome of each TLS negotiation with an MX host goes (RFC 8460 TLS-RPT). @default {none} */
+  readonly tlsReports?: TlsRptSink;
 }
 
-/**
- * How one hop is secured, as the log line's `tls_policy` says:
- * `none` (a route with `tls: none`), `opportunistic` (RFC 7435),
- * `required` (a route with `tls: require`: TLS, any certificate),
- * `ca` (a route with `tls: verify`: TLS, PKIX), `dane` (RFC 7672),
- * `mta-sts` (RFC 8461 enforce; testing mode is opportunistic).
- */
-type HopSecurity =
-  | { readonly kind: "none" | "opportunistic" | "required" | "ca" }
-  | {
-    readonly kind: "dane";
-    /** The usable TLSA records; empty: TLS without authentication (none usable, RFC 7672 §2.2). */
-    readonly records: readonly Tlsa[];
-  }
-  | { readonly kind: "mta-sts"; readonly domain: string }
-  | { readonly kind: "mta-sts-testing"; readonly domain: string; readonly matches: boolean };
-
-/** The domain's side of the decision: its MTA-STS policy and whether its MX answer is DNSSEC-secure. */
-interface DomainSecurity {
-  readonly viaMx: boolean;
-  readonly mxSecure: boolean;
-  readonly sts: PolicyLookup | null;
-}
-
-/** The log's name of a hop's security. */
-function policyName(security: HopSecurity): string {
-  return security.kind === "mta-sts-testing" ? "opportunistic" : security.kind;
-}
+/** Reports one TLS negotiation with an endpoint: our address, and the failure or `null`. */
+type SessionReport = (
+  endpoint: Endpoint,
+  localAddress: string,
+  failure: FailureKind | null,
+) => void;
 
 /** One place to connect to. */
 interface Endpoint {
@@ -161,293 +154,12 @@ function endpointName(e: Endpoint): string {
 }
 
 /**
- * Why a destination was not tried: it is on the unreachable list, or its
- * connections are all stuck waiting for a greeting. Becomes a deferral of
- * the recipients (try the next MX first), never a wait in a delivery slot.
- */
-class DestinationUnavailable extends Error {
-  /**
-   * @param message What the deferred recipients' reply says.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "DestinationUnavailable";
-  }
-}
-
-/** The waiting was given up because the delivery loop is stopping. */
-class WaitAbandoned extends Error {
-  constructor() {
-    super("Stopped waiting for a connection: shutting down");
-    this.name = "WaitAbandoned";
-  }
-}
-
-/** The most destinations kept on the unreachable list (a bound on its memory). */
-const MAX_UNREACHABLE = 10_000;
-
-/** Limits of a {@linkcode ConnectionPool}. */
-interface PoolLimits {
-  readonly maxTotal: number;
-  readonly maxPer: number;
-  readonly idleMs: number;
-  /** How long a destination that did not answer stays on the unreachable list, ms. */
-  readonly unreachableMs: number;
-  /** How long every connection to a destination may wait for its greeting before new messages stop queueing behind them, ms. */
-  readonly stallMs: number;
-  readonly now: () => number;
-}
-
-/** A delivery waiting for room: its destination, and how to wake it. */
-interface Waiter {
-  readonly key: string;
-  readonly wake: () => void;
-}
-
-/**
- * Connections to reuse, and the limits on how many are open. It also keeps
- * RFC 5321 §4.5.4.1's list of hosts it cannot reach: a destination whose
- * connection failed with no reply (refused, reset, or no greeting before the
- * timeout) is not tried again for `unreachableMs`, so messages queued to a
- * dead or tarpitting host do not each sit out the timeout in turn.
- */
-class ConnectionPool {
-  readonly #limits: PoolLimits;
-  readonly #idle = new Map<
-    string,
-    { client: SmtpClient; timer: ReturnType<typeof setTimeout> }[]
-  >();
-  readonly #open = new Map<string, number>(); // per key: connecting + active + idle
-  /** Per key, when each connection still waiting for its greeting began. */
-  readonly #connecting = new Map<string, number[]>();
-  /** The unreachable list: per key, until when, and why. */
-  readonly #down = new Map<string, { until: number; since: number; reason: string }>();
-  #total = 0;
-  #waiters: Waiter[] = [];
-
-  constructor(limits: PoolLimits) {
-    this.#limits = limits;
-  }
-
-  /**
-   * Borrows an idle connection to `key`, or opens one within the limits.
-   * When the destination is at its limit it waits (the caller runs outside
-   * the delivery loop's slots), unless the destination is unreachable or its
-   * connections are all stuck before the greeting: then it throws
-   * {@linkcode DestinationUnavailable} at once.
-   */
-  async acquire(
-    key: string,
-    connect: () => Promise<SmtpClient>,
-    signal?: AbortSignal,
-  ): Promise<SmtpClient> {
-    while (true) {
-      if (signal?.aborted) throw new WaitAbandoned();
-      this.#throwIfDown(key);
-      const idle = this.#idle.get(key);
-      while (idle && idle.length > 0) {
-        const entry = idle.pop()!;
-        clearTimeout(entry.timer);
-        if (entry.client.isUsable) return entry.client;
-        this.#forget(key);
-        void entry.client.close().catch(() => {});
-      }
-      const open = this.#open.get(key) ?? 0;
-      if (open < this.#limits.maxPer && this.#total >= this.#limits.maxTotal) this.#closeOneIdle();
-      if (open < this.#limits.maxPer && this.#total < this.#limits.maxTotal) {
-        return await this.#openNew(key, connect, signal);
-      }
-      const stalledFor = this.#stalledFor(key);
-      if (stalledFor >= this.#limits.stallMs) {
-        throw new DestinationUnavailable(
-          `not tried: ${open} connection(s) have waited ${
-            Math.round(stalledFor / 1000)
-          }s for its greeting`,
-        );
-      }
-      await this.#wait(key, stalledFor >= 0 ? this.#limits.stallMs - stalledFor : null, signal);
-    }
-  }
-
-  /** Opens a connection to `key`, counting it while it waits for the greeting. */
-  async #openNew(
-    key: string,
-    connect: () => Promise<SmtpClient>,
-    signal?: AbortSignal,
-  ): Promise<SmtpClient> {
-    this.#open.set(key, (this.#open.get(key) ?? 0) + 1);
-    this.#total++;
-    const started = this.#limits.now();
-    const connecting = this.#connecting.get(key) ?? [];
-    connecting.push(started);
-    this.#connecting.set(key, connecting);
-    try {
-      const client = await connect();
-      this.#down.delete(key);
-      return client;
-    } catch (error: unknown) {
-      // No reply at all (refused, reset, timed out): the unreachable list.
-      // A reply (a 421 or 554 greeting) means the host is there.
-      const noAnswer = error instanceof SmtpConnectionError && error.reply === null &&
-        !(error instanceof TlsHandshakeError);
-      if (noAnswer && !signal?.aborted) {
-        const now = this.#limits.now();
-        if (this.#down.size >= MAX_UNREACHABLE) this.#sweepDown(now);
-        this.#down.set(key, {
-          until: now + this.#limits.unreachableMs,
-          since: now,
-          reason: describe(error),
-        });
-      }
-      this.#forget(key);
-      throw error;
-    } finally {
-      const i = connecting.indexOf(started);
-      if (i >= 0) connecting.splice(i, 1);
-      if (connecting.length === 0) this.#connecting.delete(key);
-      // Waiters of a destination just put on the list leave at once.
-      if (this.#down.has(key)) this.#wakeAll(key);
-    }
-  }
-
-  /** Forgets expired entries of the unreachable list, or the oldest when none has expired. */
-  #sweepDown(now: number): void {
-    for (const [key, down] of this.#down) if (now >= down.until) this.#down.delete(key);
-    if (this.#down.size >= MAX_UNREACHABLE) {
-      const oldest = this.#down.keys().next();
-      if (!oldest.done) this.#down.delete(oldest.value);
-    }
-  }
-
-  #throwIfDown(key: string): void {
-    const down = this.#down.get(key);
-    if (down === undefined) return;
-    const now = this.#limits.now();
-    if (now >= down.until) {
-      this.#down.delete(key);
-      return;
-    }
-    throw new DestinationUnavailable(
-      `not tried: it did not answer ${Math.round((now - down.since) / 1000)}s ago (${down.reason})`,
-    );
-  }
-
-  /**
-   * How long every open connection to `key` has been waiting for its
-   * greeting (the youngest's wait), or -1 when one of them got through.
-   */
-  #stalledFor(key: string): number {
-    const connecting = this.#connecting.get(key);
-    if (connecting === undefined || connecting.length < (this.#open.get(key) ?? 0)) return -1;
-    return this.#limits.now() - Math.max(...connecting);
-  }
-
-  /** Waits for room, at most `ms` (then the caller looks again), or until `signal`. */
-  #wait(key: string, ms: number | null, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const waiter: Waiter = {
-        key,
-        wake: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
-          const i = this.#waiters.indexOf(waiter);
-          if (i >= 0) this.#waiters.splice(i, 1);
-          resolve();
-        },
-      };
-      const onAbort = (): void => waiter.wake();
-      const timer = ms === null ? undefined : setTimeout(waiter.wake, Math.max(1, ms));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
-  }
-
-  /** Gives a connection back: kept for reuse if it can take more, else closed. */
-  release(key: string, client: SmtpClient): void {
-    if (client.isUsable && this.#limits.idleMs > 0) {
-      const list = this.#idle.get(key) ?? [];
-      const entry = {
-        client,
-        timer: setTimeout(() => {
-          const i = list.indexOf(entry);
-          if (i >= 0) list.splice(i, 1);
-          this.#forget(key);
-          void client.close().catch(() => {});
-        }, this.#limits.idleMs),
-      };
-      list.push(entry);
-      this.#idle.set(key, list);
-      this.#wakeOne(key);
-      return;
-    }
-    this.#forget(key);
-    void client.close().catch(() => {});
-  }
-
-  /** Closes every idle connection. */
-  async close(): Promise<void> {
-    const closing: Promise<void>[] = [];
-    for (const [key, list] of this.#idle) {
-      for (const entry of list.splice(0)) {
-        clearTimeout(entry.timer);
-        this.#forget(key);
-        closing.push(entry.client.close().catch(() => {}));
-      }
-    }
-    await Promise.all(closing);
-  }
-
-  #closeOneIdle(): void {
-    for (const [key, list] of this.#idle) {
-      const entry = list.shift();
-      if (entry) {
-        clearTimeout(entry.timer);
-        this.#forget(key);
-        void entry.client.close().catch(() => {});
-        return;
-      }
-    }
-  }
-
-  #forget(key: string): void {
-    const n = (this.#open.get(key) ?? 1) - 1;
-    if (n <= 0) this.#open.delete(key);
-    else this.#open.set(key, n);
-    this.#total--;
-    this.#wakeOne(key);
-  }
-
-  /**
-   * Wakes the first waiter for `key`, else the first waiter for a
-   * destination with room; a wake given to a waiter that cannot use it would
-   * leave one that can asleep.
-   */
-  #wakeOne(key: string): void {
-    const waiter = this.#waiters.find((w) => w.key === key) ??
-      this.#waiters.find((w) => (this.#open.get(w.key) ?? 0) < this.#limits.maxPer);
-    waiter?.wake();
-  }
-
-  #wakeAll(key: string): void {
-    for (const waiter of this.#waiters.filter((w) => w.key === key)) waiter.wake();
-  }
-}
-
-/**
  * Whether a header section has `TLS-Required: No` (RFC 8689 §5): the sender
  * asks that the recipient domain's TLS policies (DANE, MTA-STS) not stop it.
  */
 function hasTlsRequiredNo(header: Uint8Array): boolean {
   const text = new TextDecoder("latin1").decode(header);
   return /^TLS-Required:[ \t]*No[ \t]*\r?$/im.test(text);
-}
-
-/** What the message asks of TLS (RFC 8689): every hop verified, or the recipient's policies waived. */
-interface MessageTls {
-  /** REQUIRETLS on MAIL FROM (§4.1). */
-  readonly requireTls: boolean;
-  /** `TLS-Required: No`, ignored under REQUIRETLS (§5). */
-  readonly policiesWaived: boolean;
 }
 
 /** Counts the `Received:` fields of a header section (RFC 5321 §6.3). */
@@ -468,51 +180,6 @@ class RouteTlsError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "RouteTlsError";
-  }
-}
-
-/**
- * RFC 8689 §4.2.1: a REQUIRETLS message goes only over TLS whose
- * certificate was verified, by DANE, by MTA-STS, or by PKIX against the MX
- * host name when the MX answer was DNSSEC-secure (or a route's `tls:
- * verify`); any other hop is refused with 5.7.30.
- */
-function requireTlsSecurity(
-  security: HopSecurity,
-  host: NextHop,
-  d: DomainSecurity,
-): HopSecurity | { refused: ReplySummary; policy: string } {
-  if (security.kind === "dane" && security.records.length > 0) return security;
-  if (security.kind === "mta-sts" || security.kind === "ca") return security;
-  if (d.viaMx && d.mxSecure && security.kind !== "dane") return { kind: "ca" };
-  const why = !d.viaMx
-    ? `the route to ${host.name}:${host.port} does not verify its certificate (tls: verify)`
-    : security.kind === "dane"
-    ? `${host.name} has no usable TLSA record`
-    : `the MX of ${host.name} is neither DNSSEC-secure nor listed in an MTA-STS policy`;
-  return {
-    policy: policyName(security),
-    refused: {
-      code: 0,
-      enhancedStatus: "5.7.30",
-      text: `REQUIRETLS support required: ${why} (RFC 8689 §4.2.1)`,
-    },
-  };
-}
-
-/** What asked for TLS, for the deferral's text. */
-function requirement(security: HopSecurity): string {
-  switch (security.kind) {
-    case "dane":
-      return security.records.length > 0
-        ? "DANE (RFC 7672): TLSA records require TLS with a matching certificate"
-        : "DANE (RFC 7672): TLSA records (none usable) require TLS";
-    case "mta-sts":
-      return `the MTA-STS policy of ${security.domain} (RFC 8461, enforce) requires TLS with a certificate valid for the MX host`;
-    case "ca":
-      return "tls: verify";
-    default:
-      return "tls: require";
   }
 }
 
@@ -552,6 +219,7 @@ export class RelayTransport implements RemoteTransport {
   readonly #pool: ConnectionPool;
   readonly #now: () => number;
   readonly #sts: MtaStsPolicies;
+  readonly #security: HopSecurityPolicy;
 
   /**
    * Makes the transport.
@@ -576,6 +244,11 @@ export class RelayTransport implements RemoteTransport {
       ca: () => this.#trustedCas(),
       ...(options.state === undefined ? {} : { store: options.state }),
       ...(options.mtaStsPort === undefined ? {} : { port: options.mtaStsPort }),
+    });
+    this.#security = new HopSecurityPolicy({
+      resolver: options.resolver,
+      sts: this.#sts,
+      relay: () => configOf(options.config).relay,
     });
   }
 
@@ -727,6 +400,7 @@ export class RelayTransport implements RemoteTransport {
     signal: AbortSignal | undefined,
     policy: RoutePolicy | undefined,
     security: HopSecurity,
+    report: SessionReport | null = null,
   ): Promise<SmtpClient> {
     const { logger } = this.#options;
     const config = configOf(this.#options.config);
@@ -739,6 +413,7 @@ export class RelayTransport implements RemoteTransport {
       : "opportunistic";
     const auth = policy?.auth ?? null;
     const ca = this.#trustedCas();
+    let localAddress = "";
     const base: SmtpClientOptions = {
       ...this.#options.client,
       host: endpoint.address,
@@ -760,14 +435,24 @@ export class RelayTransport implements RemoteTransport {
         allowPlaintextAuth: auth.allowPlaintext,
       }),
       ...(signal === undefined ? {} : { signal }),
+      onConnected: (address) => localAddress = address,
       // SNI carries a host name, never an address (RFC 6066 §3).
       ...(endpoint.host.startsWith("[") || isIpv4(endpoint.host) || isIpv6(endpoint.host)
         ? {}
         : { servername: endpoint.host }),
     };
     try {
-      return await SmtpClient.connect(base);
+      const client = await SmtpClient.connect(base);
+      report?.(endpoint, localAddress, connectedFailure(security, client.tls));
+      return client;
     } catch (error: unknown) {
+      if (error instanceof TlsHandshakeError || isStartTlsMissing(error)) {
+        report?.(
+          endpoint,
+          localAddress,
+          handshakeFailure(security, error, isStartTlsMissing(error)),
+        );
+      }
       if (tls === "require" || tls === "verify") {
         // The route, DANE or MTA-STS asks for TLS: no plaintext fallback, the message waits.
         if (error instanceof TlsHandshakeError || isStartTlsMissing(error)) {
@@ -803,14 +488,29 @@ export class RelayTransport implements RemoteTransport {
     let lastFailure: ReplySummary = { code: 0, enhancedStatus: "4.4.1", text: "No host answered" };
     let lastHop = domain;
     let lastPolicy = "opportunistic";
-    const domainSecurity = await this.#domainSecurity(domain, found.viaMx);
+    const domainSecurity = await this.#security.domainSecurity(domain, found.viaMx);
     hosts: for (const host of found.hosts) {
-      const decided = await this.#hostSecurity(domain, host, domainSecurity, messageTls);
+      const decided = await this.#security.hostSecurity(domain, host, domainSecurity, messageTls);
       if ("refused" in decided) {
         // RFC 7672 §2.2, RFC 8461 §4.2: this MX may not be used; the next may.
         lastFailure = decided.refused;
         lastHop = `${host.name}:${host.port}`;
         lastPolicy = decided.policy;
+        const refusal = refusalFailure(
+          decided.policy,
+          decided.refused.enhancedStatus,
+          decided.refused.text,
+        );
+        if (refusal !== null) {
+          const hostEndpoint = { host: host.name, address: "", port: host.port };
+          this.#sessionReporter(
+            domain,
+            host.name,
+            { kind: decided.policy },
+            domainSecurity,
+            messageTls,
+          )?.(hostEndpoint, "", refusal);
+        }
         this.#options.logger.log("warn", "delivery.error", message.queueId, {
           next_hop: lastHop,
           tls_policy: decided.policy,
@@ -820,6 +520,7 @@ export class RelayTransport implements RemoteTransport {
       }
       const security = decided;
       lastPolicy = policyName(security);
+      const report = this.#sessionReporter(domain, host.name, security, domainSecurity, messageTls);
       let addresses: string[];
       try {
         addresses = await resolveAddresses(host.name, this.#options.resolver);
@@ -863,7 +564,7 @@ export class RelayTransport implements RemoteTransport {
         try {
           client = await this.#pool.acquire(
             key,
-            () => this.#connect(endpoint, signal, host.policy, security),
+            () => this.#connect(endpoint, signal, host.policy, security, report),
             signal,
           );
         } catch (error: unknown) {
@@ -986,124 +687,37 @@ export class RelayTransport implements RemoteTransport {
   }
 
   /**
-   * What the domain says about TLS: its MTA-STS policy, and whether its MX
-   * answer is DNSSEC-secure (RFC 7672 §2.2.1: DANE only for a secure MX
-   * RRset). Only for MX delivery: a configured route has its own `tls`.
+   * Where the TLS negotiations with one MX host are reported (RFC 8460), or
+   * `null`: not for a configured route (no policy domain), nor for a message
+   * that waived the policies with `TLS-Required: No` (RFC 8689 §5; TLS-RPT's
+   * own reports carry it, and RFC 8460 §3 asks that their sessions not be
+   * reported). A domain that announced an MTA-STS policy tern could not
+   * fetch counts each session as that failure (RFC 8460 §4.3.2.2).
    */
-  async #domainSecurity(domain: string, viaMx: boolean): Promise<DomainSecurity> {
-    const relay = configOf(this.#options.config).relay;
-    if (!viaMx) return { viaMx, mxSecure: false, sts: null };
-    let mxSecure = false;
-    if (relay.dane !== false) {
-      try {
-        // Answered from the resolver's cache: resolveMx asked just now.
-        mxSecure = isAuthenticated(await this.#options.resolver.query(domain, "MX"));
-      } catch {
-        mxSecure = false;
-      }
-    }
-    const sts = relay.mtaSts === false ? null : await this.#sts.policyFor(domain);
-    return { viaMx, mxSecure, sts };
-  }
-
-  /**
-   * How one MX host is to be secured, or why it may not be used. DANE
-   * first (RFC 8461 §2: DANE takes precedence), then MTA-STS, else
-   * opportunistic TLS (RFC 7435).
-   */
-  async #hostSecurity(
+  #sessionReporter(
     domain: string,
-    host: NextHop,
+    mxHost: string,
+    security: { readonly kind: string; readonly records?: readonly Tlsa[] },
     d: DomainSecurity,
     messageTls: MessageTls,
-  ): Promise<HopSecurity | { refused: ReplySummary; policy: string }> {
-    const decided = messageTls.policiesWaived
-      ? { kind: "opportunistic" as const }
-      : await this.#policySecurity(domain, host, d);
-    if (!messageTls.requireTls || "refused" in decided) return decided;
-    return requireTlsSecurity(decided, host, d);
-  }
-
-  /** The recipient domain's policies for one host: DANE, MTA-STS, or opportunistic. */
-  async #policySecurity(
-    domain: string,
-    host: NextHop,
-    d: DomainSecurity,
-  ): Promise<HopSecurity | { refused: ReplySummary; policy: string }> {
-    if (!d.viaMx) {
-      const t = host.policy?.tls ?? "opportunistic";
-      return { kind: t === "verify" ? "ca" : t === "require" ? "required" : t };
-    }
-    if (d.mxSecure && !host.name.startsWith("[") && await this.#addressesSecure(host.name)) {
-      const dane = await this.#tlsa(host);
-      if ("refused" in dane) return dane;
-      if (dane.records !== null) return { kind: "dane", records: dane.records };
-    }
-    const policy = d.sts?.policy ?? null;
-    if (policy === null || policy.mode === "none") return { kind: "opportunistic" };
-    const matches = mxMatches(policy, host.name);
-    if (policy.mode === "testing") return { kind: "mta-sts-testing", domain, matches };
-    if (!matches) {
-      return {
-        policy: "mta-sts",
-        refused: {
-          code: 0,
-          enhancedStatus: "4.7.5",
-          text: `MX host ${host.name} is not listed in the MTA-STS policy of ${domain} ` +
-            `(RFC 8461, enforce: mx ${policy.mx.join(", ")}), not used`,
+  ): SessionReport | null {
+    const sink = this.#options.tlsReports;
+    if (sink === undefined || !d.viaMx || messageTls.policiesWaived) return null;
+    const policy = reportPolicy(security, d.sts, mxHost);
+    const stsFailure = security.kind === "dane" ? null : stsLookupFailure(d.sts);
+    return (endpoint, localAddress, failure) => {
+      const kind = stsFailure ?? failure;
+      sink.record({
+        domain,
+        policy: stsFailure === null ? policy : { type: "sts", strings: [], mxHosts: [] },
+        failure: kind === null ? null : {
+          ...kind,
+          ...(localAddress === "" ? {} : { sendingIp: localAddress }),
+          receivingMx: endpoint.host,
+          ...(endpoint.address === "" ? {} : { receivingIp: endpoint.address }),
         },
-      };
-    }
-    return { kind: "mta-sts", domain };
-  }
-
-  /**
-   * Whether the address records of an MX host are DNSSEC-secure (RFC 7672
-   * §2.2.2: only then is its TLSA record looked up). A failure counts as
-   * insecure here; the address lookup that follows reports it.
-   */
-  async #addressesSecure(host: string): Promise<boolean> {
-    try {
-      const answers = await Promise.all(
-        (["A", "AAAA"] as const).map((t) => this.#options.resolver.query(host, t)),
-      );
-      return answers.some((a) => a.kind === "answer") && answers.every(isAuthenticated);
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * The usable TLSA records of a host (RFC 7672 §2.2): `records: null` when
-   * DANE does not apply (no records, or not DNSSEC-secure); `[]` when it
-   * applies but no record is usable (TLS required, not authenticated);
-   * refused when the lookup failed, which with a validating resolver is
-   * how a bogus answer shows (SERVFAIL): that host is not used.
-   */
-  async #tlsa(
-    host: NextHop,
-  ): Promise<{ records: Tlsa[] | null } | { refused: ReplySummary; policy: string }> {
-    const name = `_${host.port}._tcp.${host.name}`;
-    try {
-      const answer = await this.#options.resolver.query(name, "TLSA");
-      if (answer.kind !== "answer" || !isAuthenticated(answer)) return { records: null };
-      const all = answer.records.flatMap((r) =>
-        r.data instanceof Uint8Array ? [parseTlsa(r.data)] : []
-      );
-      return { records: all.filter((t): t is Tlsa => t !== null && isUsableTlsa(t)) };
-    } catch (error: unknown) {
-      if (error instanceof SyntaxError) return { records: null };
-      return {
-        policy: "dane",
-        refused: {
-          code: 0,
-          enhancedStatus: "4.7.5",
-          text: `DANE: the TLSA lookup of ${name} failed (${
-            error instanceof DnsTemporaryError ? error.reason : describe(error)
-          }), ${host.name} not used`,
-        },
-      };
-    }
+      });
+    };
   }
 
   /** MTA-STS testing mode (RFC 8461 §5): delivered anyway; a hop enforce would refuse is logged. */

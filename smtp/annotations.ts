@@ -843,7 +843,11 @@ export const ANNOTATIONS: AnnotationTable = {
     "X.7.5": {
       title: "Cryptographic failure",
       rule: "cryptographic failure",
-      meaning: "A key or other information needed to validate or decrypt was missing.",
+      meaning: "A key or other information needed to validate or decrypt was missing. " +
+        "tern's relay defers with 4.7.5 an MX host that the recipient domain's MTA-STS " +
+        "policy does not list (RFC 8461 §4.1) or whose DANE TLSA lookup failed (RFC 7672 " +
+        "§2.2); such hosts, and TLS sessions that failed, are counted in the daily TLS " +
+        "reports to that domain (RFC 8460, `tern tls-report`).",
       reference: ref(3463, "3.8"),
     },
     "X.7.6": {

@@ -135,6 +135,8 @@ export interface SmtpClientOptions {
    * `connect` has returned. @default {none}
    */
   signal?: AbortSignal;
+  /** Told our own address once the TCP connection is up (TLS reports name it, RFC 8460 §4.4). @default {none} */
+  onConnected?: (localAddress: string) => void;
 }
 
 /** The TLS state of a connection. */
@@ -247,6 +249,7 @@ export class SmtpClient {
       options.path,
     );
     socket.setNoDelay(true);
+    options.onConnected?.(socket.localAddress ?? "");
     const client = new SmtpClient(options, socket);
     // Closing the socket ends whatever wait is under way (greeting, EHLO, handshake).
     const onAbort = (): void => {

@@ -223,6 +223,13 @@ export interface Replies {
   readonly earlyTalker: Reply;
   /** 451 4.7.1: the account reached a sending limit; try later (RFC 5321 §4.2.5, RFC 3463 X.7.1). */
   readonly sendingLimited: (what: string) => Reply;
+  /** 550 5.7.1: a milter (content filter) rejected the command or the message (SMFIR_REJECT). */
+  readonly milterRejected: Reply;
+  /**
+   * 451 4.7.1: a milter asked to try later (SMFIR_TEMPFAIL), or is down or
+   * slow and its `default_action` is `tempfail` (RFC 5321 §4.2.5).
+   */
+  readonly milterTempfail: Reply;
 }
 
 /**
@@ -677,6 +684,17 @@ export const REPLY_TABLE: ReplyTable = {
         "keeps the message and sends it later, so nothing is lost.",
       reference: ref(5321, "4.2.5"),
     },
+  },
+  // Notes: 550 5.7.1 and 451 4.7.1 carry theirs on dmarcRejected and sendingLimited.
+  milterRejected: {
+    code: 550,
+    enhancedStatus: "5.7.1",
+    text: "Rejected by a content filter",
+  },
+  milterTempfail: {
+    code: 451,
+    enhancedStatus: "4.7.1",
+    text: "The content filter cannot check this now, try again later",
   },
 };
 

@@ -265,6 +265,7 @@ Deno.test("tern dns-records prints MX, SPF, the configured DKIM keys' records an
       rsa.stdout.trim(),
       ed.stdout.trim(),
       '_dmarc.example.test. IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"',
+      '_smtp._tls.example.test. IN TXT "v=TLSRPTv1; rua=mailto:tls-reports@example.test"',
     ]);
     assert.match(run.stdout, /; DMARC \(RFC 7489\)/);
     assert.match(run.stdout, /quarantine/);
