@@ -522,12 +522,14 @@ export const REPLY_TABLE: ReplyTable = {
     text: (domain) =>
       `Message rejected: it fails DMARC and the policy of ${domain} is to reject such mail`,
     note: {
-      title: "Rejected by the sender domain's DMARC policy",
-      rule: "the From: domain publishes p=reject and neither SPF nor DKIM passed aligned with it",
-      meaning: "The domain in From: says that mail which neither its SPF nor its DKIM " +
-        "authenticates is forged. The receiver refuses it after the data rather than deliver " +
-        "a forgery. The sender should sign with DKIM for the From: domain, or send from a " +
-        "host its SPF record lists.",
+      title: "Rejected by policy: DMARC, or a filter",
+      rule:
+        "refused for what the message is: a DMARC fail of a p=reject domain, or a milter's verdict",
+      meaning: "After the data, tern refuses with 550 5.7.1 when the domain in From: " +
+        "publishes a DMARC policy of p=reject and neither its SPF nor its DKIM authenticates " +
+        "the message (the domain says such mail is forged: sign with DKIM for the From: " +
+        "domain, or send from a host its SPF record lists), and when a milter (a spam or " +
+        "virus filter) rejects the message; the text says which.",
       reference: ref(9989, "8.3"),
     },
   },
