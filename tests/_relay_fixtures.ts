@@ -171,7 +171,8 @@ export async function startDnsmasq(
     const dir = await Deno.makeTempDir({ prefix: "tern-dnsmasq-" });
     const child = new Deno.Command("/usr/sbin/dnsmasq", {
       args: [
-        "--no-daemon",
+        // Not --no-daemon: in that mode dnsmasq answers TCP in its one process,
+        // and a client keeping a TCP connection open (rspamd does) stalls UDP.
         "--keep-in-foreground",
         "--conf-file=/dev/null",
         "--no-resolv",
