@@ -37,8 +37,7 @@ import { formatDate } from "../smtp/received.ts";
 import { CliError, findConfig, openQueue } from "./_common.ts";
 import { queueCommand } from "./queue.ts";
 import { SmtpClient } from "../smtp/client.ts";
-import { annotateCommand, annotateExtension, annotateReply } from "../smtp/annotations.ts";
-import { traceLine } from "../smtp/trace.ts";
+import { clientTracer } from "../smtp/trace.ts";
 
 /** sysexits.h: success. */
 export const EX_OK = 0;
@@ -390,46 +389,6 @@ function defaultServer(config: Config): string {
   return host.includes(":") ? `[${host}]:${l.port}` : `${host}:${l.port}`;
 }
 
-/** Prints the annotated dialogue of `--trace` (the content itself is never printed). */
-function tracer(): (line: string) => void {
-  const pending: string[] = ["greeting"];
-  let ehloLine = 0;
-  return (line: string): void => {
-    if (line.startsWith("C: ")) {
-      const text = line.slice(3);
-      const verb = text.split(" ", 1)[0]!.toUpperCase();
-      // The reply to BDAT LAST is the reply to the whole content, like the one after DATA's dot.
-      pending.push(verb === "BDAT" && / LAST$/i.test(text) ? "content" : verb);
-      ehloLine = 0;
-      console.log(traceLine("C", text, text.startsWith("AUTH") ? null : annotateCommand(text)));
-    } else if (line.startsWith("S: ")) {
-      const text = line.slice(3);
-      const r = /^(\d{3})([ -])(?:([245]\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(text);
-      if (pending[0] === "EHLO" && r && ehloLine++ > 0) {
-        // RFC 5321 §4.1.1.1: after the first line, one extension keyword per line.
-        console.log(traceLine("S", text, annotateExtension(r[4] ?? "")));
-        if (r[2] === " ") pending.shift();
-        return;
-      }
-      if (!r || r[2] === "-") {
-        console.log(traceLine("S", text, null));
-        return;
-      }
-      const code = Number(r[1]);
-      const answers = code === 334 ? pending[0] : pending.shift();
-      const reply = r[3] === undefined
-        ? { code, lines: [r[4]!] }
-        : { code, enhancedStatus: r[3], lines: [r[4]!] };
-      console.log(
-        traceLine("S", text, annotateReply(reply, answers === undefined ? {} : { answers })),
-      );
-    } else {
-      if (/content|data|BDAT/i.test(line)) pending.push("content");
-      console.log(traceLine("*", line.replace(/^\* ?/, ""), null));
-    }
-  };
-}
-
 /** The message, ready to send: envelope and content. */
 interface Submission {
   config: Config;
@@ -475,7 +434,7 @@ async function connect(
       ...("path" in target ? { path: target.path } : {}),
       helo: heloName(target, s.config),
       connectTimeoutMs: 10_000,
-      ...(s.options.trace ? { onTrace: tracer() } : {}),
+      ...(s.options.trace ? { onTrace: clientTracer((line) => console.log(line)) } : {}),
     });
   } catch (error: unknown) {
     if ("path" in target) return null;

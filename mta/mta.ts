@@ -259,6 +259,7 @@ export class Mta {
       ...(options.mxPort === undefined ? {} : { mxPort: options.mxPort }),
       isOwnEndpoint: (address, port) => ownEndpoints.has(`${address}:${port}`),
       state: queue, // MTA-STS policies outlive restarts (RFC 8461 §5.1)
+      ...(options.trace === undefined ? {} : { trace: options.trace }),
       tlsReports: {
         record: (session) => {
           if (live.current.relay.tlsRpt?.enabled !== false) tlsRpt.record(session);

@@ -48,6 +48,7 @@ import {
   TlsHandshakeError,
 } from "../smtp/client.ts";
 import { type OutgoingRecipient, xtext } from "../smtp/client_session.ts";
+import { clientTracer } from "../smtp/trace.ts";
 import { isIpv4, isIpv6 } from "../smtp/path.ts";
 import type { Reply } from "../smtp/reply.ts";
 import { logOutcome, type RemoteTransport } from "./delivery.ts";
@@ -57,6 +58,7 @@ import { mxHops, type NextHop, relayRoute } from "./routing.ts";
 import { checkDaneChain, type Tlsa } from "../tls_policy/dane.ts";
 import {
   type DomainSecurity,
+  explainSecurity,
   type HopSecurity,
   HopSecurityPolicy,
   type MessageTls,
@@ -116,6 +118,11 @@ export interface RelayOptions {
   readonly state?: PolicyStore;
   /** The HTTPS port of MTA-STS policy hosts. @default {443} */
   readonly mtaStsPort?: number;
+  /**
+   * Where the annotated dialogue with each next hop goes, with how the hop
+   * is secured and why (`tern serve --trace`). @default {no trace}
+   */
+  readonly trace?: (line: string) => void;
   /** Where the outcome of each TLS negotiation with an MX host goes (RFC 8460 TLS-RPT). @default {none} */
   readonly tlsReports?: TlsRptSink;
 }
@@ -414,8 +421,13 @@ export class RelayTransport implements RemoteTransport {
     const auth = policy?.auth ?? null;
     const ca = this.#trustedCas();
     let localAddress = "";
+    const trace = this.#options.trace;
     const base: SmtpClientOptions = {
       ...this.#options.client,
+      // `tern serve --trace`: the relay's dialogues too, each line with its hop.
+      ...(trace === undefined
+        ? {}
+        : { onTrace: clientTracer((line) => trace(`${endpointName(endpoint)} ${line}`)) }),
       host: endpoint.address,
       port: endpoint.port,
       helo: config.hostname,
@@ -456,7 +468,9 @@ export class RelayTransport implements RemoteTransport {
       if (tls === "require" || tls === "verify") {
         // The route, DANE or MTA-STS asks for TLS: no plaintext fallback, the message waits.
         if (error instanceof TlsHandshakeError || isStartTlsMissing(error)) {
-          throw new RouteTlsError(`${requirement(security)}: ${describe(error)}`);
+          const why = `${requirement(security)}: ${describe(error)}`;
+          trace?.(`* ${endpointName(endpoint)}: not used: ${why}`);
+          throw new RouteTlsError(why);
         }
       }
       if (!(error instanceof TlsHandshakeError)) throw error;
@@ -516,10 +530,12 @@ export class RelayTransport implements RemoteTransport {
           tls_policy: decided.policy,
           reason: decided.refused.text,
         });
+        this.#options.trace?.(`* ${lastHop}: not used: ${decided.refused.text}`);
         continue;
       }
       const security = decided;
       lastPolicy = policyName(security);
+      this.#options.trace?.(`* ${host.name}:${host.port}: ${explainSecurity(security)}`);
       const report = this.#sessionReporter(domain, host.name, security, domainSecurity, messageTls);
       let addresses: string[];
       try {

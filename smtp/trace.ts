@@ -175,3 +175,62 @@ export class ServerTrace {
     this.#write(`[${id}] ${line}`);
   }
 }
+
+/**
+ * Annotates a client's wire trace (`SmtpClientOptions.onTrace`: `C: `
+ * commands, `S: ` replies, `* ` notes; never content) with the RFC rule of
+ * each line, as `tern send --trace` and `tern serve --trace` print it: each
+ * reply is matched to the command it answers (pipelined commands included),
+ * each EHLO keyword to its extension.
+ *
+ * @param print Where the annotated lines go.
+ * @returns The function to give as `onTrace`.
+ *
+ * @example
+ * ```ts
+ * import { clientTracer } from "./trace.ts";
+ * const lines: string[] = [];
+ * const trace = clientTracer((line) => lines.push(line));
+ * trace("S: 220 mx.example.test ESMTP");
+ * trace("C: QUIT");
+ * print(lines.length); // 2
+ * ```
+ */
+export function clientTracer(print: (line: string) => void): (line: string) => void {
+  const pending: string[] = ["greeting"];
+  let ehloLine = 0;
+  return (line: string): void => {
+    if (line.startsWith("C: ")) {
+      const text = line.slice(3);
+      const verb = text.split(" ", 1)[0]!.toUpperCase();
+      // The reply to BDAT LAST is the reply to the whole content, like the one after DATA's dot.
+      pending.push(verb === "BDAT" && / LAST$/i.test(text) ? "content" : verb);
+      ehloLine = 0;
+      print(traceLine("C", text, text.startsWith("AUTH") ? null : annotateCommand(text)));
+    } else if (line.startsWith("S: ")) {
+      const text = line.slice(3);
+      const r = /^(\d{3})([ -])(?:([245]\.\d{1,3}\.\d{1,3}) )?(.*)$/.exec(text);
+      if (pending[0] === "EHLO" && r && ehloLine++ > 0) {
+        // RFC 5321 §4.1.1.1: after the first line, one extension keyword per line.
+        print(traceLine("S", text, annotateExtension(r[4] ?? "")));
+        if (r[2] === " ") pending.shift();
+        return;
+      }
+      if (!r || r[2] === "-") {
+        print(traceLine("S", text, null));
+        return;
+      }
+      const code = Number(r[1]);
+      const answers = code === 334 ? pending[0] : pending.shift();
+      const reply = r[3] === undefined
+        ? { code, lines: [r[4]!] }
+        : { code, enhancedStatus: r[3], lines: [r[4]!] };
+      print(
+        traceLine("S", text, annotateReply(reply, answers === undefined ? {} : { answers })),
+      );
+    } else {
+      if (/content|data|BDAT/i.test(line)) pending.push("content");
+      print(traceLine("*", line.replace(/^\* ?/, ""), null));
+    }
+  };
+}

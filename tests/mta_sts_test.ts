@@ -144,7 +144,13 @@ dns: { nameservers: ["${dns.nameserver}"] }
 `,
   );
   const logger = new MemoryLogger();
-  const mta = await Mta.start(config, { logger, pollMs: 50, mxPort: port });
+  const trace: string[] = [];
+  const mta = await Mta.start(config, {
+    logger,
+    pollMs: 50,
+    mxPort: port,
+    trace: (line) => trace.push(line),
+  });
   try {
     const smtpPort = mta.listeners[0]!.port;
     const send = (to: string) => sendTo(smtpPort, to);
@@ -160,6 +166,14 @@ dns: { nameservers: ["${dns.nameserver}"] }
         assert.equal(line.fields.verified, true);
         const [m] = await messagesTo(good, "u@good.test");
         assert.equal(m?.tls, true);
+        // serve --trace: how the hop was secured, with the rule, then the annotated dialogue.
+        assert.ok(
+          trace.some((l) =>
+            /^\* mx\.good\.test:\d+: the MTA-STS policy of good\.test \(RFC 8461, enforce\)/.test(l)
+          ),
+          trace.join("\n"),
+        );
+        assert.ok(trace.some((l) => /C: STARTTLS +; .*RFC 3207/.test(l)), trace.join("\n"));
       },
     );
 
@@ -172,6 +186,10 @@ dns: { nameservers: ["${dns.nameserver}"] }
         assert.match(String(line.fields.reply), /MTA-STS/);
         assert.equal(line.fields.tls_policy, "mta-sts");
         assert.deepEqual(await messagesTo(plain, "u@strip.test"), []);
+        assert.ok(
+          trace.some((l) => /^\* mx\.strip\.test\S*: not used: .*STARTTLS/.test(l)),
+          trace.join("\n"),
+        );
       },
     );
 

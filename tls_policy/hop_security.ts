@@ -53,6 +53,32 @@ export interface MessageTls {
   readonly policiesWaived: boolean;
 }
 
+/**
+ * A hop's security in words, with the rule behind it, for the trace of
+ * `tern serve --trace`.
+ *
+ * @param security The decision.
+ * @returns One line.
+ */
+export function explainSecurity(security: HopSecurity): string {
+  switch (security.kind) {
+    case "none":
+      return "a route with tls: none: plaintext";
+    case "opportunistic":
+      return "no DANE or MTA-STS policy: STARTTLS when offered, any certificate, " +
+        "plaintext if the handshake fails (RFC 7435)";
+    case "mta-sts-testing":
+      return `the MTA-STS policy of ${security.domain} is in testing mode: delivered as ` +
+        `opportunistic, what enforce would refuse is logged and reported (RFC 8461 §5)`;
+    case "required":
+      return "a route with tls: require: TLS, any certificate";
+    case "ca":
+      return "TLS with a certificate valid for the host name (PKIX, RFC 6125), or nothing";
+    default:
+      return `${requirement(security)}, or nothing`;
+  }
+}
+
 /** A hop's security, or why the hop may not be used (and under which policy). */
 export type HopDecision = HopSecurity | { refused: ReplySummary; policy: string };
 
