@@ -8,8 +8,15 @@
  * - RFC 5321 §6.1: a commit is one transaction (the content's last chunk,
  *   the commit header, the message row), committed with
  *   `synchronous_commit = on`; only then does the server answer `250`.
- *   Content lives in the database (`bytea` chunks), never in node-local files,
- *   so any node can deliver any message.
+ *   Content lives in the database (in the message's row when it fits in one
+ *   chunk, else in `bytea` chunks), never in node-local files, so any node
+ *   can deliver any message.
+ * - Round trips: a small message costs two statements, its commit (one
+ *   `INSERT`, claimed at commit when the local delivery loop takes it) and
+ *   its attempt's record (one `DELETE` or `UPDATE` that checks the lease).
+ *   Both go through a batcher (pg_batch.ts): statements that arrive while a
+ *   batch is in flight go together in the next, one transaction and one WAL
+ *   flush for all (group commit), each answered only after that commit.
  * - A claim is an `UPDATE` of rows picked with `FOR UPDATE SKIP LOCKED`: two
  *   nodes never take one message, and neither waits for the other. A claim
  *   is a lease: the message's `due` becomes the lease's end, so when its
@@ -50,6 +57,7 @@ import { HOST, isDeadLocalProcess } from "./kv_keys.ts";
 import { bytesOf, guard, openPool, type Sql } from "./pg_sql.ts";
 import { isSchemaName, migrate } from "./pg_schema.ts";
 import { PgUpload, type PgUploadContext } from "./pg_upload.ts";
+import { PgBatcher } from "./pg_batch.ts";
 
 const DEFAULT_LEASE_MS = 60_000;
 const DEFAULT_INCOMPLETE_AFTER_MS = 60 * 60_000;
@@ -109,6 +117,32 @@ interface ClaimedRow extends MessageRow {
   readonly prev_due: string;
 }
 
+/**
+ * The columns of a {@linkcode MessageRow}: every column but `content`, which
+ * only a delivery reads (a listing or a claim must not carry every message's
+ * octets).
+ */
+const MESSAGE_COLUMNS: readonly string[] = [
+  "queue_id",
+  "envelope",
+  "recipients",
+  "client_address",
+  "arrival",
+  "size",
+  "next_attempt",
+  "held",
+  "due",
+  "version",
+  "lease_token",
+  "lease_expires",
+];
+
+/** {@linkcode MESSAGE_COLUMNS} of the table aliased `m`. */
+const M_COLUMNS: readonly string[] = MESSAGE_COLUMNS.map((c) => `m.${c}`);
+
+/** One call of {@linkcode Logger.log}, kept until it is known to have happened. */
+type LogCall = Parameters<Logger["log"]>;
+
 /** The record of a row. */
 function toMessage(row: MessageRow): QueuedMessage {
   return {
@@ -147,6 +181,7 @@ export class PgQueue implements Queue {
   readonly #incompleteAfterMs: number;
   readonly #keepContentBudget: number;
   readonly #channel: string;
+  readonly #batcher: PgBatcher;
   #keptOctets = 0;
   #idTime = -1;
   readonly #idsThisMs = new Set<string>();
@@ -167,6 +202,7 @@ export class PgQueue implements Queue {
     this.#incompleteAfterMs = options.incompleteAfterMs ?? DEFAULT_INCOMPLETE_AFTER_MS;
     this.#keepContentBudget = options.keepContentBudget ?? DEFAULT_KEEP_CONTENT_BUDGET;
     this.#channel = `tern_work_${schema}`;
+    this.#batcher = new PgBatcher(sql);
   }
 
   /**
@@ -269,6 +305,7 @@ export class PgQueue implements Queue {
           this.#keptOctets -= octets;
         },
         track: (promise) => this.#track(promise),
+        batcher: this.#batcher,
       };
       return Promise.resolve(new PgUpload(this.#newId(init.now), init, context));
     } catch (error: unknown) {
@@ -306,7 +343,7 @@ export class PgQueue implements Queue {
           lease_owner = ${OWNER}, lease_claimed = ${now}, due = ${expires},
           version = m.version + 1
         FROM c WHERE m.queue_id = c.queue_id
-        RETURNING m.*, c.prev_due, c.prev_token, c.prev_owner, c.prev_claimed`);
+        RETURNING ${sql(M_COLUMNS)}, c.prev_due, c.prev_token, c.prev_owner, c.prev_claimed`);
     const sorted = [...rows].sort((a, b) =>
       Number(a.prev_due) - Number(b.prev_due) || (a.queue_id < b.queue_id ? -1 : 1)
     );
@@ -393,7 +430,9 @@ export class PgQueue implements Queue {
         if (size < 0) {
           const rows = await guard(
             "read a message",
-            () => sql<{ size: string }[]>`SELECT size FROM messages WHERE queue_id = ${queueId}`,
+            () =>
+              sql<{ size: string; content: Uint8Array | null }[]>`SELECT size, content
+              FROM messages WHERE queue_id = ${queueId}`,
           );
           if (rows[0] === undefined) {
             throw new QueueNotFoundError(
@@ -402,6 +441,13 @@ export class PgQueue implements Queue {
             );
           }
           size = Number(rows[0].size);
+          // A message that fits in one chunk has its content in its row.
+          const inline = rows[0].content;
+          if (inline !== null) {
+            controller.enqueue(bytesOf(inline));
+            controller.close();
+            return;
+          }
         }
         const chunks = await guard(
           "read a message",
@@ -434,39 +480,41 @@ export class PgQueue implements Queue {
   ): Promise<QueuedMessage | null> {
     this.#assertOpen();
     const id = claim.message.queueId;
-    const result = await guard("record a delivery attempt", () =>
-      this.#sql.begin(async (tx) => {
-        const rows = await tx<MessageRow[]>`SELECT * FROM messages WHERE queue_id = ${id}
-          FOR UPDATE`;
-        const row = rows[0];
-        if (row === undefined || row.lease_token !== claim.lease.token) {
-          return { lost: row === undefined ? "message deleted during delivery" : "lease lost" };
-        }
-        const arrival = Number(row.arrival);
-        const { recipients } = applyOutcomes(id, arrival, row.recipients, outcomes, now, {
-          maxAge: this.#maxAge,
-          logger: this.#logger,
-        });
-        const pending = recipients.filter(isPending);
-        if (pending.length === 0) {
-          await tx`DELETE FROM messages WHERE queue_id = ${id}`;
-          await tx`DELETE FROM chunks WHERE queue_id = ${id}`;
-          return { final: toMessage({ ...row, recipients }) };
-        }
-        const nextAttempt = nextAttemptAt(pending, now, this.#retry);
-        const due = row.held ? null : nextAttempt;
-        await tx`UPDATE messages SET recipients = ${JSON.stringify(recipients)}::text::jsonb,
-            next_attempt = ${nextAttempt}, due = ${due}, lease_token = NULL,
-            lease_expires = NULL, lease_owner = NULL, lease_claimed = NULL
-          WHERE queue_id = ${id}`;
-        return {
-          updated: toMessage({
-            ...row,
-            recipients,
-            next_attempt: String(nextAttempt),
-          }),
-        };
-      }));
+    // Only the holder of the lease changes a message's recipients, and the
+    // row is written only while the claim's lease is on it, so the claim's
+    // recipients are the row's: the attempt is applied here and written in
+    // one statement (one round trip, one transaction). Expiries it logs wait
+    // until the statement has found the lease.
+    const logs: LogCall[] = [];
+    const { recipients } = applyOutcomes(
+      id,
+      claim.message.arrival,
+      claim.message.recipients,
+      outcomes,
+      now,
+      { maxAge: this.#maxAge, logger: { log: (...call) => logs.push(call) } },
+    );
+    const result = await guard("record a delivery attempt", async () => {
+      const pending = recipients.filter(isPending);
+      if (pending.length === 0) {
+        const [row] = await this.#deleteClaimed(claim);
+        return row === undefined
+          ? await this.#lostClaim(id)
+          : { final: toMessage({ ...row, recipients }) };
+      }
+      const nextAttempt = nextAttemptAt(pending, now, this.#retry);
+      // A message held during the attempt stays held: due never, until release.
+      const [row] = await this.#batcher.run((sql) =>
+        sql<MessageRow[]>`UPDATE messages
+        SET recipients = ${JSON.stringify(recipients)}::text::jsonb,
+          next_attempt = ${nextAttempt},
+          due = CASE WHEN held THEN NULL ELSE ${nextAttempt}::bigint END,
+          lease_token = NULL, lease_expires = NULL, lease_owner = NULL, lease_claimed = NULL
+        WHERE queue_id = ${id} AND lease_token = ${claim.lease.token}
+        RETURNING ${sql(MESSAGE_COLUMNS)}`
+      );
+      return row === undefined ? await this.#lostClaim(id) : { updated: toMessage(row) };
+    });
     if ("lost" in result) {
       this.#logger.log("warn", "queue.error", id, {
         reason: result.lost,
@@ -474,6 +522,7 @@ export class PgQueue implements Queue {
       });
       return null;
     }
+    for (const call of logs) this.#logger.log(...call);
     if ("final" in result) {
       const recipients = result.final.recipients;
       this.#logger.log("info", "queue.removed", id, {
@@ -486,12 +535,39 @@ export class PgQueue implements Queue {
     return result.updated;
   }
 
+  /**
+   * Removes a claimed message and its chunks in one statement, while the
+   * claim's lease is on it.
+   *
+   * @returns The removed row, or none when the claim was lost.
+   */
+  #deleteClaimed(claim: ClaimedMessage): Promise<readonly MessageRow[]> {
+    const id = claim.message.queueId;
+    return this.#batcher.run((sql) =>
+      sql<MessageRow[]>`
+      WITH d AS (
+        DELETE FROM messages WHERE queue_id = ${id} AND lease_token = ${claim.lease.token}
+        RETURNING ${sql(MESSAGE_COLUMNS)}, content IS NULL AS chunked),
+      c AS (
+        DELETE FROM chunks WHERE queue_id = ${id} AND EXISTS (SELECT 1 FROM d WHERE d.chunked))
+      SELECT * FROM d`
+    );
+  }
+
+  /** Why an attempt found no lease to record under: the message is gone, or another has it. */
+  async #lostClaim(id: string): Promise<{ lost: string }> {
+    const rows = await this.#sql`SELECT 1 FROM messages WHERE queue_id = ${id}`;
+    return { lost: rows.length === 0 ? "message deleted during delivery" : "lease lost" };
+  }
+
   /** Reads one message. See {@linkcode Queue.get}. */
   async get(queueId: string): Promise<QueuedMessage | null> {
     this.#assertOpen();
     const rows = await guard(
       "read a message",
-      () => this.#sql<MessageRow[]>`SELECT * FROM messages WHERE queue_id = ${queueId}`,
+      () =>
+        this.#sql<MessageRow[]>`SELECT ${this.#sql(MESSAGE_COLUMNS)} FROM messages
+        WHERE queue_id = ${queueId}`,
     );
     return rows[0] === undefined ? null : toMessage(rows[0]);
   }
@@ -504,7 +580,8 @@ export class PgQueue implements Queue {
       const rows = await guard(
         "list the queue",
         () =>
-          this.#sql<MessageRow[]>`SELECT * FROM messages WHERE queue_id > ${after}
+          this.#sql<MessageRow[]>`SELECT ${this.#sql(MESSAGE_COLUMNS)} FROM messages
+          WHERE queue_id > ${after}
           ORDER BY queue_id LIMIT ${LIST_BATCH}`,
       );
       for (const row of rows) yield toMessage(row);
@@ -592,8 +669,8 @@ export class PgQueue implements Queue {
     this.#assertOpen();
     return await guard("flush a message", () =>
       this.#sql.begin(async (tx) => {
-        const rows = await tx<MessageRow[]>`SELECT * FROM messages WHERE queue_id = ${queueId}
-          FOR UPDATE`;
+        const rows = await tx<MessageRow[]>`SELECT ${tx(MESSAGE_COLUMNS)} FROM messages
+          WHERE queue_id = ${queueId} FOR UPDATE`;
         const row = rows[0];
         if (row === undefined) return "unknown" as const;
         if (row.held) return "held" as const;

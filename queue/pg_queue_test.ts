@@ -175,6 +175,164 @@ Deno.test("PgQueue: with the database down, commit and claims throw QueueUnavail
   }
 });
 
+/** Starts an upload to b@example.net with `content` written, not yet committed. */
+async function upload(queue: Queue, content: Uint8Array, now = Date.now()) {
+  const message = await queue.receive({
+    envelope: { reversePath: "", forwardPaths: ["b@example.net"], body: "7BIT", smtputf8: false },
+    recipients: [{ address: "b@example.net", originalRecipient: "b@example.net", mailbox: null }],
+    clientAddress: "local",
+    now,
+  });
+  await message.write(content);
+  return message;
+}
+
+const SENT = { code: 250, enhancedStatus: "2.0.0", text: "Ok" };
+
+Deno.test("PgQueue: a small message is one row; a large one is in chunks; delivery removes either", async () => {
+  const { url } = await pg();
+  const schema = `inline_${++schemas}`;
+  const queue = await PgQueue.open(url, { ...RETRY, schema });
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const header = new TextEncoder().encode("X-Top: 1\r\n");
+  try {
+    const small = new TextEncoder().encode("Subject: s\r\n\r\nsmall\r\n");
+    const large = new Uint8Array(300 * 1024).map((_, i) => 65 + (i % 26));
+    const a = await upload(queue, small);
+    await a.commit({ header });
+    const b = await upload(queue, large);
+    await b.commit({ header });
+    const rows = await sql.unsafe(
+      `SELECT m.queue_id, m.content IS NOT NULL AS inline,
+         (SELECT count(*)::int FROM ${schema}.chunks c WHERE c.queue_id = m.queue_id) AS chunks
+       FROM ${schema}.messages m ORDER BY m.queue_id`,
+    );
+    const byId = new Map(rows.map((r) => [r.queue_id, r]));
+    assert.deepEqual({ ...byId.get(a.queueId) }, { queue_id: a.queueId, inline: true, chunks: 0 });
+    assert.equal(byId.get(b.queueId)?.inline, false);
+    assert.ok(byId.get(b.queueId)?.chunks >= 3);
+    const read = async (id: string) =>
+      new Uint8Array(await new Response(queue.openContent(id)).arrayBuffer());
+    assert.deepEqual(await read(a.queueId), new Uint8Array([...header, ...small]));
+    assert.deepEqual(await read(b.queueId), new Uint8Array([...header, ...large]));
+    const claims = await queue.claimDue({ now: Date.now() + 1000, limit: 10 });
+    assert.equal(claims.length, 2);
+    for (const claim of claims) {
+      const final = await queue.recordAttempt(
+        claim,
+        [{ index: 0, status: "sent", reply: SENT }],
+        Date.now(),
+      );
+      assert.equal(final?.recipients[0]?.status, "sent");
+    }
+    assert.equal(await queue.count(), 0);
+    const [left] = await sql.unsafe(`SELECT count(*)::int AS n FROM ${schema}.chunks`);
+    assert.equal(left?.n, 0);
+  } finally {
+    await sql.end();
+    await queue.close();
+  }
+});
+
+Deno.test("PgQueue: commits that arrive together share one transaction; a taken id fails only its own", async () => {
+  const { url } = await pg();
+  const schema = `batch_${++schemas}`;
+  const queue = await PgQueue.open(url, { ...RETRY, schema });
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const body = new TextEncoder().encode("Subject: b\r\n\r\nbatch\r\n");
+    const together = [];
+    for (let i = 0; i < 20; i++) together.push(await upload(queue, body));
+    await Promise.all(together.map((m) => m.commit()));
+    // The first commit goes at once; those made meanwhile go together.
+    const [tx] = await sql.unsafe(
+      `SELECT count(DISTINCT xmin::text)::int AS n FROM ${schema}.messages`,
+    );
+    assert.ok(tx?.n <= 3, `${tx?.n} transactions for 20 commits`);
+
+    const messages = [];
+    for (let i = 0; i < 20; i++) messages.push(await upload(queue, body));
+    // Another node committed the id of the fifth first.
+    await sql.unsafe(
+      `INSERT INTO ${schema}.messages (queue_id, envelope, recipients, client_address, arrival,
+        size, next_attempt) VALUES ($1, '{}', '[]', 'x', 0, 0, 0)`,
+      [messages[4]!.queueId],
+    );
+    const results = await Promise.allSettled(messages.map((m) => m.commit()));
+    results.forEach((r, i) => {
+      if (i === 4) assert.ok(r.status === "rejected" && r.reason instanceof QueueConflictError);
+      else assert.equal(r.status, "fulfilled", `commit ${i}`);
+    });
+    await messages[4]!.abort();
+    assert.equal(await queue.count(), 40);
+    for (const [i, m] of messages.entries()) {
+      if (i !== 4) assert.equal((await queue.get(m.queueId))?.queueId, m.queueId);
+    }
+  } finally {
+    await sql.end();
+    await queue.close();
+  }
+});
+
+Deno.test("PgQueue: an attempt recorded on a message held during its delivery leaves it held", async () => {
+  const { url } = await pg();
+  const schema = `heldrec_${++schemas}`;
+  const queue = await PgQueue.open(url, { ...RETRY, schema });
+  try {
+    const id = await enqueue(queue);
+    const [claim] = await queue.claimDue({ now: Date.now(), limit: 1 });
+    assert.equal(claim?.message.queueId, id);
+    assert.ok(await queue.hold(id));
+    const deferred = { code: 451, enhancedStatus: "4.4.1", text: "later" };
+    const record = await queue.recordAttempt(claim!, [{
+      index: 0,
+      status: "deferred",
+      reply: deferred,
+    }], Date.now());
+    assert.equal(record?.recipients[0]?.status, "deferred");
+    assert.equal((await queue.get(id))?.held, true);
+    assert.deepEqual(await queue.claimDue({ now: Date.now() + 86_400_000, limit: 1 }), []);
+    // A second record with the same claim finds no lease: nothing written.
+    assert.equal(
+      await queue.recordAttempt(claim!, [{ index: 0, status: "sent", reply: SENT }], Date.now()),
+      null,
+    );
+    assert.equal((await queue.get(id))?.recipients[0]?.status, "deferred");
+  } finally {
+    await queue.close();
+  }
+});
+
+Deno.test("PgQueue: a store of the first layout is upgraded, and its chunked messages still read", async () => {
+  const { url } = await pg();
+  const schema = `upgrade_${++schemas}`;
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const first = await PgQueue.open(url, { ...RETRY, schema });
+    const id = await enqueue(first);
+    await first.close();
+    // Back to the first layout: content in chunks, no content column.
+    await sql.unsafe(`INSERT INTO ${schema}.chunks (queue_id, seq, data)
+      SELECT queue_id, 0, content FROM ${schema}.messages`);
+    await sql.unsafe(`ALTER TABLE ${schema}.messages DROP COLUMN content`);
+    await sql.unsafe(`UPDATE ${schema}.schema_version SET version = 1`);
+    const queue = await PgQueue.open(url, { ...RETRY, schema });
+    try {
+      const [row] = await sql.unsafe(`SELECT version FROM ${schema}.schema_version`);
+      assert.equal(row?.version, SCHEMA_VERSION);
+      assert.equal(await new Response(queue.openContent(id)).text(), "Subject: t\r\n\r\nHi\r\n");
+      const [claim] = await queue.claimDue({ now: Date.now(), limit: 1 });
+      await queue.recordAttempt(claim!, [{ index: 0, status: "sent", reply: SENT }], Date.now());
+      const [left] = await sql.unsafe(`SELECT count(*)::int AS n FROM ${schema}.chunks`);
+      assert.equal(left?.n, 0);
+    } finally {
+      await queue.close();
+    }
+  } finally {
+    await sql.end();
+  }
+});
+
 // Last: stops the cluster the tests above started.
 Deno.test("PgQueue: (stop the test cluster)", async () => {
   if (cluster !== null) await (await cluster)[Symbol.asyncDispose]();

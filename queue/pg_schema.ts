@@ -12,6 +12,8 @@
  *   node's messages come due by themselves), or `NULL` while held.
  * - `uploads`: messages being received that have stored content already.
  * - `chunks`: content, in order of `seq`; the commit header is chunk -1.
+ *   A message that fits in one chunk has none: its content is in its
+ *   `messages` row (`content`, from version 2).
  * - `state`: the MTA's own small shared values (`Queue.getState`).
  *
  * @module
@@ -59,6 +61,13 @@ const VERSIONS: readonly (readonly string[])[] = [
       value text NOT NULL,
       updated bigint NOT NULL
     )`,
+  ],
+  [
+    // The whole content (commit header included) of a message that fits in
+    // one chunk, in its own row: its commit writes one row instead of three,
+    // its delivery reads nothing more, and its removal touches one table.
+    // NULL: the content is in `chunks`.
+    `ALTER TABLE messages ADD COLUMN content bytea`,
   ],
 ];
 

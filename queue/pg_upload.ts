@@ -4,8 +4,12 @@
  * `uploads` row that names the upload, in the same transaction, so a crash
  * leaves nothing unnamed), and the commit is one transaction that inserts
  * the last chunk, the header and the message row and deletes the `uploads`
- * row. Nothing is visible to readers before that transaction commits, and it
- * commits synchronously (RFC 5321 §6.1).
+ * row. A message that fits in one chunk (most mail) stores nothing before
+ * its commit, which is then a single `INSERT` of its row with the content
+ * in it, sent through the queue's batcher (pg_batch.ts), so commits that
+ * arrive together share one transaction and one WAL flush. Nothing is
+ * visible to readers before that transaction commits, and it commits
+ * synchronously (RFC 5321 §6.1).
  *
  * @module
  */
@@ -16,6 +20,7 @@ import { MAX_COMMIT_HEADER } from "./queue.ts";
 import type { ClaimedMessage, QueuedMessage, RecipientState } from "./types.ts";
 import { QueueConflictError } from "./errors.ts";
 import { guard, isUniqueViolation, type Sql, toBytea, type Tx } from "./pg_sql.ts";
+import type { PgBatcher } from "./pg_batch.ts";
 
 /** What an upload needs from its queue. */
 export interface PgUploadContext {
@@ -39,6 +44,43 @@ export interface PgUploadContext {
   releaseKept(octets: number): void;
   /** Keeps a commit's promise until it settles, so `close()` can wait for it. */
   track<T>(promise: Promise<T>): Promise<T>;
+  /** Runs one statement, in one transaction with others that come together (pg_batch.ts). */
+  readonly batcher: PgBatcher;
+}
+
+/** What the `messages` row of a commit holds. */
+interface MessageRow {
+  readonly id: string;
+  readonly init: ReceiveInit;
+  readonly recipients: readonly RecipientState[];
+  readonly size: number;
+  readonly due: number | null;
+  readonly hold: boolean;
+  readonly lease: { readonly token: string; readonly expires: number } | null;
+  readonly owner: string;
+  readonly claimAt: number | null;
+  /** The channel to `NOTIFY` in the same transaction, or `null`. */
+  readonly notify: string | null;
+}
+
+/**
+ * Inserts a message's row, with its content when it is inline, and sends
+ * the wake-up in the same statement (so in the same transaction): one
+ * statement text for every case, prepared once per connection.
+ */
+function insertMessage(q: Sql | Tx, row: MessageRow, content: Uint8Array | null) {
+  const { id, init, lease } = row;
+  return q`WITH m AS (
+      INSERT INTO messages (queue_id, envelope, recipients, client_address, arrival, size,
+        next_attempt, held, due, version, lease_token, lease_expires, lease_owner, lease_claimed,
+        content)
+      VALUES (${id}, ${JSON.stringify(init.envelope)}::text::jsonb,
+        ${JSON.stringify(row.recipients)}::text::jsonb, ${init.clientAddress}, ${init.now},
+        ${row.size}, ${init.now}, ${row.hold}, ${row.due}, 0, ${lease?.token ?? null},
+        ${lease?.expires ?? null}, ${lease === null ? null : row.owner}, ${row.claimAt},
+        ${content === null ? null : toBytea(content)})
+      RETURNING queue_id)
+    SELECT pg_notify(${row.notify ?? ""}, '') FROM m WHERE ${row.notify !== null}::boolean`;
 }
 
 /** The recipients of a new message, none tried yet. */
@@ -166,6 +208,7 @@ export class PgUpload implements IncomingMessage {
 
   /** Makes the message durable and claims it. See {@linkcode IncomingMessage.commitAndClaim}. */
   async commitAndClaim(now: number, options?: CommitOptions): Promise<ClaimedMessage> {
+    if (options?.hold === true) throw new RangeError("A held message cannot be claimed at commit");
     const claim = await this.#commit(now, options);
     if (claim === null) throw new Error("unreachable: a claimed commit returned no claim");
     return claim;
@@ -188,7 +231,9 @@ export class PgUpload implements IncomingMessage {
     this.#state = "committing";
     try {
       await this.#writing;
-      const claim = await this.#context.track(this.#insert(claimAt, header.slice()));
+      const claim = await this.#context.track(
+        this.#insert(claimAt, header.slice(), options?.hold === true),
+      );
       this.#state = "committed";
       return claim;
     } catch (error: unknown) {
@@ -207,7 +252,11 @@ export class PgUpload implements IncomingMessage {
   }
 
   /** The commit's transaction; returns the claim when `claimAt` is a time. */
-  async #insert(claimAt: number | null, header: Uint8Array): Promise<ClaimedMessage | null> {
+  async #insert(
+    claimAt: number | null,
+    header: Uint8Array,
+    hold: boolean,
+  ): Promise<ClaimedMessage | null> {
     const { sql, leaseMs, owner, channel } = this.#context;
     const id = this.queueId;
     const init = this.#init;
@@ -216,11 +265,34 @@ export class PgUpload implements IncomingMessage {
     const recipients = freshRecipients(init);
     const token = crypto.randomUUID();
     const lease = claimAt === null ? null : { token, expires: claimAt + leaseMs };
-    const due = lease === null ? init.now : lease.expires;
+    // A held message is due never (as `hold` leaves it) until `release`.
+    const due = hold ? null : lease === null ? init.now : lease.expires;
     const seq = this.#seq;
-    await guard("commit the message", () =>
-      sql.begin(async (tx: Tx) => {
-        if (seq > 0) {
+    const row: MessageRow = {
+      id,
+      init,
+      recipients,
+      size,
+      due,
+      hold,
+      lease,
+      owner,
+      claimAt,
+      // Wakes the delivery loops of every node at commit; a claimed message needs none.
+      notify: lease === null ? channel : null,
+    };
+    if (seq === 0) {
+      // The whole message fits in one chunk: one row, one statement, one round
+      // trip, committed (alone or with others that came together) before it
+      // answers.
+      const content = concat([header, rest]);
+      await guard(
+        "commit the message",
+        () => this.#context.batcher.run((q) => insertMessage(q, row, content)),
+      );
+    } else {
+      await guard("commit the message", () =>
+        sql.begin(async (tx: Tx) => {
           const named = await tx`DELETE FROM uploads WHERE queue_id = ${id} RETURNING queue_id`;
           if (named.length === 0) {
             throw new QueueConflictError(
@@ -228,24 +300,17 @@ export class PgUpload implements IncomingMessage {
               `Cannot commit message ${id}: its upload was removed (idle too long)`,
             );
           }
-        }
-        if (rest.length > 0) {
-          await tx`INSERT INTO chunks (queue_id, seq, data)
-            VALUES (${id}, ${seq}, ${toBytea(rest)})`;
-        }
-        if (header.length > 0) {
-          await tx`INSERT INTO chunks (queue_id, seq, data) VALUES (${id}, -1, ${toBytea(header)})`;
-        }
-        await tx`INSERT INTO messages (queue_id, envelope, recipients, client_address, arrival,
-            size, next_attempt, held, due, version, lease_token, lease_expires, lease_owner,
-            lease_claimed)
-          VALUES (${id}, ${JSON.stringify(init.envelope)}::text::jsonb,
-            ${JSON.stringify(recipients)}::text::jsonb, ${init.clientAddress}, ${init.now}, ${size},
-            ${init.now}, false, ${due}, 0, ${lease?.token ?? null}, ${lease?.expires ?? null},
-            ${lease === null ? null : owner}, ${claimAt})`;
-        // Wakes the delivery loops of every node at commit; a claimed message needs none.
-        if (lease === null) await tx`SELECT pg_notify(${channel}, '')`;
-      }));
+          if (rest.length > 0) {
+            await tx`INSERT INTO chunks (queue_id, seq, data)
+              VALUES (${id}, ${seq}, ${toBytea(rest)})`;
+          }
+          if (header.length > 0) {
+            await tx`INSERT INTO chunks (queue_id, seq, data)
+              VALUES (${id}, -1, ${toBytea(header)})`;
+          }
+          await insertMessage(tx, row, null);
+        }));
+    }
     if (lease === null || claimAt === null) return null;
     const message: QueuedMessage = {
       queueId: id,
