@@ -25,15 +25,20 @@ const decoder = new TextDecoder();
  *
  * @param port The port on 127.0.0.1.
  * @param timeoutMs How long to keep trying.
+ * @param hostname The server's loopback address.
  * @returns When the server has greeted.
  * @throws {Error} When no banner came in time.
  */
-export async function waitForBanner(port: number, timeoutMs = 30_000): Promise<void> {
+export async function waitForBanner(
+  port: number,
+  timeoutMs = 30_000,
+  hostname = "127.0.0.1",
+): Promise<void> {
   const end = performance.now() + timeoutMs;
   let last = "";
   while (performance.now() < end) {
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const conn = await Deno.connect({ hostname, port });
       try {
         const buffer = new Uint8Array(512);
         const n = await conn.read(buffer);
@@ -51,5 +56,5 @@ export async function waitForBanner(port: number, timeoutMs = 30_000): Promise<v
     }
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error(`No SMTP banner on 127.0.0.1:${port} within ${timeoutMs} ms (${last.trim()})`);
+  throw new Error(`No SMTP banner on ${hostname}:${port} within ${timeoutMs} ms (${last.trim()})`);
 }

@@ -34,8 +34,11 @@ import { IdleHolder } from "./idle.ts";
 import { runLoad } from "./load.ts";
 import { treeCpuSeconds, treeMemory } from "./memory.ts";
 import { runAuthCost } from "./auth_cost.ts";
+import { runMilterLoad } from "./milter.ts";
 import { OpenDkim } from "./opendkim.ts";
 import { ensurePostfix, Postfix, postfixVersion } from "./postfix.ts";
+import { PgTern } from "./postgres.ts";
+import { type MilterSocket, Rspamd } from "./rspamd.ts";
 import {
   checkSignedDumps,
   makeDumpDir,
@@ -75,7 +78,22 @@ export interface Instance {
   newDir(address: string): string;
   /** Stops it. */
   stop(): Promise<void>;
+  /**
+   * Every listener the load is spread over (several tern nodes sharing a
+   * store). @default {[127.0.0.1:port]}
+   */
+  readonly targets?: readonly { host: string; port: number }[];
+  /**
+   * CPU seconds of everything that does the MTA's work when it is more than
+   * the tree of `pid` (the nodes and the PostgreSQL server).
+   */
+  cpuSeconds?(): Promise<number>;
+  /** The part of {@linkcode cpuSeconds} spent outside tern (PostgreSQL), for the log. */
+  serverCpuSeconds?(): Promise<number>;
 }
+
+/** Where tern keeps its queue in a scenario: Deno KV, or PostgreSQL for 1 or 3 nodes. */
+type TernStore = "kv" | "pg" | "pg3";
 
 /** What a signing run adds: the key the MTA signs with, and where smtp-sink dumps what it gets. */
 interface Signing {
@@ -101,15 +119,23 @@ interface Scenario {
   readonly metrics: readonly Metric[];
   /** Whether it needs smtp-sink as the relay next hop. */
   readonly sink?: boolean;
+  /** tern's queue store (Postfix is the same in every case). @default {"kv"} */
+  readonly store?: TernStore;
   /**
    * Whether the MTA DKIM-signs every message (tern itself, Postfix through
    * OpenDKIM); smtp-sink then dumps what it receives, to check.
    */
   readonly sign?: boolean;
+  /**
+   * Whether the MTA passes every message to a private rspamd as a milter
+   * (bench/rspamd.ts), and over which socket. @default {none}
+   */
+  readonly milter?: MilterSocket;
   run(
     instance: Instance,
     sink: SmtpSink | null,
     signing: Signing | null,
+    milter: Rspamd | null,
   ): Promise<Record<string, number>>;
 }
 
@@ -197,8 +223,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function withInstance<T>(
   mta: MtaName,
   context: Context,
-  needs: { sink: boolean; sign: boolean },
-  body: (instance: Instance, sink: SmtpSink | null, signing: Signing | null) => Promise<T>,
+  needs: { sink: boolean; sign: boolean; store: TernStore; milter?: MilterSocket | null },
+  body: (
+    instance: Instance,
+    sink: SmtpSink | null,
+    signing: Signing | null,
+    milter: Rspamd | null,
+  ) => Promise<T>,
 ): Promise<T> {
   const dir = await Deno.makeTempDir({ dir: context.root, prefix: `${mta}-` });
   // Postfix's daemons and OpenDKIM run as other users and must reach into it.
@@ -206,6 +237,7 @@ async function withInstance<T>(
   let sink: SmtpSink | null = null;
   let instance: Instance | null = null;
   let openDkim: OpenDkim | null = null;
+  let rspamd: Rspamd | null = null;
   let dumpDir: string | null = null;
   try {
     const key = needs.sign ? makeSigningKey() : null;
@@ -226,13 +258,26 @@ async function withInstance<T>(
       });
       running.add(openDkim);
     }
+    if (needs.milter) {
+      // The same rspamd configuration for both MTAs, a new instance per run.
+      rspamd = await Rspamd.start({ dir: join(dir, "rspamd") });
+      running.add(rspamd);
+    }
     let dkimKeys: { domain: string; selector: string; key: string }[] | undefined;
     if (key && mta === "tern") {
       const keyFile = join(dir, "dkim.pem");
       await Deno.writeTextFile(keyFile, key.pem, { mode: 0o600 });
       dkimKeys = [{ domain: SIGN_DOMAIN, selector: SIGN_SELECTOR, key: keyFile }];
     }
-    instance = mta === "tern"
+    instance = mta === "tern" && needs.store !== "kv"
+      ? await PgTern.start({
+        dir,
+        nodes: needs.store === "pg3" ? 3 : 1,
+        localDomain: LOCAL_DOMAIN,
+        routes,
+        denoFlags: context.denoFlags,
+      })
+      : mta === "tern"
       ? await Tern.start({
         dir,
         port,
@@ -240,6 +285,7 @@ async function withInstance<T>(
         routes,
         denoFlags: context.denoFlags,
         ...(dkimKeys ? { dkimKeys } : {}),
+        ...(rspamd ? { milters: [rspamd.addressFor(needs.milter!, "tern")] } : {}),
       })
       : await Postfix.start({
         dir,
@@ -248,12 +294,13 @@ async function withInstance<T>(
         mailboxes: ["sink"],
         routes,
         ...(openDkim ? { milter: openDkim.milter } : {}),
+        ...(rspamd ? { milter: rspamd.addressFor(needs.milter!, "postfix") } : {}),
       });
     running.add(instance);
     const signing = key && dumpDir !== null
       ? { key, dumpDir, helperPids: openDkim ? [openDkim.pid] : [] }
       : null;
-    return await body(instance, sink, signing);
+    return await body(instance, sink, signing, rspamd);
   } finally {
     if (instance) {
       await instance.stop();
@@ -262,6 +309,10 @@ async function withInstance<T>(
     if (openDkim) {
       await openDkim.stop();
       running.delete(openDkim);
+    }
+    if (rspamd) {
+      await rspamd.stop();
+      running.delete(rspamd);
     }
     if (sink) {
       await sink.stop();
@@ -296,30 +347,63 @@ function localScenario(
   name: string,
   title: string,
   load: { messages: number; sessions: number; size: number },
+  store: TernStore = "kv",
 ): Scenario {
   return {
     name,
     title,
     metrics: RATES,
+    store,
     async run(instance) {
-      const cpu = await treeCpuSeconds(instance.pid);
-      const source = await runSmtpSource({
-        port: instance.port,
-        ...load,
-        from: SENDER,
-        to: MAILBOX,
-      });
+      const cpuOf = () => instance.cpuSeconds?.() ?? treeCpuSeconds(instance.pid);
+      const cpu = await cpuOf();
+      const server = await instance.serverCpuSeconds?.() ?? 0;
+      const source = await spreadSmtpSource(instance, { ...load, from: SENDER, to: MAILBOX });
       const newDir = instance.newDir(MAILBOX);
       const doneAt = await waitForCount(() => countFiles(newDir), load.messages, {
         what: "messages in Maildir new/",
       });
+      const cpuAfter = await cpuOf();
+      if (instance.serverCpuSeconds) {
+        const ms = ((await instance.serverCpuSeconds()) - server) * 1000 / load.messages;
+        log(`  of the MTA CPU, PostgreSQL's: ${ms.toFixed(2)} ms/msg`);
+      }
       return {
         accepted: load.messages / (source.elapsedMs / 1000),
         delivered: load.messages / ((doneAt - source.startedAt) / 1000),
-        cpu: ((await treeCpuSeconds(instance.pid)) - cpu) * 1000 / load.messages,
+        cpu: (cpuAfter - cpu) * 1000 / load.messages,
       };
     },
   };
+}
+
+/**
+ * smtp-source against every target of the instance at once, the messages
+ * and sessions shared out as evenly as they go; one target: one smtp-source
+ * with the whole load. The elapsed time runs from the first start to the
+ * last exit.
+ */
+async function spreadSmtpSource(
+  instance: Instance,
+  load: { messages: number; sessions: number; size: number; from: string; to: string },
+): Promise<{ elapsedMs: number; startedAt: number }> {
+  const targets = instance.targets ?? [{ host: "127.0.0.1", port: instance.port }];
+  const share = (total: number, i: number) =>
+    Math.floor(total / targets.length) + (i < total % targets.length ? 1 : 0);
+  const results = await Promise.all(
+    targets.map((t, i) =>
+      runSmtpSource({
+        ...load,
+        host: t.host,
+        port: t.port,
+        messages: share(load.messages, i),
+        sessions: Math.max(1, share(load.sessions, i)),
+      })
+    ),
+  );
+  const startedAt = Math.min(...results.map((r) => r.startedAt));
+  const endedAt = Math.max(...results.map((r) => r.startedAt + r.elapsedMs));
+  return { elapsedMs: endedAt - startedAt, startedAt };
 }
 
 /** CPU seconds of the MTA's tree and of the processes signing for it (OpenDKIM). */
@@ -473,6 +557,37 @@ function latencyScenario(
   };
 }
 
+/**
+ * The `local` load with one private rspamd per run as the MTA's milter
+ * (bench/milter.ts): its CPU counts as the MTA's, and every delivered
+ * message must show that rspamd scanned it.
+ */
+function milterScenario(
+  name: string,
+  socket: MilterSocket,
+  load: { messages: number; sessions: number; size: number },
+): Scenario {
+  return {
+    name,
+    title: `local, rspamd milter (${socket === "unix" ? "UNIX socket" : "TCP"}), ${
+      sizeName(load.size)
+    } × ${count(load.messages)}, ${load.sessions} sessions`,
+    metrics: RATES,
+    milter: socket,
+    run(instance, _sink, _signing, rspamd) {
+      if (rspamd === null) throw new Error("the milter scenario has no rspamd");
+      return runMilterLoad(instance, rspamd, { ...load, from: SENDER, to: MAILBOX }, log);
+    },
+  };
+}
+
+/** What a scenario's title says of tern's store. */
+const STORE_TITLES: Readonly<Record<TernStore, string>> = {
+  kv: "",
+  pg: "; tern on PostgreSQL",
+  pg3: "; 3 tern nodes on one PostgreSQL",
+};
+
 function count(n: number): string {
   return n.toLocaleString("en-US");
 }
@@ -484,19 +599,28 @@ function sizeName(size: number): string {
 /** Every scenario of the full bench; `scale` shrinks the message counts for a quick try. */
 function allScenarios(scale: number, connections: number): Scenario[] {
   const n = (messages: number) => Math.max(10, Math.round(messages * scale));
-  const local = (name: string, messages: number, sessions: number, size: number) =>
+  const local = (
+    name: string,
+    messages: number,
+    sessions: number,
+    size: number,
+    store: TernStore = "kv",
+  ) =>
     localScenario(
       name,
       `local ${sizeName(size)} × ${count(n(messages))}, ${sessions} session${
         sessions > 1 ? "s" : ""
-      }`,
+      }${STORE_TITLES[store]}`,
       { messages: n(messages), sessions, size },
+      store,
     );
   return [
     local("local", 5000, 10, 4 * KIB),
     local("local-1", 5000, 1, 4 * KIB),
     local("local-100k", 5000, 10, 100 * KIB),
     local("local-1m", 200, 10, MIB),
+    local("local-pg", 5000, 10, 4 * KIB, "pg"),
+    local("local-pg3", 5000, 10, 4 * KIB, "pg3"),
     relayScenario(
       "relay",
       `relay 4 KiB × ${count(n(5000))}, 10 sessions`,
@@ -508,6 +632,8 @@ function allScenarios(scale: number, connections: number): Scenario[] {
       { messages: n(5000), sessions: 10, size: 4 * KIB },
       true,
     ),
+    milterScenario("milter", "inet", { messages: n(5000), sessions: 10, size: 4 * KIB }),
+    milterScenario("milter-unix", "unix", { messages: n(5000), sessions: 10, size: 4 * KIB }),
     idleScenario(connections),
     latencyScenario(
       "latency",
@@ -543,7 +669,8 @@ const USAGE =
                        [--scale F] [--connections N] [--keep] [--tern-flags="FLAGS"]
        deno task bench --growth [--runs N] [--scale F]
        deno task bench --smoke
-scenarios: local local-1 local-100k local-1m relay sign idle latency auth-cost
+scenarios: local local-1 local-100k local-1m local-pg local-pg3 relay sign milter
+           milter-unix idle latency auth-cost
            (* is a wildcard; auth-cost is tern's code alone, no MTA)`;
 
 /** Runs one scenario on one MTA once; `null` (and a logged error) if it failed. */
@@ -553,7 +680,12 @@ async function runOnce(
   context: Context,
 ): Promise<Record<string, number> | null> {
   try {
-    const needs = { sink: scenario.sink ?? false, sign: scenario.sign ?? false };
+    const needs = {
+      sink: scenario.sink ?? false,
+      sign: scenario.sign ?? false,
+      store: scenario.store ?? "kv",
+      milter: scenario.milter ?? null,
+    };
     return await withInstance(mta, context, needs, scenario.run);
   } catch (error: unknown) {
     log(`  ${mta}: FAILED: ${error instanceof Error ? error.message : String(error)}`);

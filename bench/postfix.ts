@@ -237,6 +237,8 @@ function milterSettings(milter: string): string {
 # goes through it before smtpd answers the end of DATA.
 smtpd_milters = ${milter}
 milter_default_action = tempfail
+# Postfix's default since 2.6, written out: the version tern speaks too.
+milter_protocol = 6
 `;
 }
 

@@ -10,8 +10,10 @@ import { SMTP_SINK, SMTP_SOURCE } from "./postfix.ts";
 
 /** What {@linkcode runSmtpSource} sends. */
 export interface SourceOptions {
-  /** Server port on 127.0.0.1. */
+  /** Server port. */
   readonly port: number;
+  /** Server address. @default {"127.0.0.1"} */
+  readonly host?: string;
   /** Parallel sessions (`-s`). */
   readonly sessions: number;
   /** Messages in all (`-m`). */
@@ -65,7 +67,7 @@ export async function runSmtpSource(options: SourceOptions): Promise<SourceResul
     options.to,
     "-M",
     "client.bench.test",
-    `127.0.0.1:${options.port}`,
+    `${options.host ?? "127.0.0.1"}:${options.port}`,
   ];
   const startedAt = performance.now();
   const child = new Deno.Command(SMTP_SOURCE, {

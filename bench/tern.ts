@@ -16,8 +16,14 @@ export const TERN_MAIN: string = new URL("../main.ts", import.meta.url).pathname
 export interface TernOptions {
   /** A directory of its own: config, data, mail and log go in it. */
   readonly dir: string;
-  /** The mx listener's port on 127.0.0.1. */
+  /** The mx listener's port. */
   readonly port: number;
+  /** The mx listener's address. @default {"127.0.0.1"} */
+  readonly address?: string;
+  /** `mail_root`, when several nodes share one. @default {DIR/mail} */
+  readonly mailRoot?: string;
+  /** `queue.store`: a `postgres://` URL. @default {Deno KV in DIR/data} */
+  readonly queueStore?: string;
   /** The local domain (mail to any local part of it lands in a Maildir). */
   readonly localDomain: string;
   /** Next hops by recipient domain, `"host:port"` (no MX lookup). */
@@ -30,6 +36,8 @@ export interface TernOptions {
   readonly denoFlags?: readonly string[];
   /** `dkim.keys`: mail from the trusted load is signed by these. @default {none} */
   readonly dkimKeys?: readonly { domain: string; selector: string; key: string }[];
+  /** `milters`: addresses (`host:port`) every message is passed to. @default {none} */
+  readonly milters?: readonly string[];
 }
 
 /**
@@ -44,17 +52,25 @@ export function ternConfig(options: TernOptions): Record<string, unknown> {
   return {
     hostname: "tern.bench.test",
     data_dir: join(options.dir, "data"),
-    mail_root: join(options.dir, "mail"),
-    listeners: [{ address: "127.0.0.1", port: options.port, mode: "mx" }],
+    mail_root: options.mailRoot ?? join(options.dir, "mail"),
+    listeners: [{ address: options.address ?? "127.0.0.1", port: options.port, mode: "mx" }],
     local_domains: [options.localDomain],
     relay: {
       // The load comes from loopback; tern does no client DNS lookups at all.
       trusted_networks: ["127.0.0.0/8"],
       routes: { ...(options.routes ?? {}) },
     },
-    ...(options.retry ? { queue: { retry: options.retry } } : {}),
+    ...(options.retry || options.queueStore
+      ? {
+        queue: {
+          ...(options.retry ? { retry: options.retry } : {}),
+          ...(options.queueStore ? { store: options.queueStore } : {}),
+        },
+      }
+      : {}),
     // The load comes from a trusted network: tern signs it when a key covers its From: domain.
     ...(options.dkimKeys ? { dkim: { keys: options.dkimKeys.map((k) => ({ ...k })) } } : {}),
+    ...(options.milters ? { milters: [...options.milters] } : {}),
     // Raised so that 1,000 idle connections from one address are accepted.
     limits: { max_connections: max, max_connections_per_ip: max },
     log: { level: "info", format: "text" },
@@ -82,6 +98,8 @@ export class Tern {
   readonly pid: number;
   /** The listener's port. */
   readonly port: number;
+  /** The listener's address. */
+  readonly address: string;
   /** The config file. */
   readonly configFile: string;
   /** `data_dir`: holds `queue.sqlite3`. */
@@ -96,9 +114,10 @@ export class Tern {
     this.#child = child;
     this.pid = child.pid;
     this.port = options.port;
+    this.address = options.address ?? "127.0.0.1";
     this.configFile = configFile;
     this.dataDir = join(options.dir, "data");
-    this.mailRoot = join(options.dir, "mail");
+    this.mailRoot = options.mailRoot ?? join(options.dir, "mail");
     this.logFile = join(options.dir, "tern.log");
   }
 
@@ -141,7 +160,10 @@ export class Tern {
       throw new Error(`tern serve exited with code ${s.code}`);
     });
     try {
-      await Promise.race([waitForBanner(options.port), exited]);
+      await Promise.race([
+        waitForBanner(options.port, 30_000, options.address ?? "127.0.0.1"),
+        exited,
+      ]);
     } catch (error: unknown) {
       await tern.stop();
       const log = await Deno.readTextFile(logFile).catch(() => "");
