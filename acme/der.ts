@@ -7,6 +7,8 @@
  * @module
  */
 
+import { concatBytes } from "../bytes/concat.ts";
+
 /** DER bytes of one encoded value. */
 export type Der = Uint8Array;
 
@@ -26,27 +28,11 @@ function lengthOctets(length: number): number[] {
  * @returns The encoding.
  */
 export function tlv(tag: number, content: Uint8Array | readonly Uint8Array[]): Der {
-  const body = content instanceof Uint8Array ? content : concat(content);
+  const body = content instanceof Uint8Array ? content : concatBytes(content);
   const head = [tag, ...lengthOctets(body.length)];
   const out = new Uint8Array(head.length + body.length);
   out.set(head);
   out.set(body, head.length);
-  return out;
-}
-
-/**
- * Byte arrays one after another.
- *
- * @param parts The arrays.
- * @returns Their concatenation.
- */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
   return out;
 }
 
@@ -83,7 +69,7 @@ export function integer(magnitude: Uint8Array | number): Der {
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   bytes = bytes.subarray(start);
   if (bytes.length === 0) bytes = new Uint8Array([0]);
-  if ((bytes[0]! & 0x80) !== 0) bytes = concat([new Uint8Array([0]), bytes]);
+  if ((bytes[0]! & 0x80) !== 0) bytes = concatBytes([new Uint8Array([0]), bytes]);
   return tlv(0x02, bytes);
 }
 

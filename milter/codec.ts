@@ -10,6 +10,8 @@
  * @module
  */
 
+import { concatBytes } from "../bytes/concat.ts";
+
 /** The protocol version tern speaks (Sendmail 8.14, Postfix 2.6 on). */
 export const MILTER_VERSION = 6;
 
@@ -178,20 +180,9 @@ export function packet(code: CommandCode, data: Uint8Array = new Uint8Array(0)):
   return out;
 }
 
-/** Joins octet strings. */
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** NUL-terminated strings, one after the other. A NUL inside a value would end it early: dropped. */
 function strings(...values: readonly string[]): Uint8Array {
-  return concat(values.map((v) => encoder.encode(v.replaceAll("\0", "") + "\0")));
+  return concatBytes(values.map((v) => encoder.encode(v.replaceAll("\0", "") + "\0")));
 }
 
 function uint32(n: number): Uint8Array {
@@ -207,7 +198,7 @@ function uint32(n: number): Uint8Array {
  * @param protocol SMFIP_* tern can honour. @default {OFFERED_PROTOCOL}
  */
 export function encodeOptneg(actions = ALL_ACTIONS, protocol = OFFERED_PROTOCOL): Uint8Array {
-  return packet("O", concat([uint32(MILTER_VERSION), uint32(actions), uint32(protocol)]));
+  return packet("O", concatBytes([uint32(MILTER_VERSION), uint32(actions), uint32(protocol)]));
 }
 
 /**
@@ -221,7 +212,7 @@ export function encodeMacros(
   macros: ReadonlyArray<readonly [string, string]>,
 ): Uint8Array {
   const pairs = macros.flatMap(([name, value]) => [name, value]);
-  return packet("D", concat([encoder.encode(forCommand), strings(...pairs)]));
+  return packet("D", concatBytes([encoder.encode(forCommand), strings(...pairs)]));
 }
 
 /**
@@ -238,11 +229,11 @@ export function encodeConnect(
   port: number,
   address: string,
 ): Uint8Array {
-  if (family === "U") return packet("C", concat([strings(hostname), encoder.encode("U")]));
+  if (family === "U") return packet("C", concatBytes([strings(hostname), encoder.encode("U")]));
   const portOctets = new Uint8Array([(port >> 8) & 0xff, port & 0xff]);
   return packet(
     "C",
-    concat([strings(hostname), encoder.encode(family), portOctets, strings(address)]),
+    concatBytes([strings(hostname), encoder.encode(family), portOctets, strings(address)]),
   );
 }
 
@@ -312,7 +303,7 @@ export class PacketReader {
    * @throws {MilterProtocolError} For a packet of length 0 or over {@linkcode MAX_PACKET}.
    */
   push(chunk: Uint8Array): { code: number; data: Uint8Array }[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk.slice() : concat([this.#buffer, chunk]);
+    this.#buffer = this.#buffer.length === 0 ? chunk.slice() : concatBytes([this.#buffer, chunk]);
     const out: { code: number; data: Uint8Array }[] = [];
     while (this.#buffer.length >= 4) {
       const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset);

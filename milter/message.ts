@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes/concat.ts";
 import type { Modification } from "./session.ts";
 
 const encoder = new TextEncoder();
@@ -272,20 +273,4 @@ function normalizeBody(chunks: readonly Uint8Array[]): Uint8Array {
   });
   if (out.length > 0 && out[out.length - 1] !== 0x0a) out.push(0x0d, 0x0a);
   return new Uint8Array(out);
-}
-
-/**
- * Joins octet strings.
- *
- * @param parts The pieces.
- * @returns One array.
- */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

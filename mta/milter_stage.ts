@@ -19,12 +19,12 @@ import type { Config, ListenerMode } from "../config/schema.ts";
 import type { MilterConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { milterActions } from "../metrics/tern.ts";
+import { concatBytes } from "../bytes/concat.ts";
 import { encodeBody, encodeConnect, encodeHelo, encodeMail, encodeRcpt } from "../milter/codec.ts";
 import { encodeBare, encodeHeader, familyOf } from "../milter/codec.ts";
 import { MilterClient, MilterFailure, parseMilterAddress } from "../milter/client.ts";
 import {
   applyChanges,
-  concatBytes,
   type Edited,
   type HeaderSection,
   HeaderSplitter,
