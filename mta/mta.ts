@@ -361,14 +361,7 @@ export class Mta {
         try {
           address = await server.listen();
         } catch (error: unknown) {
-          const why = error instanceof Error && "code" in error && error.code === "EADDRINUSE"
-            ? "address already in use"
-            : error instanceof Error
-            ? error.message
-            : String(error);
-          throw new ListenError(`cannot listen on ${listener.address}:${listener.port}: ${why}`, {
-            cause: error,
-          });
+          throw listenError(listener.address, listener.port, null, error);
         }
         servers.push(server);
         bound.push({ mode: listener.mode, address: address.address, port: address.port });
@@ -567,12 +560,7 @@ async function startAdmin(
         }),
     });
   } catch (error: unknown) {
-    const why = error instanceof Deno.errors.AddrInUse
-      ? "address already in use"
-      : error instanceof Error
-      ? error.message
-      : String(error);
-    throw new ListenError(`cannot listen on ${address}:${port} (admin): ${why}`, { cause: error });
+    throw listenError(address, port, "admin", error);
   }
   logger.log("info", "server.listening", undefined, {
     address: admin.address,
@@ -580,6 +568,24 @@ async function startAdmin(
     mode: "admin",
   });
   return admin;
+}
+
+/** A listener that could not bind, as one line: the address, which listener, and why. */
+function listenError(
+  address: string,
+  port: number,
+  what: string | null,
+  error: unknown,
+): ListenError {
+  const inUse = error instanceof Deno.errors.AddrInUse ||
+    (error instanceof Error && "code" in error && error.code === "EADDRINUSE");
+  const why = inUse
+    ? "address already in use"
+    : error instanceof Error
+    ? error.message
+    : String(error);
+  const which = what === null ? "" : ` (${what})`;
+  return new ListenError(`cannot listen on ${address}:${port}${which}: ${why}`, { cause: error });
 }
 
 /**
@@ -605,14 +611,7 @@ async function startMtaStsPolicy(
       domains: () => live.current.localDomains,
     });
   } catch (error: unknown) {
-    const why = error instanceof Error && "code" in error && error.code === "EADDRINUSE"
-      ? "address already in use"
-      : error instanceof Error
-      ? error.message
-      : String(error);
-    throw new ListenError(`cannot listen on ${address}:${port} (mta_sts_policy): ${why}`, {
-      cause: error,
-    });
+    throw listenError(address, port, "mta_sts_policy", error);
   }
   logger.log("info", "server.listening", undefined, {
     address: server.address,
