@@ -193,7 +193,7 @@ export class ServerTrace {
  * const trace = clientTracer((line) => lines.push(line));
  * trace("S: 220 mx.example.test ESMTP");
  * trace("C: QUIT");
- * print(lines.length); // 2
+ * console.log(lines.length); // 2
  * ```
  */
 export function clientTracer(print: (line: string) => void): (line: string) => void {
