@@ -356,10 +356,14 @@ export class Upload implements IncomingMessage {
     }
     if (lease === null) return null;
     // The whole content is in memory when nothing was stored before, or
-    // when a copy of the spooled content was kept.
-    let content = tail !== null && this.#counts.chunks === 0 ? tail : null;
-    if (this.#kept !== null) content = concatBytes(this.#kept);
-    if (content !== null && header !== null) content = concatBytes([header, content]);
+    // when a copy of the spooled content was kept; the header goes on top in
+    // the same copy.
+    const head = header === null ? [] : [header];
+    let content: Uint8Array | null = null;
+    if (this.#kept !== null) content = concatBytes([...head, ...this.#kept]);
+    else if (tail !== null && this.#counts.chunks === 0) {
+      content = header === null ? tail : concatBytes([header, tail]);
+    }
     const claim: ClaimedMessage = {
       message: toMessage({ ...meta, envelope }, recipients.map(queuedState)),
       recovered: false,

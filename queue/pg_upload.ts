@@ -260,7 +260,6 @@ export class PgUpload implements IncomingMessage {
     const { sql, leaseMs, owner, channel } = this.#context;
     const id = this.queueId;
     const init = this.#init;
-    const rest = concat(this.#buffer);
     const size = this.#size + header.length;
     const recipients = freshRecipients(init);
     const token = crypto.randomUUID();
@@ -285,7 +284,7 @@ export class PgUpload implements IncomingMessage {
       // The whole message fits in one chunk: one row, one statement, one round
       // trip, committed (alone or with others that came together) before it
       // answers.
-      const content = concat([header, rest]);
+      const content = concat([header, ...this.#buffer]);
       await guard(
         "commit the message",
         () => this.#context.batcher.run((q) => insertMessage(q, row, content)),
@@ -300,6 +299,7 @@ export class PgUpload implements IncomingMessage {
               `Cannot commit message ${id}: its upload was removed (idle too long)`,
             );
           }
+          const rest = concat(this.#buffer);
           if (rest.length > 0) {
             await tx`INSERT INTO chunks (queue_id, seq, data)
               VALUES (${id}, ${seq}, ${toBytea(rest)})`;
