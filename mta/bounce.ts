@@ -15,7 +15,7 @@ import type { Logger } from "../log/logger.ts";
 import { type DsnRecipient, dsnStream, shouldNotify } from "../queue/dsn.ts";
 import type { Queue } from "../queue/queue.ts";
 import type { QueuedMessage } from "../queue/types.ts";
-import { formatDate } from "../smtp/received.ts";
+import { formatLocalReceived } from "../smtp/received.ts";
 import { routeAddress } from "./intake.ts";
 
 const encoder = new TextEncoder();
@@ -79,11 +79,9 @@ export async function queueDsn(options: QueueDsnOptions): Promise<string | null>
   });
   try {
     // RFC 5321 §4.4: a message made here still gets its trace field.
-    await incoming.write(encoder.encode(
-      `Received: by ${config.hostname} (tern) id ${incoming.queueId}; ${
-        formatDate(new Date(now))
-      }\r\n`,
-    ));
+    await incoming.write(
+      encoder.encode(formatLocalReceived(config.hostname, incoming.queueId, new Date(now))),
+    );
     const reader = dsnStream({
       message,
       recipients,

@@ -162,3 +162,23 @@ export function formatReceived(info: ReceivedInfo): string {
   }
   return lines.join("\r\n") + "\r\n";
 }
+
+/**
+ * The trace field of a message tern makes itself (a bounce, a TLS report):
+ * no client, so no `from` clause (RFC 5321 §4.4).
+ *
+ * @param hostname tern's host name.
+ * @param queueId The message's queue id.
+ * @param date When it was made.
+ * @returns The field, ending in CRLF.
+ *
+ * @example
+ * ```ts
+ * import { formatLocalReceived } from "./received.ts";
+ * console.log(formatLocalReceived("mx.example.test", "Q1", new Date(0)));
+ * // "Received: by mx.example.test (tern) id Q1; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+ * ```
+ */
+export function formatLocalReceived(hostname: string, queueId: string, date: Date): string {
+  return `Received: by ${hostname} (tern) id ${queueId}; ${formatDate(date)}\r\n`;
+}

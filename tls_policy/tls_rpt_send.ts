@@ -25,7 +25,7 @@ import { signerOf } from "../mta/dkim_signer.ts";
 import { routeAddress } from "../mta/routing.ts";
 import type { Queue } from "../queue/queue.ts";
 import { isIpv4, isIpv6 } from "../smtp/path.ts";
-import { formatDate } from "../smtp/received.ts";
+import { formatLocalReceived } from "../smtp/received.ts";
 import {
   buildReport,
   countsName,
@@ -289,11 +289,9 @@ async function queueReportMail(
   });
   try {
     // RFC 5321 §4.4: a message made here still gets its trace field.
-    await incoming.write(encoder.encode(
-      `Received: by ${config.hostname} (tern) id ${incoming.queueId}; ${
-        formatDate(new Date(now))
-      }\r\n`,
-    ));
+    await incoming.write(
+      encoder.encode(formatLocalReceived(config.hostname, incoming.queueId, new Date(now))),
+    );
     // Signed as local submissions are (mta/pickup.ts): the report is ours.
     const signing = signerOf(config)?.begin() ?? null;
     signing?.update(content);
