@@ -50,6 +50,7 @@ import {
   type Queue,
   type ReceiveInit,
   type RecoverResult,
+  type StoreOptions,
 } from "./queue.ts";
 import { QueueConflictError, QueueUnavailableError } from "./errors.ts";
 import { newQueueId } from "./queue_id.ts";
@@ -98,31 +99,8 @@ const DEFAULT_INCOMPLETE_AFTER_MS = 60 * 60_000;
 /** How many times a change that lost to a concurrent one is tried again before giving up. */
 const CONFLICT_RETRIES = 8;
 
-/** Options of {@linkcode KvQueue.open}. */
-export interface KvQueueOptions {
-  /** Waits between attempts in ms (`queue.retry`); the last one repeats. RFC 5321 §4.5.4.1. */
-  readonly retry: readonly number[];
-  /** Give-up time in ms (`queue.max_age`): then pending recipients bounce. RFC 5321 §4.5.4.1. */
-  readonly maxAge: number;
-  /** Where events go. @default {NULL_LOGGER} */
-  readonly logger?: Logger;
-  /** How long a claim keeps a message from other workers unless renewed, ms. @default {60000} */
-  readonly leaseMs?: number;
-  /**
-   * How long an upload may stay without activity before {@linkcode KvQueue.recover}
-   * takes it for dead and removes it, ms. Long enough that an upload running
-   * right now in another process (`tern send`) is not harmed.
-   * @default {3600000}
-   */
-  readonly incompleteAfterMs?: number;
-  /**
-   * The most content octets that uploads together keep in memory beside
-   * their spool files (`ReceiveInit.keepContent`); past it, a
-   * claim taken at commit reads its content back from the file.
-   * @default {67108864} (64 MiB)
-   */
-  readonly keepContentBudget?: number;
-}
+/** Options of {@linkcode KvQueue.open}: those of every store (`StoreOptions`). */
+export type KvQueueOptions = StoreOptions;
 
 /**
  * The durable queue of tern in a Deno KV store (see kv_keys.ts for the key

@@ -44,6 +44,7 @@ export type {
   Queue,
   ReceiveInit,
   RecoverResult,
+  StoreOptions,
 } from "./queue.ts";
 export { MAX_COMMIT_HEADER, MAX_STATE_VALUE } from "./queue.ts";
 export { QueueConflictError, QueueNotFoundError, QueueUnavailableError } from "./errors.ts";

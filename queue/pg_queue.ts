@@ -49,6 +49,7 @@ import {
   type Queue,
   type ReceiveInit,
   type RecoverResult,
+  type StoreOptions,
 } from "./queue.ts";
 import { QueueNotFoundError, QueueUnavailableError } from "./errors.ts";
 import { newQueueId } from "./queue_id.ts";
@@ -71,22 +72,10 @@ const LIST_BATCH = 100;
 /** Due messages looked at beyond the limit, for those the caller excludes. */
 const EXCLUDE_SLACK = 64;
 
-/** Options of {@linkcode PgQueue.open}. */
-export interface PgQueueOptions {
-  /** Waits between attempts in ms (`queue.retry`); the last one repeats. RFC 5321 §4.5.4.1. */
-  readonly retry: readonly number[];
-  /** Give-up time in ms (`queue.max_age`): then pending recipients bounce. RFC 5321 §4.5.4.1. */
-  readonly maxAge: number;
-  /** Where events go. @default {NULL_LOGGER} */
-  readonly logger?: Logger;
-  /** How long a claim keeps a message from other workers unless renewed, ms. @default {60000} */
-  readonly leaseMs?: number;
+/** Options of {@linkcode PgQueue.open}: those of every store, and the database's. */
+export interface PgQueueOptions extends StoreOptions {
   /** The schema of tern's tables, created if missing. @default {"tern"} */
   readonly schema?: string;
-  /** How long an upload may stay idle before `recover` removes it, ms. @default {3600000} */
-  readonly incompleteAfterMs?: number;
-  /** The most content octets that uploads keep in memory for claims at commit. @default {64 MiB} */
-  readonly keepContentBudget?: number;
   /** The most connections of the pool. @default {10} */
   readonly maxConnections?: number;
   /** Seconds a connection attempt may take. @default {5} */

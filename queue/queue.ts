@@ -22,8 +22,32 @@
  * @module
  */
 
+import type { Logger } from "../log/logger.ts";
 import type { Envelope } from "../smtp/envelope.ts";
 import type { ClaimedMessage, QueuedMessage, QueueRecipient, RecipientOutcome } from "./types.ts";
+
+/** What every store is opened with (`KvQueueOptions`, `PgQueueOptions` add their own). */
+export interface StoreOptions {
+  /** Waits between attempts in ms (`queue.retry`); the last one repeats. RFC 5321 §4.5.4.1. */
+  readonly retry: readonly number[];
+  /** Give-up time in ms (`queue.max_age`): then pending recipients bounce. RFC 5321 §4.5.4.1. */
+  readonly maxAge: number;
+  /** Where events go. @default {NULL_LOGGER} */
+  readonly logger?: Logger;
+  /** How long a claim keeps a message from other workers unless renewed, ms. @default {60000} */
+  readonly leaseMs?: number;
+  /**
+   * How long an upload may stay without activity before `recover` takes it
+   * for dead and removes it, ms. Long enough that an upload running right
+   * now in another process (`tern send`) is not harmed. @default {3600000}
+   */
+  readonly incompleteAfterMs?: number;
+  /**
+   * The most content octets that uploads together keep in memory for claims
+   * taken at commit (`ReceiveInit.keepContent`). @default {67108864} (64 MiB)
+   */
+  readonly keepContentBudget?: number;
+}
 
 /** What {@linkcode Queue.receive} needs to start a message. */
 export interface ReceiveInit {
