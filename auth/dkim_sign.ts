@@ -104,22 +104,26 @@ export interface DkimSigning {
 export interface DkimSignerOptions {
   /** The clock, in milliseconds since the epoch, for `t=`. @default {Date.now} */
   now?: () => number;
+  /** Called once for each signature made (for metrics). @default {nothing} */
+  onSignature?: (key: DkimKey) => void;
 }
 
 /** Signs messages with the configured keys, choosing by the From: domain. */
 export class DkimSigner {
   readonly #keys: readonly DkimKey[];
   readonly #now: () => number;
+  readonly #onSignature: (key: DkimKey) => void;
 
   /**
    * Makes a signer.
    *
    * @param keys The keys; several may share a domain (one per algorithm is used).
-   * @param options The clock.
+   * @param options The clock, and who is told of each signature.
    */
   constructor(keys: readonly DkimKey[], options: DkimSignerOptions = {}) {
     this.#keys = [...keys];
     this.#now = options.now ?? Date.now;
+    this.#onSignature = options.onSignature ?? (() => {});
   }
 
   /** Whether any key is configured (the intake skips signing work when not). */
@@ -156,7 +160,7 @@ export class DkimSigner {
    * @returns Feed it the message, then call finish().
    */
   begin(): DkimSigning {
-    return new MessageSigning(this, this.#now);
+    return new MessageSigning(this, this.#now, this.#onSignature);
   }
 }
 
@@ -174,6 +178,7 @@ const BLANK_LINE = [0x0d, 0x0a, 0x0d, 0x0a];
 class MessageSigning implements DkimSigning {
   readonly #signer: DkimSigner;
   readonly #now: () => number;
+  readonly #onSignature: (key: DkimKey) => void;
   readonly #headerChunks: Uint8Array[] = [];
   /** How much of CRLF CRLF has just been seen; 2 at the start, so a message may open with its blank line. */
   #matched = 2;
@@ -185,9 +190,10 @@ class MessageSigning implements DkimSigning {
   #fromDomain: string | null = null;
   #finished = false;
 
-  constructor(signer: DkimSigner, now: () => number) {
+  constructor(signer: DkimSigner, now: () => number, onSignature: (key: DkimKey) => void) {
     this.#signer = signer;
     this.#now = now;
+    this.#onSignature = onSignature;
   }
 
   get fromDomain(): string | null {
@@ -239,7 +245,11 @@ class MessageSigning implements DkimSigning {
     if (keys.length === 0) return "";
     const bodyHash = this.#body.digest();
     const timestamp = Math.floor(this.#now() / 1000);
-    return keys.map((key) => signatureField(key, fields, bodyHash, timestamp)).join("");
+    return keys.map((key) => {
+      const field = signatureField(key, fields, bodyHash, timestamp);
+      this.#onSignature(key);
+      return field;
+    }).join("");
   }
 
   #endHeader(hasBody: boolean): void {

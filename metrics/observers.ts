@@ -1,13 +1,12 @@
 /**
  * Where the metrics tap the MTA without changing the code they watch: a
  * logger that counts some of the lines it passes on, a queue whose commits
- * are timed, a DKIM signer that counts its signatures, and the series of
+ * are timed, and the series of
  * the server events of one listener.
  *
  * @module
  */
 
-import { DkimSigner, type DkimSigning } from "../auth/dkim_sign.ts";
 import type { Logger, LogLevel, LogValue } from "../log/logger.ts";
 import type { IncomingMessage, Queue } from "../queue/queue.ts";
 import type { ServerLogEvent } from "../smtp/server.ts";
@@ -17,7 +16,6 @@ import {
   countAuthSummary,
   countRefusal,
   countTlsOutbound,
-  dkimSignatures,
   type ListenerSeries,
   storeCommitLatency,
 } from "./tern.ts";
@@ -156,35 +154,4 @@ export function timingCommits<Q extends Queue>(queue: Q): Q {
       return fn;
     },
   });
-}
-
-/**
- * A DKIM signer that counts the signatures it makes
- * (`tern_dkim_signatures_total`, by algorithm).
- */
-export class CountingDkimSigner extends DkimSigner {
-  /**
-   * Starts signing one message.
-   *
-   * @returns Feed it the message, then call finish().
-   */
-  override begin(): DkimSigning {
-    const inner = super.begin();
-    const keysFor = (domain: string) => this.keysFor(domain);
-    return {
-      update: (chunk) => inner.update(chunk),
-      finish(added) {
-        const fields = inner.finish(added);
-        const domain = inner.fromDomain;
-        // finish() signs with every key keysFor() gives, or with none.
-        if (fields !== "" && domain !== null) {
-          for (const key of keysFor(domain)) dkimSignatures.labels(key.algorithm).inc();
-        }
-        return fields;
-      },
-      get fromDomain() {
-        return inner.fromDomain;
-      },
-    };
-  }
 }

@@ -10,8 +10,8 @@
 
 import { parseDkimKey } from "../auth/dkim_keys.ts";
 import type { DkimKey } from "../auth/dkim_keys.ts";
-import type { DkimSigner } from "../auth/dkim_sign.ts";
-import { CountingDkimSigner } from "../metrics/observers.ts";
+import { DkimSigner } from "../auth/dkim_sign.ts";
+import { dkimSignatures } from "../metrics/tern.ts";
 import type { Config } from "../config/schema.ts";
 
 const signers = new WeakMap<Config, DkimSigner | null>();
@@ -29,9 +29,21 @@ export function signerOf(config: Config): DkimSigner | null {
     const parsed = k.parsed ?? readKey(k.key, k.domain, k.selector);
     if (parsed !== null) keys.push(parsed);
   }
-  const signer = keys.length === 0 ? null : new CountingDkimSigner(keys);
+  const signer = keys.length === 0 ? null : countedSigner(keys);
   signers.set(config, signer);
   return signer;
+}
+
+/**
+ * A signer whose signatures are counted in `tern_dkim_signatures_total`.
+ *
+ * @param keys The keys.
+ * @returns The signer.
+ */
+export function countedSigner(keys: readonly DkimKey[]): DkimSigner {
+  return new DkimSigner(keys, {
+    onSignature: (key) => dkimSignatures.labels(key.algorithm).inc(),
+  });
 }
 
 function readKey(path: string, domain: string, selector: string): DkimKey | null {

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { python, startMta, waitFor, waitForMail } from "./_helpers.ts";
 import { freePort, startReceiver, testCertificate } from "./_relay_fixtures.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/registry.ts";
-import { CountingDkimSigner, countingLogger, countServerEvent } from "../metrics/observers.ts";
+import { countingLogger, countServerEvent } from "../metrics/observers.ts";
+import { countedSigner } from "../mta/dkim_signer.ts";
 import type { ConnectionInfo, ServerLogEvent } from "../smtp/server.ts";
 import {
   authFailures,
@@ -333,7 +334,7 @@ Deno.test("metrics: DKIM signatures are counted by algorithm, only when made", a
   }).output();
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   const key = parseDkimKey(new TextDecoder().decode(out.stdout), "example.test", "s1");
-  const signer = new CountingDkimSigner([key]);
+  const signer = countedSigner([key]);
   const before = dkimSignatures.get({ algorithm: "ed25519-sha256" });
   const sign = (from: string) => {
     const s = signer.begin();
