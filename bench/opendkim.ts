@@ -134,6 +134,7 @@ export class OpenDkim {
       env: { BENCH_LOG: logFile },
       uid,
       gid,
+      cwd: "/", // the user may not enter the directory the bench runs from
       stdin: "null",
       stdout: "null",
       stderr: "null",

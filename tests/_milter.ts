@@ -79,7 +79,8 @@ export async function startPeer(
   const child = new Deno.Command("/bin/sh", {
     args: ["-c", 'exec "$@" >>"$PEER_LOG" 2>&1', "sh", command, ...args],
     env: { ...options.env, PEER_LOG: logFile },
-    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    // Another user may not enter the directory the tests run from (a clone under a 0700 folder).
+    ...(options.uid === undefined ? {} : { uid: options.uid, cwd: "/" }),
     ...(options.gid === undefined ? {} : { gid: options.gid }),
     stdin: "null",
     stdout: "null",
