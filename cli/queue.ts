@@ -332,22 +332,74 @@ const PAST: Record<string, string> = {
   flush: "due now",
 };
 
+/** Octets of listing gathered before they are written. */
+const LIST_WRITE_SIZE = 64 * 1024;
+/** The longest a listed message waits in {@linkcode ListWriter} before it is written. */
+const LIST_WRITE_DELAY_MS = 100;
+
+/**
+ * The listing's output, gathered into writes of about 64 KiB: one write per
+ * message costs a system call each, a tenth of the listing's time over a
+ * deep queue. Nothing waits more than {@linkcode LIST_WRITE_DELAY_MS}, so
+ * the listing still begins at once and a selection that matches little
+ * still shows what it found while it reads on.
+ */
+class ListWriter {
+  #parts: string[] = [];
+  #size = 0;
+  #since = 0;
+
+  /** Adds text to the output. */
+  add(text: string): void {
+    if (this.#parts.length === 0) this.#since = performance.now();
+    this.#parts.push(text);
+    this.#size += text.length;
+    if (this.#size >= LIST_WRITE_SIZE) this.flush();
+    else this.tick();
+  }
+
+  /** Writes what waits, if it has waited long enough: called for every message read. */
+  tick(): void {
+    if (this.#parts.length > 0 && performance.now() - this.#since >= LIST_WRITE_DELAY_MS) {
+      this.flush();
+    }
+  }
+
+  /** Writes what waits. */
+  flush(): void {
+    if (this.#parts.length === 0) return;
+    const text = this.#parts.join("");
+    this.#parts = [];
+    this.#size = 0;
+    write(text);
+  }
+}
+
+/**
+ * Prints the messages as the store yields them (`Queue.list()` streams), so
+ * the first line comes at once and memory stays flat however deep the queue.
+ */
 async function listMessages(queue: Queue, selection: Selection, json: boolean): Promise<number> {
   let count = 0;
   let bytes = 0;
+  const out = new ListWriter();
   for await (const m of queue.list()) {
-    if (!matches(m, selection)) continue;
+    if (!matches(m, selection)) {
+      out.tick();
+      continue;
+    }
     count++;
     bytes += m.size;
-    write(json ? toJson(m) + "\n" : toText(m));
+    out.add(json ? toJson(m) + "\n" : toText(m));
   }
   if (!json) {
-    write(
+    out.add(
       count === 0
         ? "Queue is empty\n"
         : `-- ${count} message${count === 1 ? "" : "s"}, ${bytes} octets\n`,
     );
   }
+  out.flush();
   return 0;
 }
 

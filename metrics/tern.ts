@@ -517,25 +517,38 @@ export function countTlsOutbound(version: string, verified: boolean): void {
   tlsOutbound.inc({ version: v, verified: verified ? "yes" : "no" });
 }
 
-/** How long a count of the queue by state is reused: it reads every message. */
+/** How long a count of the queue by state is reused at least: it reads every message. */
 export const QUEUE_SCAN_INTERVAL_MS = 5_000;
+/**
+ * A count of the queue is reused for this many times as long as it took:
+ * reading a million deferred messages takes about a minute, and counting
+ * them at every scrape would keep a core busy and slow the intake. The
+ * scans then cost at most a twentieth of a core whatever the queue's depth.
+ */
+const QUEUE_SCAN_REUSE_FACTOR = 20;
 
 /**
  * Keeps `tern_queue_messages` and `tern_queue_oldest_message_age_seconds` up
- * to date from a queue: a full scan of the queue's records, at most once per
- * {@linkcode QUEUE_SCAN_INTERVAL_MS} however often it is scraped (the store
- * has no count by state). The age is computed at each scrape from the oldest
+ * to date from a queue: a full scan of the queue's records (the store has no
+ * count by state), at most once per {@linkcode QUEUE_SCAN_INTERVAL_MS}, or
+ * per twenty times as long as the last scan took when that is longer, however
+ * often it is scraped. The age is computed at each scrape from the oldest
  * arrival found.
  *
  * @param queue The queue.
+ * @param clock Epoch ms now (tests pass their own).
  * @returns A function that stops it.
  */
-export function watchQueue(queue: Queue): () => void {
+export function watchQueue(
+  queue: Pick<Queue, "list">,
+  clock: () => number = Date.now,
+): () => void {
   let last = -Infinity;
+  let reuseMs = QUEUE_SCAN_INTERVAL_MS;
   let oldest: number | null = null;
   return registry.addCollector(async () => {
-    const now = Date.now();
-    if (now - last >= QUEUE_SCAN_INTERVAL_MS) {
+    const now = clock();
+    if (now - last >= reuseMs) {
       last = now;
       try {
         const scan = await scanQueue(queue);
@@ -544,6 +557,7 @@ export function watchQueue(queue: Queue): () => void {
       } catch {
         // The store is closed or failing: /readyz says so; keep the last counts.
       }
+      reuseMs = Math.max(QUEUE_SCAN_INTERVAL_MS, QUEUE_SCAN_REUSE_FACTOR * (clock() - now));
     }
     queueOldestAge.set(undefined, oldest === null ? 0 : Math.max(0, (now - oldest) / 1000));
   });

@@ -75,6 +75,8 @@ export const PREFIX = {
   incoming: [ROOT, "incoming"],
   chunk: (id: string): Deno.KvKey => [ROOT, "chunk", id],
   rcpt: (id: string): Deno.KvKey => [ROOT, "rcpt", id],
+  /** Every message's recipients, in queue id order (as `msg`), then by index. */
+  rcpts: [ROOT, "rcpt"],
   path: (id: string): Deno.KvKey => [ROOT, "path", id],
   msg: [ROOT, "msg"],
   due: [ROOT, "due"],

@@ -50,6 +50,82 @@ export async function readMessage(kv: Deno.Kv, meta: StoredMeta): Promise<Queued
   return toMessage({ ...meta, envelope: await readEnvelope(kv, meta) }, recipients);
 }
 
+/** Entries read per batch by {@linkcode listMessages}, from each of its two listings. */
+const LIST_BATCH = 500;
+
+/**
+ * Streams every committed message, in queue id (arrival) order, as public
+ * records. The metas and the recipients are two listings in the same id
+ * order, walked side by side (a merge on the id) a batch at a time: a
+ * message costs no store query of its own, so a million messages take a few
+ * thousand queries instead of a million, and memory holds two batches
+ * whatever the queue's depth. A message whose recipients the recipient
+ * listing did not show in full (committed, changed or removed between the
+ * two reads) is read on its own, and passed over when it is gone.
+ *
+ * @param kv The store.
+ * @returns The messages, one at a time.
+ */
+export async function* listMessages(kv: Deno.Kv): AsyncGenerator<QueuedMessage> {
+  const metas = kv.list<StoredMeta>({ prefix: PREFIX.msg }, { batchSize: LIST_BATCH });
+  const recipients = new RecipientCursor(
+    kv.list<RecipientState>({ prefix: PREFIX.rcpts }, { batchSize: LIST_BATCH }),
+  );
+  for await (const { key, value: meta } of metas) {
+    const id = key[2];
+    if (typeof id !== "string") continue;
+    const seen = await recipients.take(id);
+    const states = seen.length === meta.recipients
+      ? seen
+      : await readRecipients(kv, id, meta.recipients);
+    if (states === null) continue; // removed meanwhile
+    yield toMessage({ ...meta, envelope: await readEnvelope(kv, meta) }, states);
+  }
+}
+
+/** The recipient listing of {@linkcode listMessages}, read up to a given id. */
+class RecipientCursor {
+  readonly #entries: Deno.KvListIterator<RecipientState>;
+  /** The entry read but not yet taken (a later message's), or `null`. */
+  #ahead: Deno.KvEntry<RecipientState> | null = null;
+  #done = false;
+
+  constructor(entries: Deno.KvListIterator<RecipientState>) {
+    this.#entries = entries;
+  }
+
+  /**
+   * The recipients listed under `id`, passing over those of smaller ids
+   * (uploads not committed, messages removed since). Queue ids are ASCII, so
+   * JavaScript's string order is the store's key order.
+   */
+  async take(id: string): Promise<RecipientState[]> {
+    const found: RecipientState[] = [];
+    for (;;) {
+      const entry = this.#ahead ?? await this.#next();
+      this.#ahead = null;
+      if (entry === null) return found;
+      const owner = entry.key[2];
+      if (typeof owner !== "string" || owner < id) continue;
+      if (owner > id) {
+        this.#ahead = entry;
+        return found;
+      }
+      found.push(entry.value);
+    }
+  }
+
+  async #next(): Promise<Deno.KvEntry<RecipientState> | null> {
+    if (this.#done) return null;
+    const result = await this.#entries.next();
+    if (result.done) {
+      this.#done = true;
+      return null;
+    }
+    return result.value;
+  }
+}
+
 /**
  * Streams a message's stored content: the header added at commit, then
  * chunk by chunk (or from its spool file), reading a few chunks at a time so memory stays bounded.
