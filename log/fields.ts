@@ -88,6 +88,8 @@ export class MessageIdScanner {
   #done = false;
   #found: string | null = null;
   #decoder = new TextDecoder("utf-8", { fatal: false });
+  /** Where the previous piece ended: 0 in a line, 1 after LF, 2 after LF CR. */
+  #lineEnd = 0;
 
   /**
    * Reads the next piece of content.
@@ -96,7 +98,11 @@ export class MessageIdScanner {
    */
   push(chunk: Uint8Array): void {
     if (this.#done) return;
-    this.#head += this.#decoder.decode(chunk, { stream: true });
+    // Only the header section is decoded, not the body behind it in the same piece.
+    const upTo = this.#headerEnd(chunk);
+    this.#head += this.#decoder.decode(upTo < 0 ? chunk : chunk.subarray(0, upTo), {
+      stream: upTo < 0,
+    });
     const end = this.#head.search(/\r?\n\r?\n/);
     if (end >= 0) {
       this.#head = this.#head.slice(0, end + 1);
@@ -104,6 +110,25 @@ export class MessageIdScanner {
     } else if (this.#head.length > MAX_HEADER_SCAN) {
       this.#finish();
     }
+  }
+
+  /**
+   * Where in `chunk` the header section's empty line ends (LF, an optional
+   * CR, LF: the pattern `push` looks for), or -1 when not in this piece.
+   */
+  #headerEnd(chunk: Uint8Array): number {
+    let state = this.#lineEnd;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i];
+      if (b === 0x0a) {
+        if (state !== 0) return i + 1;
+        state = 1;
+      } else {
+        state = b === 0x0d && state === 1 ? 2 : 0;
+      }
+    }
+    this.#lineEnd = state;
+    return -1;
   }
 
   /**

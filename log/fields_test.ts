@@ -27,6 +27,28 @@ Deno.test("MessageIdScanner: folded, split across chunks, in the header only, cl
   assert.equal(scan("Resent-Message-ID: <r@x>\r\n\r\n"), "none");
   assert.equal(scan("Message-ID: <\x1b[31m@x>\r\n\r\n"), "<[31m@x>");
   assert.equal(scan("Subject: only a header, no end"), "none");
+  // The empty line split between pieces still ends the header section.
+  assert.equal(scan("Subject: x\r\n\r", "\nMessage-ID: <body@x>\r\n"), "none");
+  assert.equal(scan("Subject: x\n", "\nMessage-ID: <body@x>\n"), "none");
+  assert.equal(scan("Subject: \u00e9\r\nMessage-ID: <a@b>\r\n\r\n\u00e9"), "<a@b>");
+});
+
+Deno.test("MessageIdScanner decodes the header section only, not the body behind it", () => {
+  const decoded: number[] = [];
+  const original = TextDecoder.prototype.decode;
+  TextDecoder.prototype.decode = function (input, options) {
+    decoded.push(input?.byteLength ?? 0);
+    return original.call(this, input, options);
+  };
+  try {
+    const s = new MessageIdScanner();
+    const header = "Message-ID: <a@b>\r\n\r\n";
+    s.push(new TextEncoder().encode(header + "x".repeat(60_000)));
+    assert.equal(s.messageId, "<a@b>");
+  } finally {
+    TextDecoder.prototype.decode = original;
+  }
+  assert.ok(decoded.every((n) => n < 100), `decoded ${decoded.join(", ")} octets`);
 });
 
 Deno.test("cleanText makes one printable line", () => {

@@ -99,3 +99,18 @@ Deno.test("a custom writer gets each line as it is logged", () => {
     rcpt: "<a@b.test>",
   }]);
 });
+
+Deno.test("each line carries its own time, and values are quoted only when they must be", () => {
+  const lines: string[] = [];
+  let clock = 0;
+  const log = createLogger({ write: (line) => lines.push(line), now: () => clock });
+  log.log("info", "delivery.sent", "A", { n: -1.5, ok: true, none: null, text: "two words" });
+  log.log("info", "delivery.sent", "B");
+  clock = 1;
+  log.log("info", "delivery.sent", "C", { reason: 'say "hi"' });
+  assert.deepEqual(lines, [
+    '1970-01-01T00:00:00.000Z info A delivery.sent n=-1.5 ok=true none=null text="two words"',
+    "1970-01-01T00:00:00.000Z info B delivery.sent",
+    '1970-01-01T00:00:00.001Z info C delivery.sent reason="say \\"hi\\""',
+  ]);
+});

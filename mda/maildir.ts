@@ -389,8 +389,10 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
 }
 
 /**
- * Writes the trace header lines, then the content: content in memory with
- * the header in one write, a stream through a bounded buffer.
+ * Writes the trace header lines, then the content: small content in memory
+ * with the header in one write, bigger content in a write of its own (a
+ * fresh copy of a megabyte costs more than a second system call), a stream
+ * through a bounded buffer.
  */
 async function writeMessage(
   file: Deno.FsFile,
@@ -398,7 +400,13 @@ async function writeMessage(
   header: string,
 ): Promise<void> {
   if (content instanceof Uint8Array) {
-    await writeAll(file, concatBytes([encoder.encode(header), content]));
+    const head = encoder.encode(header);
+    if (content.length < WRITE_BUFFER_SIZE) {
+      await writeAll(file, concatBytes([head, content]));
+    } else {
+      await writeAll(file, head);
+      await writeAll(file, content);
+    }
     return;
   }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);

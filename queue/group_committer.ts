@@ -7,6 +7,12 @@
  * back into its entries, each committed alone, so one entry's lost race
  * never fails another.
  *
+ * A write that no client's reply waits on (the record of a delivery attempt)
+ * may be submitted as *deferrable*: it rides along with the next commit that
+ * goes, or goes on its own a few milliseconds later. With one SMTP session,
+ * the record of message N then shares the fsync of message N+1's commit,
+ * instead of making that commit wait for an fsync of its own.
+ *
  * @module
  */
 
@@ -19,6 +25,14 @@ import {
   keyText,
   type Mutation,
 } from "./kv_atomic.ts";
+
+/**
+ * How long a deferrable write waits for a commit to ride along with, ms.
+ * Under load a commit comes sooner; idle, the record is this much later.
+ */
+const DEFER_MS = 5;
+/** Deferrable writes waiting past this many go at once, together. */
+const MAX_DEFERRED = 64;
 
 interface CommitEntry {
   readonly checks: readonly Deno.AtomicCheck[];
@@ -41,6 +55,9 @@ interface CommitEntry {
 export class GroupCommitter {
   readonly #kv: Deno.Kv;
   readonly #pending: CommitEntry[] = [];
+  /** Deferrable entries, waiting for a commit to join or for their timer. */
+  #deferred: CommitEntry[] = [];
+  #deferTimer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | null = null;
 
   constructor(kv: Deno.Kv) {
@@ -72,9 +89,40 @@ export class GroupCommitter {
     });
   }
 
-  /** Resolves once nothing is pending or in flight. */
+  /**
+   * Commits checks and mutations with the next commit that goes, or on their
+   * own after a few milliseconds: for writes whose durability nobody awaits
+   * before answering a client (a crash before they are durable repeats what
+   * they record, as a crash just before them would).
+   *
+   * @returns The versionstamp of the shared commit, or `null` when a check failed.
+   */
+  submitDeferred(
+    checks: readonly Deno.AtomicCheck[],
+    mutations: readonly Mutation[],
+    cost: Cost = costOf(checks, mutations),
+  ): Promise<string | null> {
+    return new Promise((resolve, reject) => {
+      this.#deferred.push({ checks, mutations, cost, solo: false, resolve, reject });
+      if (this.#deferred.length >= MAX_DEFERRED) this.#releaseDeferred();
+      else this.#deferTimer ??= setTimeout(() => this.#releaseDeferred(), DEFER_MS);
+    });
+  }
+
+  /** Resolves once nothing is pending, deferred or in flight. */
   async drain(): Promise<void> {
+    this.#releaseDeferred();
     while (this.#running) await this.#running;
+  }
+
+  /** Moves the deferred entries to the pending ones, and starts committing. */
+  #releaseDeferred(): void {
+    clearTimeout(this.#deferTimer);
+    this.#deferTimer = undefined;
+    if (this.#deferred.length === 0) return;
+    this.#pending.push(...this.#deferred);
+    this.#deferred = [];
+    this.#running ??= this.#run();
   }
 
   async #run(): Promise<void> {
@@ -111,7 +159,28 @@ export class GroupCommitter {
       for (const m of next.mutations) seen.add(keyText(m.key));
       cost = total;
     }
+    this.#joinDeferred(batch, cost);
     return batch;
+  }
+
+  /** Adds to a batch the deferred entries that fit in its operation, oldest first. */
+  #joinDeferred(batch: CommitEntry[], cost: Cost): void {
+    if (this.#deferred.length === 0) return;
+    const seen = new Set(batch.flatMap((e) => e.mutations.map((m) => keyText(m.key))));
+    let taken = 0;
+    for (const next of this.#deferred) {
+      const total = addCost(cost, next.cost);
+      if (!fitsBudget(total) || next.checks.some((c) => seen.has(keyText(c.key)))) break;
+      batch.push(next);
+      for (const m of next.mutations) seen.add(keyText(m.key));
+      cost = total;
+      taken++;
+    }
+    this.#deferred = this.#deferred.slice(taken);
+    if (this.#deferred.length === 0) {
+      clearTimeout(this.#deferTimer);
+      this.#deferTimer = undefined;
+    }
   }
 
   async #commit(batch: CommitEntry[]): Promise<void> {

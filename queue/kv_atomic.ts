@@ -40,15 +40,14 @@ export const NO_COST: Cost = { mutations: 0, checks: 0, bytes: 0, keyBytes: 0 };
  */
 export const BUDGET: Cost = { mutations: 1000, checks: 100, bytes: 780_000, keyBytes: 76_000 };
 
-/** A key as text, equal for equal keys: for sets of keys. */
+/**
+ * A key as text, for sets of keys that may conflict: equal keys give equal
+ * texts. Different keys rarely do (a number and its decimal string, a part
+ * holding NUL): a false match only makes a write wait for the next
+ * operation, and this runs for every key of every shared commit.
+ */
 export function keyText(key: Deno.KvKey): string {
-  let text = "";
-  for (const part of key) {
-    text += part instanceof Uint8Array
-      ? `u${Array.from(part).join(",")}\u0000`
-      : `${typeof part}${String(part)}\u0000`;
-  }
-  return text;
+  return key.join("\u0000");
 }
 
 /** An upper bound of a key's encoded size. */
@@ -62,11 +61,53 @@ function keySize(key: Deno.KvKey): number {
 
 /**
  * An upper bound of a value's stored size. Bytes are stored as they are;
- * anything else goes through the V8 serializer, which never needs more than
- * two bytes per UTF-16 unit of the JSON text.
+ * anything else goes through the V8 serializer, bounded by
+ * {@linkcode serializedBound} (walked, not stringified: the queue sizes
+ * every value of every commit, and a JSON text of a header's bytes is a
+ * number per octet).
  */
 export function valueSize(value: unknown): number {
   if (value instanceof Uint8Array) return value.byteLength;
+  return serializedBound(value, 0) + 32;
+}
+
+/** Nesting past which {@linkcode serializedBound} falls back to the JSON text. */
+const MAX_WALK_DEPTH = 16;
+
+/**
+ * An upper bound of what the V8 serializer writes for a value: a tag and a
+ * varint length (at most 6 octets) around two octets per UTF-16 unit of a
+ * string, 9 octets for a number, the octets of a byte array with its buffer
+ * and view tags, and for arrays and plain objects their parts plus their own
+ * tags and counts. Anything else (a Date, a Map) counts twice its JSON text.
+ */
+function serializedBound(value: unknown, depth: number): number {
+  switch (typeof value) {
+    case "string":
+      return 2 * value.length + 6;
+    case "number":
+    case "boolean":
+    case "undefined":
+      return 10;
+    case "bigint":
+      return 2 * value.toString(16).length + 12;
+    case "object": {
+      if (value === null) return 1;
+      if (value instanceof Uint8Array) return value.byteLength + 32;
+      if (depth >= MAX_WALK_DEPTH) break;
+      let size = 16;
+      if (Array.isArray(value)) {
+        for (const item of value) size += serializedBound(item, depth + 1);
+        return size;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) break;
+      for (const [k, v] of Object.entries(value)) {
+        size += 2 * k.length + 6 + serializedBound(v, depth + 1);
+      }
+      return size;
+    }
+  }
   return 2 * (JSON.stringify(value) ?? "").length + 32;
 }
 

@@ -58,6 +58,7 @@ import { Spool } from "./spool.ts";
 import { applyOutcomes, isPending, nextAttemptAt } from "./attempt.ts";
 import {
   commitOp,
+  type Cost,
   costOf,
   del,
   fitsBudget,
@@ -84,6 +85,7 @@ import {
 } from "./kv_keys.ts";
 import { Upload, type UploadContext } from "./kv_upload.ts";
 import {
+  listMessages,
   readContent,
   readEnvelope,
   readMessage,
@@ -98,6 +100,13 @@ const DEFAULT_KEEP_CONTENT_BUDGET = 64 * 1024 * 1024;
 const DEFAULT_INCOMPLETE_AFTER_MS = 60 * 60_000;
 /** How many times a change that lost to a concurrent one is tried again before giving up. */
 const CONFLICT_RETRIES = 8;
+/**
+ * The record of an attempt waits to share the next commit (one fsync for
+ * both): no client's reply waits on it, and a crash before it is durable
+ * repeats the attempt, which a crash just before the record did already
+ * (the Maildir writer finds its own earlier delivery of a recovered claim).
+ */
+const DEFERRABLE = true;
 
 /** Options of {@linkcode KvQueue.open}: those of every store (`StoreOptions`). */
 export type KvQueueOptions = StoreOptions;
@@ -221,7 +230,7 @@ export class KvQueue implements Queue {
             del(KEY.incoming(id)),
           ]),
       };
-      return Promise.resolve(new Upload(this.#newId(init.now), init, context));
+      return Promise.resolve(new Upload(init.queueId ?? this.#newId(init.now), init, context));
     } catch (error: unknown) {
       return Promise.reject(error);
     }
@@ -233,7 +242,12 @@ export class KvQueue implements Queue {
     const { now, limit, exclude } = options;
     const claimed: ClaimedMessage[] = [];
     if (limit <= 0) return claimed;
-    const entries = this.#kv.list<null>({ prefix: PREFIX.due }, {
+    // Only the keys due by `now`: without the end, each poll read (and
+    // decoded) a whole batch of future keys, retries hours away, to find
+    // the first one not due; a queue of a million deferred messages made
+    // every poll cost milliseconds. A boolean sorts after every string in
+    // a key, so `[..., now, true]` ends after the last id due at `now`.
+    const entries = this.#kv.list<null>({ prefix: PREFIX.due, end: [...PREFIX.due, now, true] }, {
       batchSize: Math.min(Math.max(limit * 2, 16), 500),
     });
     // Candidates are claimed together, so their claims share commits; a
@@ -440,7 +454,7 @@ export class KvQueue implements Queue {
           del(KEY.lease(id)),
           ...(meta.due === null ? [] : [del(KEY.due(meta.due, id))]),
         ];
-        if (!(await this.#removeAll(id, meta, checks, head))) continue;
+        if (!(await this.#removeAll(id, meta, checks, head, DEFERRABLE))) continue;
         this.#logger.log("info", "queue.removed", id, {
           reason: "done",
           sent: recipients.filter((r) => r.status === "sent").length,
@@ -457,7 +471,7 @@ export class KvQueue implements Queue {
         set(KEY.msg(id), updated),
         del(KEY.lease(id)),
       ];
-      if (await this.#writeChecked(checks, writes, marker)) {
+      if (await this.#writeChecked(checks, writes, marker, DEFERRABLE)) {
         return toMessage({ ...updated, envelope }, recipients);
       }
     }
@@ -480,12 +494,7 @@ export class KvQueue implements Queue {
    */
   async *list(): AsyncIterable<QueuedMessage> {
     this.#assertOpen();
-    for await (
-      const entry of this.#kv.list<StoredMeta>({ prefix: PREFIX.msg }, { batchSize: 100 })
-    ) {
-      const message = await readMessage(this.#kv, entry.value);
-      if (message !== null) yield message;
-    }
+    yield* listMessages(this.#kv);
   }
 
   /** Counts the queued messages (by reading the message keys). See {@linkcode Queue.count}. */
@@ -733,6 +742,19 @@ export class KvQueue implements Queue {
     return id;
   }
 
+  /** Commits through the group committer; a deferrable write waits to share the next commit. */
+  async #submit(
+    checks: readonly Deno.AtomicCheck[],
+    mutations: readonly Mutation[],
+    cost: Cost,
+    deferrable: boolean,
+  ): Promise<boolean> {
+    const versionstamp = deferrable
+      ? await this.#committer.submitDeferred(checks, mutations, cost)
+      : await this.#committer.submitStamped(checks, mutations, cost);
+    return versionstamp !== null;
+  }
+
   /**
    * Writes `bulk` then `final`, each operation checking `checks` (which none
    * of these writes changes). One operation when everything fits. Returns
@@ -742,12 +764,13 @@ export class KvQueue implements Queue {
     checks: readonly Deno.AtomicCheck[],
     bulk: readonly Mutation[],
     final: readonly Mutation[],
+    deferrable = false,
   ): Promise<boolean> {
     const all = [...bulk, ...final];
     const cost = costOf(checks, all);
     if (fitsBudget(cost)) {
       // Attempts recorded at the same moment share one commit (one fsync).
-      return await this.#committer.submit(checks, all, cost);
+      return await this.#submit(checks, all, cost, deferrable);
     }
     for (const op of splitIntoOps(bulk, costOf(checks, []))) {
       if ((await commitOp(this.#kv, checks, op)) === null) return false;
@@ -766,12 +789,13 @@ export class KvQueue implements Queue {
     counts: ContentCounts,
     checks: readonly Deno.AtomicCheck[],
     head: readonly Mutation[],
+    deferrable = false,
   ): Promise<boolean> {
     const everything = [...head, ...contentDeletes(id, counts)];
     const cost = costOf(checks, everything);
     if (fitsBudget(cost)) {
       // Removals at the same moment share one commit (one fsync).
-      if (!(await this.#committer.submit(checks, everything, cost))) return false;
+      if (!(await this.#submit(checks, everything, cost, deferrable))) return false;
       // The file goes after the keys that name it; a crash in between leaves
       // an orphan that recover() sweeps.
       if (counts.spool) await this.#removeSpoolFile(id);

@@ -296,7 +296,7 @@ export class PgQueue implements Queue {
         track: (promise) => this.#track(promise),
         batcher: this.#batcher,
       };
-      return Promise.resolve(new PgUpload(this.#newId(init.now), init, context));
+      return Promise.resolve(new PgUpload(init.queueId ?? this.#newId(init.now), init, context));
     } catch (error: unknown) {
       return Promise.reject(error);
     }

@@ -68,6 +68,13 @@ export interface ReceiveInit {
    * @default {0}
    */
   readonly keepContent?: number;
+  /**
+   * The queue id, made by the caller with `newQueueId` (an SMTP session
+   * worker names its messages itself, sparing a round trip to the store's
+   * thread). Its commit fails with `QueueConflictError` if the id is taken.
+   * @default {a new one}
+   */
+  readonly queueId?: string;
 }
 
 /** What {@linkcode IncomingMessage.commit} may add to the message. */
