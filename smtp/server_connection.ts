@@ -13,6 +13,7 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { concatBytes } from "../bytes/concat.ts";
+import { DeadlineSweep } from "./deadline_sweep.ts";
 import type { AuthFailure, AuthLimiter } from "./auth_limiter.ts";
 import { isPermanent, isPositive, REPLIES, type Reply } from "./reply.ts";
 import type { SaslCredentials, SaslMechanism } from "./sasl.ts";
@@ -26,6 +27,18 @@ import type {
 } from "./server_types.ts";
 
 let nextConnectionId = 1;
+/** Put before every session id of this thread (a session worker's number), so ids stay unique in the process. */
+let connectionIdPrefix = "";
+
+/**
+ * Sets what this thread's session ids start with (a session worker sets
+ * its own, so that log lines of two threads never share an id).
+ *
+ * @param prefix For example `W1`.
+ */
+export function setConnectionIdPrefix(prefix: string): void {
+  connectionIdPrefix = prefix;
+}
 
 /** RFC 5321 §4.5.3.2.6 times each data block; a block here is this many octets of content. */
 const DATA_BLOCK_OCTETS = 4096;
@@ -34,6 +47,9 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Replies held back past this many octets are written without waiting for the batch to end. */
 const OUTPUT_FLUSH_OCTETS = 16 * 1024;
+
+/** A client's timeout may be met this fraction of itself late (a 5-minute one: 1 s, the most). */
+const TIMEOUT_SLACK_DIVISOR = 16;
 
 const digestEncoder = new TextEncoder();
 
@@ -79,6 +95,12 @@ export interface Endpoints {
   readonly localPort: number;
 }
 
+/** Where a socket's shared listeners find the connection it belongs to. */
+const OWNER: unique symbol = Symbol("tern.connection");
+
+/** A socket a connection listens to. */
+type OwnedSocket = net.Socket & { [OWNER]?: Connection };
+
 /** One client connection: a socket, a session, and the sink of the message in progress. */
 export class Connection implements ConnectionInfo {
   readonly id: string;
@@ -92,9 +114,6 @@ export class Connection implements ConnectionInfo {
   #server: ConnectionHost;
   #sink: MessageSink | null = null;
   #sinkFailed: Reply | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  /** When `#timer` fires (epoch ms). */
-  #timerAt = 0;
   /** Replies not yet written, and their length. */
   #output: Uint8Array[] = [];
   #outputOctets = 0;
@@ -104,14 +123,16 @@ export class Connection implements ConnectionInfo {
   #progressed = false;
   #contentSinceProgress = 0;
   #contentOctets = 0;
-  /** Bumped by STARTTLS: work queued from an older socket is dropped unread. */
-  #generation = 0;
-  #waits = new Set<{ timer: ReturnType<typeof setTimeout>; resolve: () => void }>();
-  #chain: Promise<void> = Promise.resolve();
+  /** Delays in progress (AUTH, greeting), made on first use: most connections never wait. */
+  #waits: Set<{ timer: ReturnType<typeof setTimeout>; resolve: () => void }> | null = null;
+  #chain: Promise<void> = RESOLVED;
+  /** Batches queued or running. */
+  #queued = 0;
   #closed = false;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly done: Promise<void>;
-  #resolveDone!: () => void;
+  /** Made when first asked for (at shutdown): most connections end unwatched. */
+  #done: { promise: Promise<void>; resolve: () => void } | null = null;
+  #ended = false;
 
   constructor(
     socket: net.Socket,
@@ -119,7 +140,7 @@ export class Connection implements ConnectionInfo {
     session: ServerSession,
     ends: Endpoints,
   ) {
-    this.id = (nextConnectionId++).toString(36).toUpperCase().padStart(4, "0");
+    this.id = connectionIdPrefix + (nextConnectionId++).toString(36).toUpperCase().padStart(4, "0");
     this.#socket = socket;
     this.#server = server;
     this.session = session;
@@ -127,7 +148,12 @@ export class Connection implements ConnectionInfo {
     this.remotePort = ends.remotePort;
     this.localAddress = ends.localAddress;
     this.localPort = ends.localPort;
-    this.done = new Promise((resolve) => (this.#resolveDone = resolve));
+  }
+
+  /** Settles once the connection has ended and its disconnect was reported. */
+  get done(): Promise<void> {
+    if (this.#ended) return RESOLVED;
+    return (this.#done ??= Promise.withResolvers<void>()).promise;
   }
 
   get clientName(): string {
@@ -156,39 +182,17 @@ export class Connection implements ConnectionInfo {
     }
   }
 
-  /** Listens to a socket: the plain one, or the TLS one that replaced it. */
+  /**
+   * Listens to a socket: the plain one, or the TLS one that replaced it. The
+   * listeners are shared by every connection (they find theirs on the
+   * socket), not closures made anew for each.
+   */
   #attach(socket: net.Socket): void {
-    const generation = this.#generation;
-    socket.on("data", (data: Uint8Array) =>
-      this.#enqueue(() => {
-        // Plaintext that arrived after STARTTLS is never read (CVE-2011-0411).
-        if (generation !== this.#generation) return [];
-        if (this.session.state === "greeting") {
-          this.#server.report({
-            type: "refused",
-            remoteAddress: this.remoteAddress,
-            reason: "talked before the greeting",
-          });
-        }
-        return this.session.receive(data);
-      }));
-    // The client may half-close after its last command: answer what it sent, then close.
-    // Before the TLS handshake there is nothing to answer: close now, or the
-    // socket would wait (half-open, CLOSE-WAIT) for a banner that cannot go out.
-    socket.on("end", () => {
-      if (generation !== this.#generation) return;
-      if (socket instanceof tls.TLSSocket && this.tls === null) {
-        socket.destroy();
-        this.#finish("client left before the TLS handshake");
-        return;
-      }
-      this.#chain = this.#chain.then(() => this.#finish("client closed the connection"));
-    });
-    socket.on("close", () => this.#finish("connection closed"));
-    socket.on("error", (error: unknown) => {
-      this.#server.report({ type: "error", connection: this, error });
-      this.#finish(socket instanceof tls.TLSSocket ? "TLS error" : "socket error");
-    });
+    (socket as OwnedSocket)[OWNER] = this;
+    socket.on("data", Connection.#onData);
+    socket.on("end", Connection.#onEnd);
+    socket.on("close", Connection.#onClose);
+    socket.on("error", Connection.#onError);
     if (socket instanceof tls.TLSSocket) {
       // RFC 8314 §3 / RFC 3207: the handshake comes first and nothing can be
       // read or written before it, so it has its own, shorter clock.
@@ -208,6 +212,58 @@ export class Connection implements ConnectionInfo {
     }
   }
 
+  static #onData(this: OwnedSocket, data: Uint8Array): void {
+    const c = this[OWNER];
+    if (c !== undefined) c.#received(this, data);
+  }
+
+  /**
+   * The client may half-close after its last command: answer what it sent,
+   * then close. Before the TLS handshake there is nothing to answer: close
+   * now, or the socket would wait (half-open, CLOSE-WAIT) for a banner that
+   * cannot go out.
+   */
+  static #onEnd(this: OwnedSocket): void {
+    const c = this[OWNER];
+    if (c === undefined || this !== c.#socket) return; // the plain socket under TLS
+    if (this instanceof tls.TLSSocket && c.tls === null) {
+      this.destroy();
+      c.#finish("client left before the TLS handshake");
+      return;
+    }
+    c.#chain = c.#chain.then(() => c.#finish("client closed the connection"));
+  }
+
+  static #onClose(this: OwnedSocket): void {
+    const c = this[OWNER];
+    if (c !== undefined) c.#finish("connection closed");
+  }
+
+  static #onError(this: OwnedSocket, error: unknown): void {
+    const c = this[OWNER];
+    if (c === undefined) return;
+    c.#server.report({ type: "error", connection: c, error });
+    c.#finish(this instanceof tls.TLSSocket ? "TLS error" : "socket error");
+  }
+
+  /** Bytes from a socket, handled in turn with the rest of the session's work. */
+  #received(socket: net.Socket, data: Uint8Array): void {
+    // Flow control: no more reads until the work already queued is done.
+    if (this.#queued > 0) socket.pause();
+    this.#enqueue(() => {
+      // Plaintext that arrived after STARTTLS is never read (CVE-2011-0411).
+      if (socket !== this.#socket) return [];
+      if (this.session.state === "greeting") {
+        this.#server.report({
+          type: "refused",
+          remoteAddress: this.remoteAddress,
+          reason: "talked before the greeting",
+        });
+      }
+      return this.session.receive(data);
+    });
+  }
+
   /** Graceful stop: 421 to the next command, or at once when idle. */
   stop(): void {
     this.#enqueue(() => this.session.stop());
@@ -225,6 +281,16 @@ export class Connection implements ConnectionInfo {
   }
 
   /**
+   * The clocks of every connection of the process, on one timer: a timer
+   * per connection would cost each idle connection a few KiB for nothing.
+   * Nested here so that it reads the connection's private deadline.
+   */
+  static readonly #sweep = new DeadlineSweep<Connection>(
+    (c) => c.#busy ? Infinity : c.#deadline, // the end of the batch sets the clock again
+    (c) => c.#onDeadline(),
+  );
+
+  /**
    * Sets the clock for the client's next move. After progress (a reply sent,
    * or a block of content), a fresh timeout; otherwise the deadline stands,
    * moved back by the time we spent ourselves: we never time a client out for
@@ -233,69 +299,66 @@ export class Connection implements ConnectionInfo {
    */
   #rearm(progressed: boolean, spentMs: number): void {
     if (this.#closed) {
-      clearTimeout(this.#timer);
+      Connection.#sweep.unwatch(this);
       return;
     }
-    const now = Date.now();
+    const commandTimeout = this.#server.commandTimeout;
+    const dataTimeout = this.#server.dataTimeout;
     if (progressed) {
       const state = this.session.state;
       // RFC 5321 §4.5.3.2.6 (data block) and §4.5.3.2.7 (server timeout for the next command).
-      const ms = state === "data" || state === "bdat"
-        ? this.#server.dataTimeout
-        : this.#server.commandTimeout;
-      this.#deadline = now + ms;
+      const ms = state === "data" || state === "bdat" ? dataTimeout : commandTimeout;
+      this.#deadline = Date.now() + ms;
       this.#contentSinceProgress = 0;
     } else {
       this.#deadline += spentMs;
     }
-    // A deadline that moved later keeps the timer: it fires early and sets
-    // itself again for the rest (one timer per timeout, not one per command).
-    if (this.#timer !== undefined && this.#timerAt <= this.#deadline) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = Math.max(now, this.#deadline);
-    this.#timer = setTimeout(() => this.#onTimer(), this.#timerAt - now);
+    const slack = Math.min(commandTimeout, dataTimeout) / TIMEOUT_SLACK_DIVISOR;
+    Connection.#sweep.watch(this, this.#deadline, slack);
   }
 
-  #onTimer(): void {
-    this.#timer = undefined;
-    if (this.#closed || this.#busy) return; // the end of the batch sets the timer again
-    const now = Date.now();
-    if (now < this.#deadline) {
-      this.#timerAt = this.#deadline;
-      this.#timer = setTimeout(() => this.#onTimer(), this.#deadline - now);
-      return;
-    }
+  /** The client's time is up (the sweep says so only when no batch is running). */
+  #onDeadline(): void {
+    Connection.#sweep.unwatch(this); // until the next batch sets the clock again
+    if (this.#closed) return;
     // RFC 5321 §4.5.3.2: the server closes an idle session with 421.
     this.abort(REPLIES.timeout);
   }
 
   /**
-   * Runs session work one batch at a time, in arrival order. The socket is
-   * paused while a batch is handled, so a client that sends faster than the
-   * store writes cannot grow our memory.
+   * Runs session work one batch at a time, in arrival order. Bytes that
+   * arrive while work is queued pause the socket until the queue is empty,
+   * so a client that sends faster than the store writes cannot grow our
+   * memory. A client that waits for each reply (most do) is never paused:
+   * pausing and resuming a socket costs more than the reply itself.
    */
   #enqueue(work: () => SessionEvent[]): void {
+    this.#queued++;
     this.#chain = this.#chain.then(async () => {
-      if (this.#closed) return;
-      this.#socket.pause();
-      this.#busy = true;
-      this.#progressed = false;
-      const began = Date.now();
-      try {
-        await this.#process(work());
-        await this.#flushOutput();
-      } catch (error: unknown) {
-        this.#server.report({ type: "error", connection: this, error });
-        await this.#abortSink();
-        this.#socket.destroy();
-        this.#finish("internal error");
-      }
-      this.#busy = false;
-      if (!this.#closed) {
+      await this.#runBatch(work);
+      if (--this.#queued === 0 && !this.#closed && this.#socket.isPaused()) {
         this.#socket.resume();
-        this.#rearm(this.#progressed, Date.now() - began);
       }
     });
+  }
+
+  /** One batch of session work: its events handled, its replies written, the clock set again. */
+  async #runBatch(work: () => SessionEvent[]): Promise<void> {
+    if (this.#closed) return;
+    this.#busy = true;
+    this.#progressed = false;
+    const began = Date.now();
+    try {
+      await this.#process(work());
+      await this.#flushOutput();
+    } catch (error: unknown) {
+      this.#server.report({ type: "error", connection: this, error });
+      await this.#abortSink();
+      this.#socket.destroy();
+      this.#finish("internal error");
+    }
+    this.#busy = false;
+    if (!this.#closed) this.#rearm(this.#progressed, Date.now() - began);
   }
 
   async #process(events: SessionEvent[]): Promise<void> {
@@ -414,7 +477,7 @@ export class Connection implements ConnectionInfo {
           await this.#flushOutput();
           await this.#abortSink();
           this.#closed = true;
-          clearTimeout(this.#timer);
+          Connection.#sweep.unwatch(this);
           this.#socket.end();
           this.#finish("closed by server");
           break;
@@ -514,7 +577,6 @@ export class Connection implements ConnectionInfo {
   #startTls(): void {
     const source = this.#server.tls;
     const plain = this.#socket;
-    this.#generation++;
     plain.pause();
     while (plain.read() !== null) {
       // discard: the client must wait for our 220 before its handshake
@@ -529,6 +591,7 @@ export class Connection implements ConnectionInfo {
       isServer: true,
       secureContext: source.secureContext,
     });
+    // From here on, work queued from the plain socket is dropped unread.
     this.#socket = secure;
     this.#attach(secure);
   }
@@ -537,14 +600,15 @@ export class Connection implements ConnectionInfo {
   #wait(ms: number): Promise<void> {
     if (ms <= 0 || this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
+      const waits = this.#waits ??= new Set();
       const entry = {
         timer: setTimeout(() => {
-          this.#waits.delete(entry);
+          waits.delete(entry);
           resolve();
         }, ms),
         resolve,
       };
-      this.#waits.add(entry);
+      waits.add(entry);
     });
   }
 
@@ -601,17 +665,18 @@ export class Connection implements ConnectionInfo {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#closed = true;
-    clearTimeout(this.#timer);
+    Connection.#sweep.unwatch(this);
     clearTimeout(this.#handshakeTimer);
-    for (const wait of this.#waits) {
+    for (const wait of this.#waits ?? []) {
       clearTimeout(wait.timer);
       wait.resolve();
     }
-    this.#waits.clear();
+    this.#waits = null;
     void this.#abortSink().finally(() => {
       if (!this.#socket.destroyed) this.#socket.destroy();
       this.#server.report({ type: "disconnect", connection: this, reason });
-      this.#resolveDone();
+      this.#ended = true;
+      this.#done?.resolve();
     });
   }
 }

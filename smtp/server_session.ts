@@ -100,6 +100,9 @@ export type {
 
 const NO_PATHS: readonly string[] = Object.freeze([]);
 
+/** The empty input every idle session points at: never written, only replaced. */
+const NO_INPUT = new Uint8Array(0);
+
 /**
  * RFC 5321 §4.1.4: which states each command is legal in, and the reply
  * otherwise; commands not listed are legal in every state. Read from
@@ -171,7 +174,7 @@ export class ServerSession {
   #errors = 0;
   #transaction: Transaction | null = null;
   #pending: Question | null = null;
-  #input: Uint8Array = new Uint8Array(0);
+  #input: Uint8Array = NO_INPUT;
   #offset = 0;
   #discardingLine: "command" | "auth" | null = null; // inside an over-long line
   #skip = 0; // BDAT octets to read and throw away
@@ -205,67 +208,99 @@ export class ServerSession {
     this.#mechanisms = options.authMechanisms ?? [];
     this.#authRequiresTls = options.authRequiresTls ?? true;
     this.#maxAuthLine = options.maxAuthLineLength ?? 12288;
-    this.#machine = this.#makeMachine();
+    this.#machine = new ServerSession.#Machine(this);
   }
 
-  /** What the command table reads and does: this session's facts and transitions. */
-  #makeMachine(): SessionMachine {
-    // deno-lint-ignore no-this-alias
-    const self = this;
-    return {
-      get state() {
-        return self.#state;
-      },
-      get hostname() {
-        return self.#hostname;
-      },
-      get isTls() {
-        return self.#isTls;
-      },
-      get canStartTls() {
-        return self.#canStartTls;
-      },
-      get mechanisms() {
-        return self.#mechanisms;
-      },
-      get authRequiresTls() {
-        return self.#authRequiresTls;
-      },
-      get authenticatedAs() {
-        return self.#authenticatedAs;
-      },
-      get maxMessageSize() {
-        return self.#maxSize;
-      },
-      get maxRecipients() {
-        return self.#maxRecipients;
-      },
-      get transaction() {
-        return self.#transaction;
-      },
-      reply: (r) => this.#reply(r),
-      error: (r) => this.#error(r),
-      countError: () => void this.#errors++,
-      enter: (state) => void (this.#state = state),
-      ask: (question, event) => this.#ask(question, event),
-      endTransaction: () => this.#endTransaction(),
-      beginTransaction: (t) => void (this.#transaction = t),
-      greet: (clientName, extended) => {
-        this.#clientName = clientName;
-        this.#extended = extended;
-      },
-      restartInTls: () => this.#restartInTls(),
-      authenticated: (username) => void (this.#authenticatedAs = username),
-      awaitSasl: (exchange) => void (this.#sasl = exchange),
-      readChunk: (size, last) => {
-        this.#state = "bdat";
-        this.#bdat = { remaining: size, last };
-      },
-      skipThenReply: (size, r) => this.#skipThenReply(size, r),
-      close: (r) => this.#close(r),
-      envelope: (t) => this.#envelope(t),
-    };
-  }
+  /**
+   * What the command table reads and does: this session's facts and
+   * transitions. A class nested here (it may read the session's private
+   * fields), so each session holds one small object whose getters and
+   * methods live on a shared prototype, not a literal of closures and
+   * accessors made anew per connection (idle connections add up).
+   */
+  static readonly #Machine = class Machine implements SessionMachine {
+    readonly #s: ServerSession;
+    constructor(session: ServerSession) {
+      this.#s = session;
+    }
+    get state(): SessionState {
+      return this.#s.#state;
+    }
+    get hostname(): string {
+      return this.#s.#hostname;
+    }
+    get isTls(): boolean {
+      return this.#s.#isTls;
+    }
+    get canStartTls(): boolean {
+      return this.#s.#canStartTls;
+    }
+    get mechanisms(): readonly SaslMechanism[] {
+      return this.#s.#mechanisms;
+    }
+    get authRequiresTls(): boolean {
+      return this.#s.#authRequiresTls;
+    }
+    get authenticatedAs(): string | null {
+      return this.#s.#authenticatedAs;
+    }
+    get maxMessageSize(): number {
+      return this.#s.#maxSize;
+    }
+    get maxRecipients(): number {
+      return this.#s.#maxRecipients;
+    }
+    get transaction(): Transaction | null {
+      return this.#s.#transaction;
+    }
+    reply(r: Reply): void {
+      this.#s.#reply(r);
+    }
+    error(r: Reply): void {
+      this.#s.#error(r);
+    }
+    countError(): void {
+      this.#s.#errors++;
+    }
+    enter(state: SessionState): void {
+      this.#s.#state = state;
+    }
+    ask(question: Question, event: SessionEvent): void {
+      this.#s.#ask(question, event);
+    }
+    endTransaction(): void {
+      this.#s.#endTransaction();
+    }
+    beginTransaction(t: Transaction): void {
+      this.#s.#transaction = t;
+    }
+    greet(clientName: string, extended: boolean): void {
+      this.#s.#clientName = clientName;
+      this.#s.#extended = extended;
+    }
+    restartInTls(): void {
+      this.#s.#restartInTls();
+    }
+    authenticated(username: string): void {
+      this.#s.#authenticatedAs = username;
+    }
+    awaitSasl(exchange: SaslExchange): void {
+      this.#s.#sasl = exchange;
+    }
+    readChunk(size: number, last: boolean): void {
+      this.#s.#state = "bdat";
+      this.#s.#bdat = { remaining: size, last };
+    }
+    skipThenReply(size: number, r: Reply): void {
+      this.#s.#skipThenReply(size, r);
+    }
+    close(r: Reply): void {
+      this.#s.#close(r);
+    }
+    envelope(t: Transaction): Envelope {
+      return this.#s.#envelope(t);
+    }
+  };
 
   /**
    * RFC 3207 §4.2: after the 220 to STARTTLS, "the server MUST discard any
@@ -281,7 +316,7 @@ export class ServerSession {
     this.#authenticatedAs = null;
     this.#isTls = true;
     const discarded = this.#input.length - this.#offset;
-    this.#input = new Uint8Array(0);
+    this.#input = NO_INPUT;
     this.#offset = 0;
     this.#emit({ type: "starttls", discarded });
   }
@@ -463,7 +498,7 @@ export class ServerSession {
       if (!this.#readLine()) break;
     }
     if (this.#offset >= this.#input.length) {
-      this.#input = new Uint8Array(0);
+      this.#input = NO_INPUT;
       this.#offset = 0;
     }
   }
