@@ -30,6 +30,7 @@ export const TOP_KEYS = [
   "authentication",
   "mta_sts_policy",
   "milters",
+  "workers",
 ] as const;
 
 export const MILTER_KEYS = [

@@ -144,6 +144,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     description:
       "How mail for local mailboxes is delivered: `maildir` writes Maildir files under `mail_root`; `lmtp:127.0.0.1:24`, `lmtp:[::1]:24` or `lmtp:/run/dovecot/lmtp` hands it to an LMTP server such as Dovecot (RFC 2033), which then files it and adds `Return-Path:` and `Delivered-To:` itself. Each recipient gets the LMTP server's own reply: 2yz delivered, 4yz (or no answer) retried, 5yz bounced. See docs/dovecot.md. Default: `maildir`.",
   },
+  {
+    key: "workers",
+    type: "integer | auto",
+    description:
+      "Threads that run the SMTP sessions of the mx listeners, all listening on the same ports (SO_REUSEPORT: the kernel spreads the connections among them), while the main thread keeps the queue store, the deliveries and the submission listeners. Every message is still committed to the one store before its `250`. The workers also write the Maildir files of local deliveries. The connection limits (`limits.max_connections`, `limits.max_connections_per_ip`) hold for each port as a whole: the threads count together. `0` runs everything on the main thread. `tern serve --trace` runs without workers. Default: `auto`: one per core but one when tern may use four cores or more (at most 16), else 0 (on two cores the bench found no gain: see docs/scaling.md).",
+  },
   { key: "relay", type: "mapping", description: "Who may relay, and where relayed mail goes." },
   {
     key: "relay.trusted_networks",

@@ -25,6 +25,7 @@ import { checkHostname, checkListeners, checkTls } from "./check_listeners.ts";
 import { checkRelay, checkSrs } from "./check_relay.ts";
 import { checkAdmin } from "./check_admin.ts";
 import { checkDnsbl } from "./check_dnsbl.ts";
+import { checkWorkers } from "./check_workers.ts";
 import { checkMilters } from "./check_milters.ts";
 import { checkAuthentication } from "./check_authentication.ts";
 import { checkDkim } from "./check_dkim.ts";
@@ -178,6 +179,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const authentication = checkAuthentication(c, top.authentication, hostname);
   const dkim = checkDkim(c, top.dkim, baseDir);
   const mtaStsPolicy = checkMtaStsPolicy(c, top.mta_sts_policy, hostname, hasTls);
+  const workers = checkWorkers(c, top.workers);
 
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   const file = options.file === null ? null : resolve(baseDir, basename(options.file));
@@ -205,6 +207,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     ...(dkim === null ? {} : { dkim }),
     ...(mailboxTransport === null ? {} : { mailboxTransport }),
     ...(mtaStsPolicy === null ? {} : { mtaStsPolicy }),
+    workers,
   };
   return deepFreeze(config);
 }

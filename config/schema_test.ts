@@ -72,6 +72,7 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       dmarc: true,
       dmarcReject: true,
     },
+    workers: "auto",
   };
   assert.deepEqual(config, expected);
 });
@@ -533,4 +534,17 @@ Deno.test("validateConfig() never repeats an account's value in a message (it ma
   });
   assert.equal(lines.length, 2);
   for (const line of lines) assert.doesNotMatch(line, /hunter/);
+});
+
+Deno.test("validateConfig() reads workers: auto, a count from 0 to 64, and refuses anything else", () => {
+  assert.equal(validateConfig({}, AT_SRV).workers, "auto");
+  assert.equal(validateConfig({ workers: "auto" }, AT_SRV).workers, "auto");
+  assert.equal(validateConfig({ workers: 0 }, AT_SRV).workers, 0);
+  assert.equal(validateConfig({ workers: 4 }, AT_SRV).workers, 4);
+  for (const bad of [-1, 65, 1.5, "two", true]) {
+    assert.throws(
+      () => validateConfig({ workers: bad }, AT_SRV),
+      /workers: expected auto or a number of threads from 0 to 64/,
+    );
+  }
 });

@@ -235,6 +235,12 @@ export interface Config {
   };
   /** The LMTP server (RFC 2033) local mailboxes are delivered to; absent: Maildir files under `mail_root`. */
   readonly mailboxTransport?: SocketEndpoint;
+  /**
+   * `workers`: threads that run the mx listeners' SMTP sessions, sharing
+   * their ports (0: every session on the main thread; `auto`: one per core
+   * but one from four cores on, else 0). Absent: `auto`.
+   */
+  readonly workers?: number | "auto";
   /** `mta_sts_policy`: the MTA-STS policy (RFC 8461) tern serves for its local domains; absent: none. */
   readonly mtaStsPolicy?: MtaStsPolicyConfig;
   /** Logging. */

@@ -24,6 +24,7 @@ export const LOG_EVENTS = [
   "server.overloaded",
   "server.overload_ended",
   "server.relisten",
+  "server.worker_failed",
   "session.connect",
   "session.disconnect",
   "session.refused",
@@ -87,9 +88,26 @@ export interface Logger {
     queueId: string | undefined,
     fields?: Record<string, LogValue>,
   ): void;
+  /**
+   * The least severe level written: a line below it may be dropped before
+   * it is made (or sent from another thread). @default {every level is written}
+   */
+  readonly level?: LogLevel;
 }
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/**
+ * Whether a line of some level is written by a logger that writes `least`
+ * and above.
+ *
+ * @param level The line's level.
+ * @param least The logger's {@linkcode Logger.level}; `undefined`: every level.
+ * @returns Whether it is written.
+ */
+export function isWritten(level: LogLevel, least: LogLevel | undefined): boolean {
+  return least === undefined || RANK[level] >= RANK[least];
+}
 
 /** Options of {@linkcode createLogger}. */
 export interface LoggerOptions {
@@ -169,7 +187,8 @@ const stderrBatch = new StderrBatch();
 
 /** Quotes a text value when it holds spaces, quotes, `=` or control characters. */
 function formatValue(value: string | number | boolean | null): string {
-  const s = String(value);
+  if (typeof value !== "string") return String(value); // digits, a dot, a sign or a word: never quoted
+  const s = value;
   // deno-lint-ignore no-control-regex
   return /^[^\s"=\\\x00-\x1f\x7f]+$/.test(s) ? s : JSON.stringify(s);
 }
@@ -195,10 +214,19 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const json = options.format === "json";
   const custom = options.write;
   const now = options.now ?? Date.now;
+  // A busy server writes several lines in one millisecond: they share its text.
+  let stampedAt = Number.NaN;
+  let stamp = "";
   return {
+    level: options.level ?? "info",
     log(level, event, queueId, fields = {}) {
       if (RANK[level] < min) return;
-      const time = new Date(now()).toISOString();
+      const t = now();
+      if (t !== stampedAt) {
+        stamp = new Date(t).toISOString();
+        stampedAt = t;
+      }
+      const time = stamp;
       let line: string;
       if (json) {
         const record: Record<string, LogValue> = { time, level, queue_id: queueId ?? null, event };

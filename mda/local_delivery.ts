@@ -41,6 +41,11 @@ export interface LocalDeliveryOptions {
   readonly logger: Logger;
   /** The clock, epoch ms, for the `delay` in logs. @default {Date.now} */
   readonly now?: () => number;
+  /**
+   * Writes one Maildir file (another thread may do it: mta/maildir_offload.ts).
+   * @default {deliverToMaildir, on this thread}
+   */
+  readonly writeMaildir?: typeof deliverToMaildir;
 }
 
 /** How a local failure is reported: temporary or permanent, with its RFC 3463 status. */
@@ -226,6 +231,7 @@ export class LocalDelivery {
   readonly #hostname: string;
   readonly #logger: Logger;
   readonly #now: () => number;
+  readonly #writeMaildir: typeof deliverToMaildir;
   /** Mailbox directories found inside the mail root, and until when that holds (epoch ms). */
   readonly #confined = new Map<string, number>();
 
@@ -239,6 +245,7 @@ export class LocalDelivery {
     this.#hostname = options.hostname;
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
+    this.#writeMaildir = options.writeMaildir ?? deliverToMaildir;
   }
 
   /**
@@ -338,7 +345,7 @@ export class LocalDelivery {
           contentFailed = () => false;
           content = claim.content;
         }
-        const result = await deliverToMaildir(dir, content, {
+        const result = await this.#writeMaildir(dir, content, {
           returnPath: message.envelope.reversePath,
           deliveredTo: recipient.address,
           uniqueName: maildirUniqueName(message.arrival, message.queueId, index, this.#hostname),

@@ -32,6 +32,7 @@ import {
  */
 export function countingLogger(logger: Logger): Logger {
   return {
+    ...(logger.level === undefined ? {} : { level: logger.level }),
     log(level: LogLevel, event, queueId, fields?: Record<string, LogValue>): void {
       if (fields !== undefined) countFromLine(event, fields);
       logger.log(level, event, queueId, fields);

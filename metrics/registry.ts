@@ -23,6 +23,25 @@ export interface Renderable {
   readonly name: string;
   /** Its `# HELP`, `# TYPE` and sample lines. */
   render(): string;
+  /**
+   * Its series as plain numbers, for another thread to add to its own
+   * (see metrics/thread_metrics.ts). Computed metrics have none.
+   */
+  series?(): SeriesValues[];
+  /**
+   * Adds numbers taken from the same metric in another thread.
+   *
+   * @param series What {@linkcode Renderable.series} gave there (or differences of it).
+   */
+  addSeries?(series: readonly SeriesValues[]): void;
+}
+
+/** One series of a metric as plain numbers: a scalar's value, or a histogram's buckets, sum and count. */
+export interface SeriesValues {
+  /** The label values, in the order of the metric's label names. */
+  readonly labels: readonly string[];
+  /** The numbers. */
+  readonly values: readonly number[];
 }
 
 // Label values may hold anything; the separator cannot appear in a label
@@ -215,6 +234,24 @@ export abstract class Scalar<C extends ScalarCell> implements Renderable {
    */
   get(labels?: Labels): number {
     return this.cells.get(this.valuesOf(labels).join(SEP))?.value ?? 0;
+  }
+
+  /**
+   * Every series' value.
+   *
+   * @returns One entry per series.
+   */
+  series(): SeriesValues[] {
+    return [...this.cells.values()].map((c) => ({ labels: c.labels, values: [c.value] }));
+  }
+
+  /**
+   * Adds values counted in another thread (a gauge's difference may be negative).
+   *
+   * @param series The values, by series.
+   */
+  addSeries(series: readonly SeriesValues[]): void {
+    for (const s of series) this.cell(s.labels).value += s.values[0] ?? 0;
   }
 
   /**
@@ -425,6 +462,33 @@ export class Histogram implements Renderable {
   }
 
   /**
+   * Every series' buckets (not cumulated), then its sum and count.
+   *
+   * @returns One entry per series.
+   */
+  series(): SeriesValues[] {
+    return [...this.#series.values()].map((s) => ({
+      labels: s.labels,
+      values: [...s.counts, s.sum, s.count],
+    }));
+  }
+
+  /**
+   * Adds observations counted in another thread.
+   *
+   * @param series Buckets, sum and count, by series, as {@linkcode Histogram.series} gives them.
+   */
+  addSeries(series: readonly SeriesValues[]): void {
+    for (const { labels, values } of series) {
+      const cell = this.#cell(labels);
+      const n = cell.counts.length;
+      for (let i = 0; i < n; i++) cell.counts[i]! += values[i] ?? 0;
+      cell.sum += values[n] ?? 0;
+      cell.count += values[n + 1] ?? 0;
+    }
+  }
+
+  /**
    * Renders the histogram.
    *
    * @returns The `# HELP`, `# TYPE` and sample lines: cumulative buckets, `+Inf`, sum, count.
@@ -471,6 +535,29 @@ export class Registry {
     }
     this.#metrics.push(metric);
     return metric;
+  }
+
+  /**
+   * The plain numbers of every metric that has them, by name.
+   *
+   * @returns Each metric's series.
+   */
+  series(): Map<string, SeriesValues[]> {
+    const out = new Map<string, SeriesValues[]>();
+    for (const m of this.#metrics) if (m.series !== undefined) out.set(m.name, m.series());
+    return out;
+  }
+
+  /**
+   * Adds numbers counted by the same metrics in another thread.
+   *
+   * @param series By metric name; unknown names are ignored.
+   */
+  addSeries(series: ReadonlyMap<string, readonly SeriesValues[]>): void {
+    for (const m of this.#metrics) {
+      const s = series.get(m.name);
+      if (s !== undefined) m.addSeries?.(s);
+    }
   }
 
   /** The names of the metrics registered, in order. */

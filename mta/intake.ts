@@ -105,12 +105,12 @@ export interface IntakeOptions {
   readonly config: Config | ConfigSource;
   /** The listener the handlers serve. */
   readonly mode: ListenerMode;
-  /** Where accepted messages go. */
-  readonly queue: Queue;
+  /** Where accepted messages go: the store, or a session worker's way to the main thread's. */
+  readonly queue: Pick<Queue, "receive">;
   /** Where `message.accepted` lines go. */
   readonly logger: Logger;
-  /** Called after each commit, to start delivery at once. */
-  readonly onQueued?: () => void;
+  /** Called after each commit (and its log line), to start delivery at once. */
+  readonly onQueued?: (queueId: string) => void;
   /**
    * Where a message committed with a claim goes for delivery (the delivery
    * loop): when it welcomes one, the message is claimed in its commit and
@@ -466,7 +466,7 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             held: hold ? quarantine.join("; ") : undefined,
           });
           if (claim !== null) handOff!.handOff(claim);
-          else if (!hold) options.onQueued?.();
+          else if (!hold) options.onQueued?.(incoming.queueId);
           return queuedReply(incoming.queueId);
         },
       };

@@ -7,9 +7,11 @@
  */
 
 import { join } from "node:path";
-import type { Config, ListenerMode, TlsConfig } from "../config/schema.ts";
+import type { Config, ListenerConfig, ListenerMode, TlsConfig } from "../config/schema.ts";
+import { SessionWorkers, workerCount } from "./session_workers.ts";
 import type { Logger } from "../log/logger.ts";
 import { LocalDelivery } from "../mda/local_delivery.ts";
+import { deliverToMaildir } from "../mda/maildir.ts";
 import { LmtpTransport } from "./lmtp_transport.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import {
@@ -19,25 +21,27 @@ import {
   watchQueueWork,
 } from "../queue/open_queue.ts";
 import type { Queue } from "../queue/queue.ts";
-import { type ConnectionInfo, type ServerLogEvent, SmtpServer } from "../smtp/server.ts";
+import type { SmtpServer } from "../smtp/server.ts";
 import { createDeliver } from "./delivery.ts";
-import { createIntake } from "./intake.ts";
+import {
+  type ListenerDeps,
+  listenerServer,
+  logServerEvent,
+  makeResolvers,
+  serverLimits,
+} from "./listener.ts";
 import { SendingLimits } from "./sending_limits.ts";
-import { logRefusal } from "./refusal_log.ts";
 import { type AdminServer, startAdminServer } from "../metrics/admin_server.ts";
-import { dnsFailures, dnsQueries, registry, seriesOf, watchQueue } from "../metrics/tern.ts";
+import { registry, seriesOf, watchQueue } from "../metrics/tern.ts";
 import { countingLogger, countServerEvent, timingCommits } from "../metrics/observers.ts";
 import { statusOf } from "../metrics/status.ts";
 import { RelayTransport } from "./relay.ts";
 import { ServerTrace } from "../smtp/trace.ts";
-import { StubResolver } from "../dns/resolver.ts";
 import { AuthLimiter } from "../smtp/auth_limiter.ts";
-import { SASL_MECHANISMS } from "../smtp/sasl.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
 import { AcmeManager } from "../acme/manager.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
-import { clientBlock, isDnsblChecked, isTrustedClient } from "./policy.ts";
-import { DnsblChecker } from "./dnsbl.ts";
+import { clientBlock } from "./policy.ts";
 import { Milters } from "./milter_stage.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { TlsRptRecorder } from "../tls_policy/tls_rpt_store.ts";
@@ -51,25 +55,6 @@ import {
   prepareDataDir,
   startPickup,
 } from "./pickup.ts";
-
-/** Counts the questions the resolvers send, and their failed tries. */
-const DNS_METRICS = {
-  onQuery: (qtype: string) => dnsQueries.inc({ type: qtype }),
-  onFailure: (qtype: string, reason: string) => dnsFailures.inc({ type: qtype, reason }),
-};
-
-/** Starts the block list lookup of a new connection, when its client is one to check. */
-function startDnsbl(
-  dnsbl: DnsblChecker,
-  mode: ListenerMode,
-  connection: ConnectionInfo,
-  config: Config,
-): void {
-  const client = { mode, address: connection.remoteAddress, authenticatedAs: null };
-  if (!isDnsblChecked(client, config)) return;
-  // Never rejects: a failing list counts as not listing the client.
-  void dnsbl.lookup(connection, connection.remoteAddress, config.dnsbl ?? []);
-}
 
 /** The file of the queue store inside `data_dir`. */
 export const QUEUE_FILE = "queue.sqlite3";
@@ -109,6 +94,11 @@ export interface MtaOptions {
   readonly mxPort?: number;
   /** Where the annotated protocol trace of every session goes (`tern serve --trace`). @default {no trace} */
   readonly trace?: (line: string) => void;
+  /**
+   * Session workers for the mx listeners, instead of `workers` of the
+   * configuration (session_workers.ts); a trace runs without. @default {as configured}
+   */
+  readonly workers?: number;
 }
 
 /** Thrown when a listener cannot bind; the message is one line for the CLI. */
@@ -154,6 +144,8 @@ export class Mta {
   #tlsRptScheduler: TlsRptScheduler | null = null;
   /** The HTTPS listener of `mta_sts_policy`. */
   #policyServer: PolicyServer | null = null;
+  /** The threads that run the mx listeners' sessions, if any. */
+  #workers: SessionWorkers | null = null;
 
   /** The MTA-STS policy listener's address and port as bound, or `null` without `mta_sts_policy`. */
   get policyServer(): { readonly address: string; readonly port: number } | null {
@@ -216,10 +208,16 @@ export class Mta {
     const lock = await lockDataDir(config.dataDir);
     const queue = await openConfiguredQueue(config, { logger });
     await queue.recover(Date.now());
+    // Set once the session workers run: they then write the Maildir files.
+    let fileWriters: SessionWorkers | null = null;
     const local = new LocalDelivery({
       mailRoot: config.mailRoot,
       hostname: maildirHostName(config),
       logger,
+      writeMaildir: (dir, content, options) =>
+        fileWriters === null
+          ? deliverToMaildir(dir, content, options)
+          : fileWriters.writeMaildir(dir, content, options),
     });
     // Connects only while mailbox_transport names an LMTP server (read per delivery).
     const lmtp = new LmtpTransport({
@@ -227,25 +225,7 @@ export class Mta {
       hostname: config.hostname,
       logger,
     });
-    const resolver = new StubResolver({
-      nameservers: config.dns.nameservers,
-      logger,
-      ...DNS_METRICS,
-    });
-    // Block lists get their own resolver: a larger cache (one entry per
-    // client), and a shorter wait, since a list that does not answer is
-    // skipped (fail open) and the client waits at RCPT meanwhile.
-    const dnsbl = new DnsblChecker({
-      resolver: new StubResolver({
-        nameservers: config.dns.nameservers,
-        logger,
-        timeoutMs: 1500,
-        attempts: 2,
-        cacheSize: 10_000,
-        ...DNS_METRICS,
-      }),
-      logger,
-    });
+    const { resolver, dnsbl } = makeResolvers(config, logger);
     // One conversation per SMTP connection with each milter, opened at its first MAIL.
     const milters = new Milters({ logger, version: denoJson.version });
     // Filled once the listeners are bound: the relay bounces mail that would come back to one of them.
@@ -275,6 +255,12 @@ export class Mta {
       logger,
     });
     const serverTrace = options.trace ? new ServerTrace(options.trace) : null;
+    // The trace follows each session on this thread: with it, no workers.
+    const hasMx = config.listeners.some((l) => l.mode === "mx");
+    const workerThreads = serverTrace !== null || !hasMx ? 0 : options.workers ??
+      workerCount(config.workers ?? "auto", navigator.hardwareConcurrency);
+    let workers: SessionWorkers | null = null;
+    let listenerServers: SmtpServer[] = [];
     const servers: SmtpServer[] = [];
     const bound: BoundListener[] = [];
     let tls: TlsContext | null = null;
@@ -294,69 +280,36 @@ export class Mta {
       const sendingLimits = new SendingLimits();
       // One budget of file descriptors for every listener, below the process's
       // open-file limit: a listener that hits EMFILE may never accept again.
-      const fdBudget = new FdBudget();
+      // One budget for the process: the session workers count in it too, each in its own slot.
+      const fdBudget = new FdBudget({ threads: workerThreads + 1 });
       // When each connection's data last ended, for the intake latency.
       const dataEnded = new WeakMap<object, number>();
+      const deps: ListenerDeps = {
+        live,
+        queue: timingCommits(queue),
+        logger,
+        tls,
+        authLimiter,
+        sendingLimits,
+        fdBudget,
+        dnsbl,
+        resolver,
+        milters,
+        dataEnded,
+        trace: serverTrace,
+        onQueued: () => loop.wake(),
+        handOff: loop,
+      };
+      const workerListeners: ListenerConfig[] = [];
       for (const listener of config.listeners) {
-        const series = seriesOf(listener.mode);
-        const isSubmission = listener.mode !== "mx";
-        const server = new SmtpServer({
-          hostname: config.hostname,
-          address: listener.address,
-          port: listener.port,
-          maxMessageSize: config.limits.maxMessageSize,
-          maxRecipients: config.limits.maxRecipients,
-          maxConnections: config.limits.maxConnections,
-          maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-          // Counted like AUTH failures: an IPv6 client usually holds a whole /64.
-          keyOf: clientBlock,
-          fdBudget,
-          tlsHandshakeTimeout: config.limits.tlsHandshakeTimeout,
-          commandTimeout: config.limits.commandTimeout,
-          dataTimeout: config.limits.dataTimeout,
-          maxErrors: config.limits.maxBadCommands,
-          // STARTTLS on mx and submission, implicit TLS on submissions (RFC 8314 §3).
-          tls,
-          implicitTls: listener.mode === "submissions",
-          // AUTH for users' mail programs only, and only under TLS (RFC 4954 §4).
-          authMechanisms: isSubmission ? SASL_MECHANISMS : [],
-          authLimiter,
-          // A webmail on a trusted network speaks for all its users from one
-          // address: count its failures per account only, or one user's typos
-          // would lock everyone out.
-          authAddressExempt: (address) =>
-            isTrustedClient(address, live.current.relay.trustedNetworks),
-          // Early talkers are bots; other MTAs wait minutes for the banner.
-          greetingDelay: (address) =>
-            listener.mode === "mx" && !isTrustedClient(address, live.current.relay.trustedNetworks)
-              ? live.current.limits.greetingDelay
-              : 0,
-          handlers: createIntake({
-            config: live,
-            mode: listener.mode,
-            queue: timingCommits(queue),
-            logger,
-            onQueued: () => loop.wake(),
-            handOff: loop,
-            sendingLimits,
-            dnsbl,
-            resolver,
-            milters,
-          }),
-          onEvent: (event) => {
-            // Block lists are asked while the client is greeted: RCPT then waits at most once.
-            if (event.type === "connect") {
-              startDnsbl(dnsbl, listener.mode, event.connection, live.current);
-            }
-            if (event.type === "disconnect") milters.close(event.connection);
-            if (event.type === "auth" && event.outcome === "succeeded") {
-              milters.noteAuth(event.connection, event.mechanism);
-            }
-            countServerEvent(series, event, dataEnded);
-            logServerEvent(logger, event);
-            serverTrace?.event(event);
-          },
-        });
+        if (workerThreads > 0 && listener.mode === "mx") {
+          // Bound by the workers, each with SO_REUSEPORT; found free here first.
+          const port = freePortOf(listener);
+          workerListeners.push({ ...listener, port });
+          bound.push({ mode: listener.mode, address: listener.address, port });
+          continue;
+        }
+        const server = listenerServer(listener, deps);
         let address;
         try {
           address = await server.listen();
@@ -370,6 +323,33 @@ export class Mta {
           port: address.port,
           mode: listener.mode,
         });
+      }
+      listenerServers = servers.slice();
+      if (workerListeners.length > 0) {
+        try {
+          workers = await SessionWorkers.start({
+            count: workerThreads,
+            config,
+            listeners: workerListeners,
+            queue: timingCommits(queue),
+            handOff: loop,
+            onQueued: () => loop.wake(),
+            logger,
+            version: denoJson.version,
+            fdBudget,
+          });
+        } catch (error: unknown) {
+          const first = workerListeners[0]!;
+          throw listenError(first.address, first.port, null, error);
+        }
+        for (const listener of workerListeners) {
+          logger.log("info", "server.listening", undefined, {
+            address: listener.address,
+            port: listener.port,
+            mode: listener.mode,
+            workers: workerThreads,
+          });
+        }
       }
       // Local submission (tern sendmail): a socket any local user may reach.
       const pickupSeries = seriesOf("local");
@@ -391,7 +371,7 @@ export class Mta {
       await admin?.close();
       tls?.close();
       await acme?.close();
-      await Promise.all(servers.map((s) => s.close(0)));
+      await Promise.all([...servers.map((s) => s.close(0)), workers?.stop(0)]);
       await queue.close();
       lock.release();
       throw error;
@@ -407,11 +387,13 @@ export class Mta {
     mta.#lmtp = lmtp;
     mta.#lock = lock;
     mta.#live = live;
-    mta.#listenerServers = servers.slice(0, bound.length);
+    mta.#listenerServers = listenerServers;
     mta.#logger = logger;
     mta.#admin = admin;
     if (admin !== null) mta.#unwatchQueue = watchQueue(queue);
     mta.#policyServer = policyServer;
+    mta.#workers = workers;
+    fileWriters = workers;
     tlsRpt.start();
     mta.#tlsRpt = tlsRpt;
     const scheduler = new TlsRptScheduler({
@@ -441,6 +423,7 @@ export class Mta {
    * @returns Whether new files are in force; `false` too when TLS is not configured.
    */
   reloadTls(): Promise<boolean> {
+    this.#workers?.reloadTls();
     return this.#tls?.reload() ?? Promise.resolve(false);
   }
 
@@ -472,19 +455,10 @@ export class Mta {
     const change = compareConfigs(old, next);
     const config = applicableConfig(old, next);
     live.replace(config);
+    this.#workers?.reload(config);
     const { limits } = config;
     for (const server of this.#listenerServers) {
-      server.reconfigure({
-        hostname: config.hostname,
-        maxMessageSize: limits.maxMessageSize,
-        maxRecipients: limits.maxRecipients,
-        maxConnections: limits.maxConnections,
-        maxConnectionsPerIp: limits.maxConnectionsPerIp,
-        tlsHandshakeTimeout: limits.tlsHandshakeTimeout,
-        commandTimeout: limits.commandTimeout,
-        dataTimeout: limits.dataTimeout,
-        maxErrors: limits.maxBadCommands,
-      });
+      server.reconfigure({ hostname: config.hostname, ...serverLimits(limits) });
     }
     // The same files, perhaps renewed: read them again (tls.loaded or tls.error is logged).
     if (config.tls !== null) await this.reloadTls();
@@ -511,7 +485,10 @@ export class Mta {
     await this.#admin?.close();
     await this.#policyServer?.close();
     await this.#tlsRptScheduler?.close();
-    await Promise.all(this.#servers.map((s) => s.close(graceMs)));
+    await Promise.all([
+      ...this.#servers.map((s) => s.close(graceMs)),
+      this.#workers?.stop(graceMs),
+    ]);
     this.#tls?.close();
     await this.#acme?.close();
     this.#unwatchWork();
@@ -568,6 +545,24 @@ async function startAdmin(
     mode: "admin",
   });
   return admin;
+}
+
+/**
+ * The port a listener served by session workers will share: the one
+ * configured, or a free one for port 0, checked free by binding it (without
+ * SO_REUSEPORT, so another process's socket on it is found, as when tern
+ * binds it alone).
+ */
+function freePortOf(listener: ListenerConfig): number {
+  let probe: Deno.Listener;
+  try {
+    probe = Deno.listen({ hostname: listener.address, port: listener.port });
+  } catch (error: unknown) {
+    throw listenError(listener.address, listener.port, null, error);
+  }
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
 }
 
 /** A listener that could not bind, as one line: the address, which listener, and why. */
@@ -661,84 +656,4 @@ async function loadTlsContext(files: TlsConfig, logger: Logger): Promise<TlsCont
   });
   logger.log("info", "tls.loaded", undefined, { subject: tls.subject, valid_to: tls.validTo });
   return tls;
-}
-
-function logServerEvent(logger: Logger, event: ServerLogEvent): void {
-  switch (event.type) {
-    case "connect":
-      logger.log("debug", "session.connect", undefined, {
-        session: event.connection.id,
-        client: event.connection.remoteAddress,
-        port: event.connection.localPort,
-      });
-      break;
-    case "disconnect":
-      logger.log("debug", "session.disconnect", undefined, {
-        session: event.connection.id,
-        client: event.connection.remoteAddress,
-        reason: event.reason,
-      });
-      break;
-    case "refused":
-      logger.log("warn", "session.refused", undefined, {
-        client: event.remoteAddress,
-        reason: event.reason,
-      });
-      break;
-    case "error":
-      logger.log("error", "session.error", undefined, {
-        session: event.connection.id,
-        client: event.connection.remoteAddress,
-        error: event.error instanceof Error ? event.error.message : String(event.error),
-      });
-      break;
-    case "overload":
-      // Once per burst, not once per connection.
-      if (event.state === "began") {
-        logger.log("warn", "server.overloaded", undefined, {
-          reason: event.reason,
-          open: event.open,
-        });
-      } else {
-        logger.log("info", "server.overload_ended", undefined, {
-          reason: event.reason,
-          refused: event.refused,
-          open: event.open,
-        });
-      }
-      break;
-    case "relisten":
-      logger.log(event.error === null ? "warn" : "error", "server.relisten", undefined, {
-        address: event.address,
-        port: event.port,
-        error: event.error ?? undefined,
-      });
-      break;
-    case "tls":
-      logger.log("debug", "session.tls", undefined, {
-        session: event.connection.id,
-        client: event.connection.remoteAddress,
-        protocol: event.protocol,
-        cipher: event.cipher,
-      });
-      break;
-    case "auth":
-      // Never the password; the user name only once it is known to be an account.
-      logger.log(event.outcome === "succeeded" ? "info" : "warn", "session.auth", undefined, {
-        session: event.connection.id,
-        client: event.connection.remoteAddress,
-        mechanism: event.mechanism,
-        result: event.outcome,
-        user: event.outcome === "succeeded" ? event.connection.authenticatedAs : undefined,
-        failures: event.failures,
-        account_failures: event.accountFailures,
-      });
-      break;
-    case "reply":
-      // One line per refusal, with its context (refusal_log.ts).
-      logRefusal(logger, event);
-      break;
-    case "command":
-      break;
-  }
 }

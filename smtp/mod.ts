@@ -132,6 +132,18 @@ export {
   type AuthLimiterOptions,
   type AuthLock,
 } from "./auth_limiter.ts";
-export { countOpenFiles, FdBudget, type FdBudgetOptions, readOpenFileLimit } from "./fd_budget.ts";
+export {
+  countOpenFiles,
+  FdBudget,
+  type FdBudgetOptions,
+  type FdBudgetShare,
+  readOpenFileLimit,
+} from "./fd_budget.ts";
+export {
+  type Admission,
+  type ConnectionCounts,
+  LocalConnectionCounts,
+  SharedConnectionCounts,
+} from "./connection_counts.ts";
 export * from "./annotations.ts";
 export { ServerTrace, traceLine, traceReply } from "./trace.ts";

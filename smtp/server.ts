@@ -41,6 +41,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { AuthLimiter } from "./auth_limiter.ts";
+import { type ConnectionCounts, LocalConnectionCounts } from "./connection_counts.ts";
 import { countOpenFiles, type FdBudget, readOpenFileLimit } from "./fd_budget.ts";
 import { REPLIES } from "./reply.ts";
 import { ServerSession } from "./server_session.ts";
@@ -129,7 +130,8 @@ export class SmtpServer {
   #connections = new Set<Connection>();
   /** Every accepted socket not yet closed: sessions, refusals, handshakes in progress. */
   #sockets = new Set<net.Socket>();
-  #perIp = new Map<string, number>();
+  /** Open connections against the limits: this server's own, or shared by the threads of its port. */
+  #counts: ConnectionCounts;
   #stopping = false;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #accepted = 0;
@@ -153,6 +155,7 @@ export class SmtpServer {
     this.tlsHandshakeTimeout = options.tlsHandshakeTimeout ?? 10_000;
     this.tls = options.tls ?? null;
     this.authLimiter = options.authLimiter;
+    this.#counts = options.connectionCounts ?? new LocalConnectionCounts();
     this.authAddressExempt = options.authAddressExempt ?? (() => false);
     this.#keyOf = options.keyOf ?? ((address) => address);
     this.#budget = options.fdBudget ?? null;
@@ -190,12 +193,7 @@ export class SmtpServer {
   report(event: ServerLogEvent): void {
     if (event.type === "disconnect") {
       const c = event.connection as Connection;
-      if (this.#connections.delete(c)) {
-        const key = this.#keyOf(c.remoteAddress);
-        const n = (this.#perIp.get(key) ?? 1) - 1;
-        if (n <= 0) this.#perIp.delete(key);
-        else this.#perIp.set(key, n);
-      }
+      if (this.#connections.delete(c)) this.#counts.release(this.#keyOf(c.remoteAddress));
     }
     this.#options.onEvent?.(event);
   }
@@ -209,7 +207,7 @@ export class SmtpServer {
     const bound = await this.#bind(this.#options.port);
     this.#port = bound.port;
     this.#openFileLimit = readOpenFileLimit();
-    const watchdog = this.#options.watchdogInterval ?? 10_000;
+    const watchdog = this.#options.reusePort ? 0 : this.#options.watchdogInterval ?? 10_000;
     this.#nextProbeAt = watchdog > 0 ? Date.now() + watchdog : Infinity;
     this.#ticker = setInterval(() => this.#tick(), TICK_MS);
     Deno.unrefTimer(this.#ticker);
@@ -224,7 +222,7 @@ export class SmtpServer {
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       const where = this.#options.path === undefined
-        ? { host: this.#options.address, port }
+        ? { host: this.#options.address, port, reusePort: this.#options.reusePort ?? false }
         : { path: this.#options.path };
       server.listen(where, () => {
         server.off("error", reject);
@@ -267,7 +265,6 @@ export class SmtpServer {
     const key = this.#keyOf(ip);
     const maxTotal = this.#options.maxConnections ?? 1000;
     const maxPerIp = this.#options.maxConnectionsPerIp ?? 50;
-    const perIp = this.#perIp.get(key) ?? 0;
     if (this.#stopping) {
       this.#track(socket, false);
       this.#refuse(socket, ip, "421 4.3.2 Service shutting down, try again later");
@@ -283,12 +280,13 @@ export class SmtpServer {
       return;
     }
     this.#track(socket, budget !== null);
-    if (this.#connections.size >= maxTotal) {
+    const admission = this.#counts.admit(key, maxTotal, maxPerIp);
+    if (admission === "total") {
       this.#overloaded("max_connections");
       this.#refuse(socket, null, TOO_MANY);
       return;
     }
-    if (perIp >= maxPerIp) {
+    if (admission === "per-client") {
       this.#refuse(socket, this.#shouldReport(key) ? ip : null, TOO_MANY);
       return;
     }
@@ -307,7 +305,6 @@ export class SmtpServer {
     };
     const connection = new Connection(this.#secure(socket), this, session, ends);
     this.#connections.add(connection);
-    this.#perIp.set(key, perIp + 1);
     this.#options.onEvent?.({ type: "connect", connection });
     const delay = this.#options.greetingDelay;
     connection.start(typeof delay === "function" ? delay(ip) : delay ?? 0);

@@ -9,6 +9,7 @@
  */
 
 import type tls from "node:tls";
+import type { ConnectionCounts } from "./connection_counts.ts";
 import type { AuthLimiter } from "./auth_limiter.ts";
 import type { Envelope } from "./envelope.ts";
 import type { FdBudget } from "./fd_budget.ts";
@@ -126,6 +127,20 @@ export interface SmtpServerOptions extends ServerSessionOptions {
    * Clients then have no address: `remoteAddress` is `""`.
    */
   path?: string;
+  /**
+   * Shares the port with other listening sockets (SO_REUSEPORT, Linux): the
+   * kernel spreads new connections among them, one thread each. The
+   * watchdog's probe cannot tell its own socket from another of the group,
+   * so a server that shares its port runs without it (`watchdogInterval` 0);
+   * its `fdBudget` must keep it clear of the open-file limit. @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * The open connections counted against `maxConnections` and
+   * `maxConnectionsPerIp`: share one between the threads that accept on the
+   * same port (connection_counts.ts). @default {this server's own}
+   */
+  connectionCounts?: ConnectionCounts;
   /** Answers to the session's questions. */
   handlers: ServerHandlers;
   /** Wait for a command, ms (RFC 5321 §4.5.3.2.7: at least 5 minutes). @default {300000} */
