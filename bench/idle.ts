@@ -81,6 +81,39 @@ export async function openMany(port: number, count: number, parallel = 20): Prom
 }
 
 /**
+ * One whole transaction of a normal client, timed from connect to the reply
+ * to QUIT: banner, EHLO, MAIL, RCPT, DATA, the content, the 250 that says
+ * the message is queued, QUIT (one command at a time, no pipelining).
+ *
+ * @param port The server's port on 127.0.0.1.
+ * @param from The reverse-path.
+ * @param to The forward-path (a mailbox the server takes).
+ * @returns Milliseconds.
+ * @throws {Error} On any reply that is not the expected one.
+ */
+export async function probeTransaction(port: number, from: string, to: string): Promise<number> {
+  const started = performance.now();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const expect = async (code: string, command: string | null): Promise<void> => {
+      if (command !== null) await conn.write(encoder.encode(command));
+      const r = await readReply(conn);
+      if (!r.startsWith(code)) throw new Error(`${command?.trim() ?? "banner"}: ${r.trim()}`);
+    };
+    await expect("220", null);
+    await expect("250", "EHLO probe.bench.test\r\n");
+    await expect("250", `MAIL FROM:<${from}>\r\n`);
+    await expect("250", `RCPT TO:<${to}>\r\n`);
+    await expect("354", "DATA\r\n");
+    await expect("250", `Subject: probe\r\n\r\nA probe among idle connections.\r\n.\r\n`);
+    await expect("221", "QUIT\r\n");
+    return performance.now() - started;
+  } finally {
+    conn.close();
+  }
+}
+
+/**
  * A child process that holds idle connections: started first (so that the
  * baseline memory is read with it already running: a deno process maps the
  * same binary as tern, which changes how tern's shared pages are divided in

@@ -29,10 +29,10 @@ import { join } from "node:path";
 import { countFiles, fsyncsPerSecond, waitForCount } from "./_disk.ts";
 import { freePort } from "./_net.ts";
 import { renderTable, type Row, summary } from "./_table.ts";
-import { runGrowth } from "./growth.ts";
-import { IdleHolder } from "./idle.ts";
+import { type GrowthArgs, parseGrowthArgs, runGrowth } from "./growth.ts";
+import { IdleHolder, probeTransaction } from "./idle.ts";
 import { runLoad } from "./load.ts";
-import { treeCpuSeconds, treeMemory } from "./memory.ts";
+import { processTree, treeCpuSeconds, treeMemory } from "./memory.ts";
 import { runAuthCost } from "./auth_cost.ts";
 import { runMilterLoad } from "./milter.ts";
 import { OpenDkim } from "./opendkim.ts";
@@ -131,6 +131,15 @@ interface Scenario {
    * (bench/rspamd.ts), and over which socket. @default {none}
    */
   readonly milter?: MilterSocket;
+  /**
+   * The cores the MTA and the load may use (`taskset -c`), as on a machine
+   * with only those: tern is started on them (its session workers follow
+   * the cores it may use), Postfix's process tree is pinned to them once
+   * started (its children inherit it), smtp-source runs on them. @default {every core}
+   */
+  readonly cpus?: string;
+  /** The MTAs it is run on, when not both (say why in bench/README.md). @default {every one asked} */
+  readonly mtas?: readonly MtaName[];
   run(
     instance: Instance,
     sink: SmtpSink | null,
@@ -144,6 +153,8 @@ interface Context {
   readonly root: string;
   readonly keep: boolean;
   readonly denoFlags: readonly string[];
+  /** tern's `workers` (`--tern-workers`); `null`: its default, `auto`. */
+  readonly ternWorkers: number | null;
   /**
    * Whether a run's directory stays until the end of the bench instead of
    * being deleted before the next run (see {@linkcode DEFER_DELETION_MIN_FREE}).
@@ -213,6 +224,26 @@ function log(line: string): void {
   console.error(line);
 }
 
+/** Pins every thread of a process tree to some cores (`taskset -a -p -c`). */
+async function pinTree(root: number, cpus: string): Promise<void> {
+  for (const pid of await processTree(root)) {
+    const out = await new Deno.Command("taskset", {
+      args: ["-a", "-p", "-c", cpus, String(pid)],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`taskset -p ${pid}: ${new TextDecoder().decode(out.stderr).trim()}`);
+    }
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -223,7 +254,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function withInstance<T>(
   mta: MtaName,
   context: Context,
-  needs: { sink: boolean; sign: boolean; store: TernStore; milter?: MilterSocket | null },
+  needs: {
+    sink: boolean;
+    sign: boolean;
+    store: TernStore;
+    milter?: MilterSocket | null;
+    cpus?: string | null;
+  },
   body: (
     instance: Instance,
     sink: SmtpSink | null,
@@ -284,6 +321,8 @@ async function withInstance<T>(
         localDomain: LOCAL_DOMAIN,
         routes,
         denoFlags: context.denoFlags,
+        ...(needs.cpus ? { cpus: needs.cpus } : {}),
+        ...(context.ternWorkers === null ? {} : { workers: context.ternWorkers }),
         ...(dkimKeys ? { dkimKeys } : {}),
         ...(rspamd ? { milters: [rspamd.addressFor(needs.milter!, "tern")] } : {}),
       })
@@ -297,6 +336,8 @@ async function withInstance<T>(
         ...(rspamd ? { milter: rspamd.addressFor(needs.milter!, "postfix") } : {}),
       });
     running.add(instance);
+    // Postfix does not size itself by the cores: pinning its tree once started is the same.
+    if (needs.cpus && mta === "postfix") await pinTree(instance.pid, needs.cpus);
     const signing = key && dumpDir !== null
       ? { key, dumpDir, helperPids: openDkim ? [openDkim.pid] : [] }
       : null;
@@ -348,17 +389,24 @@ function localScenario(
   title: string,
   load: { messages: number; sessions: number; size: number },
   store: TernStore = "kv",
+  cpus?: string,
 ): Scenario {
   return {
     name,
     title,
     metrics: RATES,
     store,
+    ...(cpus === undefined ? {} : { cpus }),
     async run(instance) {
       const cpuOf = () => instance.cpuSeconds?.() ?? treeCpuSeconds(instance.pid);
       const cpu = await cpuOf();
       const server = await instance.serverCpuSeconds?.() ?? 0;
-      const source = await spreadSmtpSource(instance, { ...load, from: SENDER, to: MAILBOX });
+      const source = await spreadSmtpSource(instance, {
+        ...load,
+        from: SENDER,
+        to: MAILBOX,
+        ...(cpus === undefined ? {} : { cpus }),
+      });
       const newDir = instance.newDir(MAILBOX);
       const doneAt = await waitForCount(() => countFiles(newDir), load.messages, {
         what: "messages in Maildir new/",
@@ -385,7 +433,14 @@ function localScenario(
  */
 async function spreadSmtpSource(
   instance: Instance,
-  load: { messages: number; sessions: number; size: number; from: string; to: string },
+  load: {
+    messages: number;
+    sessions: number;
+    size: number;
+    from: string;
+    to: string;
+    cpus?: string;
+  },
 ): Promise<{ elapsedMs: number; startedAt: number }> {
   const targets = instance.targets ?? [{ host: "127.0.0.1", port: instance.port }];
   const share = (total: number, i: number) =>
@@ -497,6 +552,64 @@ function idleScenario(connections: number): Scenario {
           pssPer: (loaded.pss - base.pss) / open / KIB,
           anonPer: (loaded.anon - base.anon) / open / KIB,
           processes: loaded.processes,
+        };
+      } finally {
+        await holder.close();
+      }
+    },
+  };
+}
+
+/**
+ * `connections` idle connections held at once (10,000: more than Postfix's
+ * one smtpd process per connection can sensibly hold here, so tern only),
+ * and meanwhile a normal client's whole transaction, `probes` times one
+ * after the other. Memory is read 1 s after the last connection opened, as
+ * in `idle`, and again once 30 s have passed (V8 gives back the young
+ * generation it grew while the connections were opened only after a while).
+ */
+function idleManyScenario(connections: number, probes: number): Scenario {
+  return {
+    name: "idle-10k",
+    title: `${count(connections)} idle connections, ${probes} transactions meanwhile`,
+    mtas: ["tern"],
+    metrics: [
+      { key: "pssPer", label: "PSS KiB/connection", digits: 1 },
+      { key: "anonPer", label: "anon PSS KiB/connection", digits: 1 },
+      { key: "settledPer", label: "anon PSS KiB/connection at 30 s", digits: 1 },
+      { key: "alone", label: "transaction p50 ms, no idle connection", digits: 1 },
+      { key: "p50", label: "transaction p50 ms", digits: 1 },
+      { key: "max", label: "transaction max ms", digits: 1 },
+    ],
+    async run(instance) {
+      await sleep(1000); // let start-up settle (JIT, lazy allocations)
+      await probeTransaction(instance.port, SENDER, MAILBOX); // the delivery path warmed up
+      const alone: number[] = [];
+      for (let i = 0; i < probes; i++) {
+        alone.push(await probeTransaction(instance.port, SENDER, MAILBOX));
+      }
+      alone.sort((a, b) => a - b);
+      const holder = await IdleHolder.start(instance.port, connections);
+      try {
+        const base = await treeMemory(instance.pid);
+        const open = await holder.open();
+        const openedAt = performance.now();
+        await sleep(1000);
+        const loaded = await treeMemory(instance.pid);
+        const times: number[] = [];
+        for (let i = 0; i < probes; i++) {
+          times.push(await probeTransaction(instance.port, SENDER, MAILBOX));
+        }
+        await sleep(Math.max(0, 30_000 - (performance.now() - openedAt)));
+        const settled = await treeMemory(instance.pid);
+        times.sort((a, b) => a - b);
+        return {
+          pssPer: (loaded.pss - base.pss) / open / KIB,
+          anonPer: (loaded.anon - base.anon) / open / KIB,
+          settledPer: (settled.anon - base.anon) / open / KIB,
+          alone: alone[Math.floor(alone.length / 2)]!,
+          p50: times[Math.floor(times.length / 2)]!,
+          max: times.at(-1)!,
         };
       } finally {
         await holder.close();
@@ -621,6 +734,18 @@ function allScenarios(scale: number, connections: number): Scenario[] {
     local("local-1m", 200, 10, MIB),
     local("local-pg", 5000, 10, 4 * KIB, "pg"),
     local("local-pg3", 5000, 10, 4 * KIB, "pg3"),
+    // The same load on a machine of one core, then of two (taskset: the MTA and smtp-source).
+    ...[1, 2].map((cores) =>
+      localScenario(
+        `cores-${cores}`,
+        `local 4 KiB × ${count(n(5000))}, 10 sessions, MTA and load on ${cores} core${
+          cores > 1 ? "s" : ""
+        }`,
+        { messages: n(5000), sessions: 10, size: 4 * KIB },
+        "kv",
+        Array.from({ length: cores }, (_, i) => i).join(","),
+      )
+    ),
     relayScenario(
       "relay",
       `relay 4 KiB × ${count(n(5000))}, 10 sessions`,
@@ -635,6 +760,7 @@ function allScenarios(scale: number, connections: number): Scenario[] {
     milterScenario("milter", "inet", { messages: n(5000), sessions: 10, size: 4 * KIB }),
     milterScenario("milter-unix", "unix", { messages: n(5000), sessions: 10, size: 4 * KIB }),
     idleScenario(connections),
+    idleManyScenario(10_000, 20),
     latencyScenario(
       "latency",
       `latency 4 KiB × ${count(n(5000))}, 10 sessions (load.ts)`,
@@ -657,6 +783,30 @@ function smokeScenarios(): Scenario[] {
   ];
 }
 
+/**
+ * How each MTA's delivered rate grew from one core to two: the median of
+ * `cores-2` over the median of `cores-1`, one row when both ran.
+ */
+function scalingRows(rows: readonly Row[]): Row[] {
+  const delivered = (cores: number) =>
+    rows.find((r) =>
+      r.scenario.endsWith(`on ${cores} core${cores > 1 ? "s" : ""}`) &&
+      r.metric === "delivered msg/s"
+    );
+  const one = delivered(1);
+  const two = delivered(2);
+  if (one === undefined || two === undefined) return [];
+  const ratio = (a: readonly number[] | null, b: readonly number[] | null) =>
+    a === null || b === null || a.length === 0 || b.length === 0 ? [] : [median(b) / median(a)];
+  return [{
+    scenario: "scaling: cores-2 / cores-1",
+    metric: "delivered, 2 cores / 1",
+    digits: 2,
+    tern: ratio(one.tern, two.tern),
+    postfix: two.postfix === null ? null : ratio(one.postfix, two.postfix),
+  }];
+}
+
 /** Whether a scenario name matches one of the `--scenario` patterns (`*` = anything). */
 function selected(name: string, patterns: readonly string[]): boolean {
   return patterns.some((p) =>
@@ -667,11 +817,13 @@ function selected(name: string, patterns: readonly string[]): boolean {
 const USAGE =
   `usage: deno task bench [--scenario NAME[,NAME...]] [--runs N] [--mta tern|postfix|both]
                        [--scale F] [--connections N] [--keep] [--tern-flags="FLAGS"]
-       deno task bench --growth [--runs N] [--scale F]
+                       [--tern-workers N]
+       deno task bench --growth [--runs N] [--scale F] [--depth N] [--parts size,depth,list]
+                       [--depth-store FILE]
        deno task bench --smoke
-scenarios: local local-1 local-100k local-1m local-pg local-pg3 relay sign milter
-           milter-unix idle latency auth-cost
-           (* is a wildcard; auth-cost is tern's code alone, no MTA)`;
+scenarios: local local-1 local-100k local-1m local-pg local-pg3 cores-1 cores-2 relay
+           sign milter milter-unix idle idle-10k latency auth-cost
+           (* is a wildcard; auth-cost is tern's code alone, no MTA; idle-10k is tern only)`;
 
 /** Runs one scenario on one MTA once; `null` (and a logged error) if it failed. */
 async function runOnce(
@@ -685,6 +837,7 @@ async function runOnce(
       sign: scenario.sign ?? false,
       store: scenario.store ?? "kv",
       milter: scenario.milter ?? null,
+      cpus: scenario.cpus ?? null,
     };
     return await withInstance(mta, context, needs, scenario.run);
   } catch (error: unknown) {
@@ -701,6 +854,9 @@ async function main(): Promise<number> {
       options: {
         smoke: { type: "boolean" },
         growth: { type: "boolean" },
+        depth: { type: "string" },
+        "depth-store": { type: "string" },
+        parts: { type: "string" },
         runs: { type: "string" },
         scenario: { type: "string", multiple: true },
         mta: { type: "string" },
@@ -708,6 +864,7 @@ async function main(): Promise<number> {
         connections: { type: "string" },
         keep: { type: "boolean" },
         "tern-flags": { type: "string" },
+        "tern-workers": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -730,6 +887,13 @@ async function main(): Promise<number> {
     return 2;
   }
   const mtas: MtaName[] = mtaChoice === "both" ? ["tern", "postfix"] : [mtaChoice as MtaName];
+  let growthArgs: GrowthArgs;
+  try {
+    growthArgs = parseGrowthArgs(values);
+  } catch (error: unknown) {
+    console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return 2;
+  }
   const patterns = (values.scenario ?? ["*"]).flatMap((s) => s.split(",")).filter((s) => s);
   const scenarios = smoke
     ? smokeScenarios()
@@ -760,6 +924,7 @@ async function main(): Promise<number> {
     root,
     keep: values.keep ?? false,
     denoFlags: (values["tern-flags"] ?? "").split(" ").filter((f) => f),
+    ternWorkers: values["tern-workers"] === undefined ? null : Number(values["tern-workers"]),
     deferDeletion,
   };
   const cleanUp = async () => {
@@ -797,7 +962,18 @@ async function main(): Promise<number> {
     console.log(header + "\n");
 
     if (values.growth) {
-      console.log(await runGrowth({ root, runs, scale, keep: context.keep, log }));
+      console.log(
+        await runGrowth({
+          root,
+          runs,
+          scale,
+          keep: context.keep,
+          log,
+          denoFlags: context.denoFlags,
+          deferDeletion: context.deferDeletion,
+          ...growthArgs,
+        }),
+      );
       return 0;
     }
 
@@ -809,6 +985,7 @@ async function main(): Promise<number> {
         // Take turns: tern first in even runs, Postfix first in odd ones.
         const order = run % 2 === 0 ? mtas : [...mtas].reverse();
         for (const mta of order) {
+          if (scenario.mtas !== undefined && !scenario.mtas.includes(mta)) continue;
           log(`${scenario.name} run ${run + 1}/${runs} ${mta}`);
           const figures = await runOnce(scenario, mta, context);
           if (figures === null) {
@@ -832,10 +1009,13 @@ async function main(): Promise<number> {
           metric: metric.label,
           digits: metric.digits,
           tern: values("tern") ?? [],
-          postfix: mtas.includes("postfix") ? values("postfix") : null,
+          postfix: mtas.includes("postfix") && (scenario.mtas?.includes("postfix") ?? true)
+            ? values("postfix")
+            : null,
         });
       }
     }
+    rows.push(...scalingRows(rows));
     if (rows.length > 0) console.log(renderTable(rows));
     if (authCost) {
       log("auth-cost: signing and verifying in this process");

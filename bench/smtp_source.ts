@@ -26,6 +26,8 @@ export interface SourceOptions {
   readonly to: string;
   /** Give up after this long. @default {600000} */
   readonly timeoutMs?: number;
+  /** The cores it may run on (`taskset -c`). @default {every core} */
+  readonly cpus?: string;
 }
 
 /** What {@linkcode runSmtpSource} measured. */
@@ -70,8 +72,8 @@ export async function runSmtpSource(options: SourceOptions): Promise<SourceResul
     `${options.host ?? "127.0.0.1"}:${options.port}`,
   ];
   const startedAt = performance.now();
-  const child = new Deno.Command(SMTP_SOURCE, {
-    args,
+  const child = new Deno.Command(options.cpus ? "taskset" : SMTP_SOURCE, {
+    args: options.cpus ? ["-c", options.cpus, SMTP_SOURCE, ...args] : args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -28,7 +28,7 @@ export interface TernOptions {
   readonly localDomain: string;
   /** Next hops by recipient domain, `"host:port"` (no MX lookup). */
   readonly routes?: Readonly<Record<string, string>>;
-  /** `limits.max_connections` and `limits.max_connections_per_ip`. @default {2000} */
+  /** `limits.max_connections` and `limits.max_connections_per_ip`. @default {12000} */
   readonly maxConnections?: number;
   /** `queue.retry`, e.g. `["1h"]`. @default {tern's default} */
   readonly retry?: readonly string[];
@@ -38,6 +38,10 @@ export interface TernOptions {
   readonly dkimKeys?: readonly { domain: string; selector: string; key: string }[];
   /** `milters`: addresses (`host:port`) every message is passed to. @default {none} */
   readonly milters?: readonly string[];
+  /** `workers` of its configuration. @default {its default, `auto`} */
+  readonly workers?: number;
+  /** The cores tern may run on (`taskset -c`), from its start. @default {every core} */
+  readonly cpus?: string;
 }
 
 /**
@@ -48,7 +52,7 @@ export interface TernOptions {
  * @returns The `tern.yaml` content.
  */
 export function ternConfig(options: TernOptions): Record<string, unknown> {
-  const max = options.maxConnections ?? 2000;
+  const max = options.maxConnections ?? 12_000;
   return {
     hostname: "tern.bench.test",
     data_dir: join(options.dir, "data"),
@@ -71,9 +75,11 @@ export function ternConfig(options: TernOptions): Record<string, unknown> {
     // The load comes from a trusted network: tern signs it when a key covers its From: domain.
     ...(options.dkimKeys ? { dkim: { keys: options.dkimKeys.map((k) => ({ ...k })) } } : {}),
     ...(options.milters ? { milters: [...options.milters] } : {}),
-    // Raised so that 1,000 idle connections from one address are accepted.
+    // Raised so that 10,000 idle connections from one address are accepted
+    // (idle-10k), however the kernel spreads them among session workers.
     limits: { max_connections: max, max_connections_per_ip: max },
     log: { level: "info", format: "text" },
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
   };
 }
 
@@ -140,6 +146,7 @@ export class Tern {
         "-c",
         'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >>"$BENCH_LOG" 2>&1',
         "sh",
+        ...(options.cpus ? ["taskset", "-c", options.cpus] : []),
         Deno.execPath(),
         "run",
         "-A",
