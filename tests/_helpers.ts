@@ -141,6 +141,14 @@ export async function waitForMail(
   return await Promise.all(files.map((f) => Deno.readFile(f)));
 }
 
+/** Reads a connection until the peer closes it; everything it said, as text. */
+export async function readAll(conn: Deno.Conn): Promise<string> {
+  let out = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of conn.readable) out += decoder.decode(chunk, { stream: true });
+  return out;
+}
+
 /** Sends raw bytes over TCP after the banner and returns everything the server says until it closes. */
 export async function rawExchange(port: number, bytes: Uint8Array | string): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -4,18 +4,11 @@
 // store writes is stopped being read).
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { python, ROOT, sinkServer } from "./_helpers.ts";
+import { python, readAll, ROOT, sinkServer } from "./_helpers.ts";
 import { SmtpServer } from "../smtp/server.ts";
 import { queuedReply, REPLIES } from "../smtp/reply.ts";
 
 const encoder = new TextEncoder();
-
-async function readAll(conn: Deno.Conn): Promise<string> {
-  let out = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of conn.readable) out += decoder.decode(chunk, { stream: true });
-  return out;
-}
 
 Deno.test("an idle connection after EHLO holds a few KiB of the server's heap", async () => {
   // In a process of its own, with the GC exposed: the server in it, the

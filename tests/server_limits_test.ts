@@ -2,14 +2,7 @@
 // limits, and streaming large content without holding it.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { python, sinkServer, splitDelivered, startMta, waitForMail } from "./_helpers.ts";
-
-async function readAll(conn: Deno.Conn): Promise<string> {
-  let out = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of conn.readable) out += decoder.decode(chunk, { stream: true });
-  return out;
-}
+import { python, readAll, sinkServer, splitDelivered, startMta, waitForMail } from "./_helpers.ts";
 
 Deno.test("a silent client is closed with 421 4.4.2 after the command timeout", async () => {
   const server = sinkServer({ commandTimeout: 300 });
