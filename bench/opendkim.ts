@@ -19,6 +19,7 @@
  */
 
 import { join } from "node:path";
+import { stopChild } from "./_process.ts";
 
 /** Debian's opendkim package. */
 export const OPENDKIM = "/usr/sbin/opendkim";
@@ -169,20 +170,7 @@ export class OpenDkim {
    * @returns When it has exited.
    */
   async stop(): Promise<void> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    }, 10_000);
-    await this.#child.status;
-    clearTimeout(timer);
+    await stopChild(this.#child);
   }
 }
 

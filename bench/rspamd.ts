@@ -24,6 +24,7 @@
 import { join } from "node:path";
 import { StubResolver } from "../dns/resolver.ts";
 import { freePort } from "./_net.ts";
+import { stopChild } from "./_process.ts";
 import { treeCpuSeconds } from "./memory.ts";
 
 /** Debian's rspamd package. */
@@ -318,23 +319,6 @@ async function waitForDns(port: number, dns: Deno.ChildProcess): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`dnsmasq does not answer on 127.0.0.1:${port}${exited ? " (it exited)" : ""}`);
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch {
-    // gone
-  }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-  }, 10_000);
-  await child.status;
-  clearTimeout(timer);
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

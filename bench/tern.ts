@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import { waitForBanner } from "./_net.ts";
+import { stopChild } from "./_process.ts";
 
 /** The tern CLI entry point. */
 export const TERN_MAIN: string = new URL("../main.ts", import.meta.url).pathname;
@@ -201,19 +202,6 @@ export class Tern {
    * @returns When the process has exited.
    */
   async stop(): Promise<void> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }, 20_000);
-    await this.#child.status;
-    clearTimeout(timer);
+    await stopChild(this.#child, 20_000);
   }
 }
