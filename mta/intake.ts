@@ -38,7 +38,7 @@ const encoder = new TextEncoder();
  * Content up to this size is kept in memory beside its spool file when a
  * delivery loop takes messages at commit (within the queue's own budget).
  */
-const KEEP_FOR_HAND_OFF = 2 * 1024 * 1024;
+export const KEEP_FOR_HAND_OFF = 2 * 1024 * 1024;
 
 /**
  * A hash of a random password nobody knows, checked when the account does

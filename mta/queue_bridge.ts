@@ -12,10 +12,8 @@
 import type { ClaimedMessage } from "../queue/types.ts";
 import type { IncomingMessage, Queue } from "../queue/queue.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
-import type { Answer, StoreRequest } from "./worker_protocol.ts";
-
-/** Content up to this size is kept in memory for the hand-off (as intake.ts does on the main thread). */
-const KEEP_FOR_HAND_OFF = 2 * 1024 * 1024;
+import { type Answer, errorData, type StoreRequest } from "./worker_protocol.ts";
+import { KEEP_FOR_HAND_OFF } from "./intake.ts";
 
 /** What a {@linkcode QueueBridge} needs. */
 export interface QueueBridgeOptions {
@@ -87,9 +85,7 @@ export class QueueBridge {
         reply({
           type: "answer",
           id: request.id,
-          error: error instanceof Error
-            ? { name: error.name, message: error.message }
-            : { name: "Error", message: String(error) },
+          error: errorData(error),
         }),
     );
   }

@@ -19,7 +19,7 @@ import { QueueConflictError, QueueNotFoundError, QueueUnavailableError } from ".
 import type { CommitOptions, IncomingMessage, ReceiveInit } from "../queue/queue.ts";
 import type { ClaimedMessage } from "../queue/types.ts";
 import { newQueueId } from "../queue/queue_id.ts";
-import type { Answer, StoreRequest } from "./worker_protocol.ts";
+import type { Answer, ErrorData, StoreRequest } from "./worker_protocol.ts";
 
 /** Content is sent to the main thread in pieces of this many octets (a 4 KiB message goes whole with its commit). */
 export const FLUSH_OCTETS = 256 * 1024;
@@ -28,10 +28,7 @@ export const FLUSH_OCTETS = 256 * 1024;
 export type PostRequest = (request: StoreRequest, transfer: ArrayBuffer[]) => void;
 
 /** The main thread's error, as the same class where the server tells them apart. */
-function errorOf(
-  error: { readonly name: string; readonly message: string },
-  queueId: string,
-): Error {
+function errorOf(error: ErrorData, queueId: string): Error {
   switch (error.name) {
     case "QueueUnavailableError":
       return new QueueUnavailableError(error.message);

@@ -36,9 +36,14 @@ import { Milters } from "./milter_stage.ts";
 import { clientBlock } from "./policy.ts";
 import { RemoteQueue } from "./remote_queue.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
-import { errorCode } from "../fs/error_text.ts";
 import { SendingLimits } from "./sending_limits.ts";
-import type { FromWorker, LogRecord, ToWorker, WorkerInit } from "./worker_protocol.ts";
+import {
+  errorData,
+  type FromWorker,
+  type LogRecord,
+  type ToWorker,
+  type WorkerInit,
+} from "./worker_protocol.ts";
 import { Outbox } from "./worker_outbox.ts";
 import { fromPortable } from "./worker_config.ts";
 
@@ -206,10 +211,7 @@ async function writeMaildirFile(request: Extract<ToWorker, { type: "maildir" }>)
     const result = await deliverToMaildir(request.dir, request.content, request.options);
     send({ type: "maildir", id: request.id, result, error: null });
   } catch (e: unknown) {
-    const error = e instanceof Error
-      ? { name: e.name, message: e.message, code: errorCode(e) }
-      : { name: "Error", message: String(e), code: "" };
-    send({ type: "maildir", id: request.id, result: null, error });
+    send({ type: "maildir", id: request.id, result: null, error: errorData(e) });
   }
 }
 

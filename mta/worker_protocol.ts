@@ -23,6 +23,7 @@ import type { LogEvent, LogLevel, LogValue } from "../log/logger.ts";
 import type { MetricsDelta } from "../metrics/thread_metrics.ts";
 import type { ReceiveInit } from "../queue/queue.ts";
 import type { FdBudgetShare } from "../smtp/fd_budget.ts";
+import { errorCode } from "../fs/error_text.ts";
 import type { MaildirDeliveryOptions, MaildirDeliveryResult } from "../mda/maildir.ts";
 
 /** What a worker is started with. */
@@ -99,9 +100,7 @@ export type FromWorker =
     readonly type: "maildir";
     readonly id: number;
     readonly result: MaildirDeliveryResult | null;
-    readonly error:
-      | { readonly name: string; readonly message: string; readonly code: string }
-      | null;
+    readonly error: ErrorData | null;
   }
   /** Every listener is bound. */
   | { readonly type: "ready" }
@@ -116,9 +115,31 @@ export type Answer =
   | {
     readonly type: "answer";
     readonly id: number;
-    /** The error's class name (`QueueUnavailableError`…) and message. */
-    readonly error: { readonly name: string; readonly message: string };
+    /** The error, whose class name (`QueueUnavailableError`…) the worker makes again. */
+    readonly error: ErrorData;
   };
+
+/** An error as it crosses between threads (an `Error` does not keep its class there). */
+export interface ErrorData {
+  /** Its class name: `QueueConflictError`, `NotFound`… */
+  readonly name: string;
+  /** Its message. */
+  readonly message: string;
+  /** The system's code (`ENOSPC`…), or `""`. */
+  readonly code: string;
+}
+
+/**
+ * An error as plain data, to post to the other thread.
+ *
+ * @param error What was thrown.
+ * @returns Its name, message and system code.
+ */
+export function errorData(error: unknown): ErrorData {
+  return error instanceof Error
+    ? { name: error.name, message: error.message, code: errorCode(error) }
+    : { name: "Error", message: String(error), code: "" };
+}
 
 /** What the main thread sends a worker. */
 export type ToWorker =

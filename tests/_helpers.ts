@@ -141,6 +141,18 @@ export async function waitForMail(
   return await Promise.all(files.map((f) => Deno.readFile(f)));
 }
 
+/** mulberry32: a small seeded PRNG, so a failing run can be repeated. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Reads a connection until the peer closes it; everything it said, as text. */
 export async function readAll(conn: Deno.Conn): Promise<string> {
   let out = "";

@@ -15,24 +15,12 @@
 // never as a whole. The summary line prints the process's peak memory.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
+import { prng, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
 
 const ROUNDS = Number(Deno.env.get("TERN_CRASH_ROUNDS") ?? "4");
 const SEED = Number(Deno.env.get("TERN_CRASH_SEED") ?? "20261129");
 const CLIENTS = 4;
-
-/** mulberry32: a small seeded PRNG, so a failing run can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PgQueue } from "../queue/pg_queue.ts";
-import { type ServeProcess, spawnServe, waitFor } from "./_helpers.ts";
+import { prng, type ServeProcess, spawnServe, waitFor } from "./_helpers.ts";
 import { startPostgres } from "./_postgres.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
 
@@ -25,18 +25,6 @@ const ROUNDS = Number(Deno.env.get("TERN_PG_CRASH_ROUNDS") ?? "3");
 const SEED = Number(Deno.env.get("TERN_PG_CRASH_SEED") ?? "20261205");
 const SENDERS = 4;
 const HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"] as const;
-
-/** mulberry32: a small seeded PRNG, so a failing run can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // One sender: message n goes to node (sender + n) mod 3 over a connection
 // kept per node, to the local mailbox, the relay or both (n mod 3). A
