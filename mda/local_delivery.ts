@@ -285,7 +285,10 @@ export class LocalDelivery {
    * @returns One outcome per recipient delivered to, in the order of `indices`.
    */
   async deliver(
-    claim: Pick<ClaimedMessage, "message" | "recovered" | "content">,
+    claim: Pick<ClaimedMessage, "message" | "recovered"> & {
+      /** The content in memory, in one piece or in pieces. */
+      readonly content?: Uint8Array | readonly Uint8Array[];
+    },
     indices: readonly number[],
     openContent: () => ReadableStream<Uint8Array>,
   ): Promise<RecipientOutcome[]> {
@@ -336,7 +339,7 @@ export class LocalDelivery {
       // Until the content is open, any failure is a failure to read it.
       let contentFailed = () => true;
       try {
-        let content: ReadableStream<Uint8Array> | Uint8Array;
+        let content: ReadableStream<Uint8Array> | Uint8Array | readonly Uint8Array[];
         if (claim.content === undefined) {
           const watched = watchContent(openContent());
           contentFailed = watched.failed;

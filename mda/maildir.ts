@@ -33,11 +33,13 @@ import { syncDirectory } from "../fs/sync_directory.ts";
 const encoder = new TextEncoder();
 
 /**
- * A message's content for {@linkcode deliverToMaildir}: in memory, or
- * streamed (memory then stays bounded whatever the message's size).
+ * A message's content for {@linkcode deliverToMaildir}: in memory (in one
+ * piece, or in the pieces it arrived in), or streamed (memory then stays
+ * bounded whatever the message's size).
  */
 export type MaildirContent =
   | Uint8Array
+  | readonly Uint8Array[]
   | ReadableStream<Uint8Array>
   | AsyncIterable<Uint8Array>;
 
@@ -391,8 +393,8 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
 /**
  * Writes the trace header lines, then the content: small content in memory
  * with the header in one write, bigger content in a write of its own (a
- * fresh copy of a megabyte costs more than a second system call), a stream
- * through a bounded buffer.
+ * fresh copy of a megabyte costs more than a second system call), pieces
+ * and a stream through a bounded buffer (big pieces written as they are).
  */
 async function writeMessage(
   file: Deno.FsFile,
@@ -409,10 +411,21 @@ async function writeMessage(
     }
     return;
   }
+  if (Array.isArray(content)) {
+    const pieces: readonly Uint8Array[] = content;
+    let size = 0;
+    for (const piece of pieces) size += piece.length;
+    if (size < WRITE_BUFFER_SIZE) {
+      await writeAll(file, concatBytes([encoder.encode(header), ...pieces]));
+      return;
+    }
+  }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
   try {
     await out.write(encoder.encode(header));
-    for await (const chunk of content) await out.write(chunk);
+    for await (const chunk of content as AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+      await out.write(chunk);
+    }
     await out.flush();
   } finally {
     out.release();
@@ -432,8 +445,9 @@ async function writeMessage(
  *    `<>` for the null sender) and `Delivered-To: <address>` (RFC 9228), each
  *    ending in CRLF, then the content byte for byte, into `tmp/<uniqueName>`,
  *    opened with O_EXCL after removing a stale file of that name. Content in
- *    memory goes in one write with the header; a stream goes through a 64 KiB
- *    buffer, so memory does not grow with the message.
+ *    memory goes in one write with the header (a large one in a write of its
+ *    own); pieces and a stream go through a 64 KiB buffer, pieces that big
+ *    written as they are, so memory does not grow with the message.
  * 4. fsync the file, rename it into `new/`, fsync `new/` (the Maildir spec's
  *    "safely written to disk", and the rename's durability).
  *

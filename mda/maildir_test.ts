@@ -268,6 +268,24 @@ Deno.test("deliverToMaildir() streams a 3 MiB message byte-exact", async () => {
   });
 });
 
+Deno.test("deliverToMaildir() writes content in pieces byte-exact, small and large", async () => {
+  await withTempDir(async (root) => {
+    const header = "Return-Path: <bob@example.net>\r\nDelivered-To: alice@example.test\r\n";
+    // Small: under one write buffer, joined with the header into one write.
+    const small = [encoder.encode("Subject: a\r\n"), encoder.encode("\r\n.body\r\n")];
+    const one = await deliverToMaildir(root, small, { ...options, uniqueName: "pieces.small" });
+    equal(await Deno.readTextFile(one.path), `${header}Subject: a\r\n\r\n.body\r\n`);
+    // Large: uneven pieces, some bigger than the write buffer, some tiny.
+    const pieces = [1, 7000, 65536, 65535, 200000, 13, 3].map((n, i) =>
+      new Uint8Array(n).fill(0x41 + i)
+    );
+    const two = await deliverToMaildir(root, pieces, { ...options, uniqueName: "pieces.large" });
+    const written = await Deno.readFile(two.path);
+    equal(decoder.decode(written.subarray(0, header.length)), header);
+    deepStrictEqual(written.subarray(header.length), concat(...pieces));
+  });
+});
+
 Deno.test("deliverToMaildir() writes while it reads instead of holding the message in memory", async () => {
   await withTempDir(async (root) => {
     const chunk = new Uint8Array(16 * 1024).fill(0x41);
