@@ -75,10 +75,14 @@ export function checkQueue(c: Checker, value: unknown): Config["queue"] {
   const delayWarning = queue.delay_warning === undefined
     ? DEFAULT_QUEUE.delayWarning
     : c.durationOrZero(queue.delay_warning, "queue.delay_warning");
+  const deliverAtAcceptance = queue.deliver_at_acceptance === undefined
+    ? DEFAULT_QUEUE.deliverAtAcceptance
+    : c.boolean(queue.deliver_at_acceptance, "queue.deliver_at_acceptance");
   return {
     retry,
     maxAge: maxAge ?? DEFAULT_QUEUE.maxAge,
     delayWarning: delayWarning ?? DEFAULT_QUEUE.delayWarning,
+    deliverAtAcceptance: deliverAtAcceptance ?? DEFAULT_QUEUE.deliverAtAcceptance,
   };
 }
 

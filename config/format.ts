@@ -123,6 +123,7 @@ export function formatConfig(config: Config): string {
       delay_warning: config.queue.delayWarning === 0
         ? "0s"
         : formatDuration(config.queue.delayWarning),
+      deliver_at_acceptance: config.queue.deliverAtAcceptance,
       ...(config.queue.store === undefined
         ? {}
         : { store: hiddenStorePassword(config.queue.store) }),

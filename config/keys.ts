@@ -98,7 +98,14 @@ export const DKIM_KEYS = ["keys"] as const;
 
 export const DKIM_KEY_KEYS = ["domain", "selector", "key"] as const;
 
-export const QUEUE_KEYS = ["retry", "max_age", "delay_warning", "store", "lease"] as const;
+export const QUEUE_KEYS = [
+  "retry",
+  "max_age",
+  "delay_warning",
+  "deliver_at_acceptance",
+  "store",
+  "lease",
+] as const;
 
 export const LIMITS_KEYS = [
   "max_message_size",

@@ -434,6 +434,12 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
       "A message still undelivered after this long brings the sender one 'delayed' report; `0s` never.",
   },
   {
+    key: "queue.deliver_at_acceptance",
+    type: "boolean",
+    description:
+      "A message whose recipients are all local Maildir mailboxes (at most 10, none asking for a success DSN, not quarantined by a milter, of at most 2 MiB) is written into the mailboxes before the `250`, each file synced to disk, instead of being stored in the queue first: the `250` still comes only once the message is safe on disk, in the mailboxes themselves. A mailbox that fails (full, unwritable) gets the message through the queue, as usual, retried or bounced there. `false`: every message goes through the queue store first (as Postfix does). See docs/scaling.md.",
+  },
+  {
     key: "queue.store",
     type: "URL",
     description:

@@ -45,6 +45,7 @@ Deno.test("validateConfig() with no file gives a complete configuration for a wo
       retry: [60_000, 300_000, 900_000, 3_600_000, 14_400_000],
       maxAge: 432_000_000,
       delayWarning: 14_400_000,
+      deliverAtAcceptance: true,
     },
     limits: {
       maxMessageSize: 26_214_400,

@@ -167,6 +167,11 @@ export interface Config {
     readonly maxAge: number;
     /** Age in ms after which the sender is told the message is delayed (RFC 3464 "delayed"); 0 = never. */
     readonly delayWarning: number;
+    /**
+     * Mail for local Maildir mailboxes only is written into them before the
+     * `250`, without the store; what fails then goes to the store.
+     */
+    readonly deliverAtAcceptance: boolean;
     /** A `postgres://` URL of a store shared by several nodes; absent: Deno KV in `data_dir`. */
     readonly store?: string;
     /** How long a claim keeps other workers away unless renewed, ms; absent: the store's default. */
@@ -324,6 +329,7 @@ export const DEFAULT_QUEUE: Config["queue"] = Object.freeze({
   retry: Object.freeze([60_000, 300_000, 900_000, 3_600_000, 14_400_000]),
   maxAge: 432_000_000,
   delayWarning: 14_400_000,
+  deliverAtAcceptance: true,
 });
 
 /** Default `limits`. */

@@ -15,8 +15,8 @@ import type { Logger } from "../log/logger.ts";
 import { MessageIdScanner } from "../log/fields.ts";
 import { messagesAccepted } from "../metrics/tern.ts";
 import type { DeliveryLoop } from "../queue/delivery_loop.ts";
-import type { Queue } from "../queue/queue.ts";
-import type { QueueRecipient } from "../queue/types.ts";
+import type { ClaimedMessage, QueueRecipient } from "../queue/types.ts";
+import type { IncomingMessage, Queue } from "../queue/queue.ts";
 import type { Envelope, RecipientDsn } from "../smtp/envelope.ts";
 import { formatReceived } from "../smtp/received.ts";
 import { isPositive, queuedReply, REPLIES, type Reply } from "../smtp/reply.ts";
@@ -31,6 +31,8 @@ import { routeAddress } from "./routing.ts";
 import { limitSending, SendingLimits } from "./sending_limits.ts";
 import { authenticateWithDovecot } from "./dovecot_auth.ts";
 import type { MessageOutcome, Milters } from "./milter_stage.ts";
+import { DirectDelivery } from "./direct_delivery.ts";
+import { HeldUpload } from "./held_upload.ts";
 
 const encoder = new TextEncoder();
 
@@ -139,6 +141,12 @@ export interface IntakeOptions {
    * MAIL, RCPT and with the complete message. @default {none}
    */
   readonly milters?: Milters;
+  /**
+   * Delivers mail for local Maildir mailboxes before the `250`, without the
+   * store, while `queue.deliver_at_acceptance` is on (direct_delivery.ts).
+   * @default {every message goes to the store}
+   */
+  readonly direct?: DirectDelivery;
 }
 
 /**
@@ -315,15 +323,24 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
       const arrival = now();
       const plan = contentPlan(config, options, envelope, connection, arrival);
       const stages = ContentStages.isNeeded(plan) ? new ContentStages(plan) : null;
-      const receive = (stored: Envelope, storedRecipients: QueueRecipient[]) =>
-        queue.receive({
+      const receive = (
+        stored: Envelope,
+        storedRecipients: QueueRecipient[],
+      ): Promise<IncomingMessage> => {
+        const init = {
           envelope: stored,
           recipients: storedRecipients,
           clientAddress: connection.remoteAddress,
           now: arrival,
           // Handed to the delivery loop at commit with its content: not read back.
           ...(options.handOff === undefined ? {} : { keepContent: KEEP_FOR_HAND_OFF }),
-        });
+        };
+        // Local mailboxes only: held in memory, for delivery at acceptance.
+        const direct = options.direct;
+        return direct !== undefined && DirectDelivery.takes(config, storedRecipients)
+          ? Promise.resolve(direct.hold(init, queue))
+          : queue.receive(init);
+      };
       let incoming = await receive(envelope, recipients);
       let stored = { envelope, recipients };
       const receivedField = () =>
@@ -450,9 +467,38 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
           const handOff = options.handOff;
           // Quarantined by a milter: stored held, for the operator (`tern queue release`).
           const hold = quarantine.length > 0;
-          const claim = !hold && handOff?.acceptsHandOff(incoming.size + header.length)
-            ? await incoming.commitAndClaim(now(), { header })
-            : (await incoming.commit({ header, ...(hold ? { hold } : {}) }), null);
+          // Into the mailboxes before the 250 when it can be (direct_delivery.ts):
+          // then only the recipients whose mailbox failed go to the store.
+          const direct = options.direct !== undefined && !hold &&
+              incoming instanceof HeldUpload && incoming.isHeld &&
+              DirectDelivery.takes(config, stored.recipients)
+            ? { deliverer: options.direct, upload: incoming }
+            : null;
+          let left: readonly QueueRecipient[] = stored.recipients;
+          let claim: ClaimedMessage | null = null;
+          try {
+            if (direct !== null) {
+              ({ left } = await direct.deliverer.deliver({
+                queueId: incoming.queueId,
+                envelope: stored.envelope,
+                recipients: stored.recipients,
+                arrival,
+                clientAddress: connection.remoteAddress,
+                content: direct.upload.content(header),
+              }));
+              if (left.length === 0) await incoming.abort();
+              else direct.upload.narrow(left);
+            }
+            if (left.length > 0) {
+              claim = !hold && handOff?.acceptsHandOff(incoming.size + header.length)
+                ? await incoming.commitAndClaim(now(), { header })
+                : (await incoming.commit({ header, ...(hold ? { hold } : {}) }), null);
+            }
+          } catch (error: unknown) {
+            // Not accepted after all (the store failed): what was delivered still is.
+            direct?.deliverer.publish(incoming.queueId);
+            throw error;
+          }
           messagesAccepted.inc();
           logger.log("info", "message.accepted", incoming.queueId, {
             ...logFields(),
@@ -465,8 +511,9 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
             auth: verdict?.summary,
             held: hold ? quarantine.join("; ") : undefined,
           });
+          direct?.deliverer.publish(incoming.queueId);
           if (claim !== null) handOff!.handOff(claim);
-          else if (!hold) options.onQueued?.(incoming.queueId);
+          else if (!hold && left.length > 0) options.onQueued?.(incoming.queueId);
           return queuedReply(incoming.queueId);
         },
       };

@@ -96,6 +96,8 @@ export interface ListenerDeps {
   readonly onQueued?: IntakeOptions["onQueued"];
   /** The delivery loop, when messages are handed to it at commit. */
   readonly handOff?: IntakeOptions["handOff"];
+  /** Delivery at acceptance into local Maildirs. @default {none: every message is stored} */
+  readonly direct?: IntakeOptions["direct"];
   /** Whether other threads listen on the same ports (SO_REUSEPORT). @default {false} */
   readonly reusePort?: boolean;
 }
@@ -177,6 +179,7 @@ export function listenerServer(
       logger,
       ...(deps.onQueued === undefined ? {} : { onQueued: deps.onQueued }),
       ...(deps.handOff === undefined ? {} : { handOff: deps.handOff }),
+      ...(deps.direct === undefined ? {} : { direct: deps.direct }),
       sendingLimits: deps.sendingLimits,
       dnsbl,
       resolver: deps.resolver,

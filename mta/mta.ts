@@ -13,6 +13,7 @@ import type { Logger } from "../log/logger.ts";
 import { LocalDelivery } from "../mda/local_delivery.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
 import { LmtpTransport } from "./lmtp_transport.ts";
+import { DirectDelivery } from "./direct_delivery.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import {
   maildirHostName,
@@ -210,14 +211,15 @@ export class Mta {
     await queue.recover(Date.now());
     // Set once the session workers run: they then write the Maildir files.
     let fileWriters: SessionWorkers | null = null;
+    const writeMaildir: typeof deliverToMaildir = (dir, content, options) =>
+      fileWriters === null
+        ? deliverToMaildir(dir, content, options)
+        : fileWriters.writeMaildir(dir, content, options);
     const local = new LocalDelivery({
       mailRoot: config.mailRoot,
       hostname: maildirHostName(config),
       logger,
-      writeMaildir: (dir, content, options) =>
-        fileWriters === null
-          ? deliverToMaildir(dir, content, options)
-          : fileWriters.writeMaildir(dir, content, options),
+      writeMaildir,
     });
     // Connects only while mailbox_transport names an LMTP server (read per delivery).
     const lmtp = new LmtpTransport({
@@ -299,6 +301,12 @@ export class Mta {
         trace: serverTrace,
         onQueued: () => loop.wake(),
         handOff: loop,
+        direct: new DirectDelivery({
+          mailRoot: config.mailRoot,
+          hostname: maildirHostName(config),
+          logger,
+          writeMaildir,
+        }),
       };
       const workerListeners: ListenerConfig[] = [];
       for (const listener of config.listeners) {

@@ -36,6 +36,8 @@ import { Milters } from "./milter_stage.ts";
 import { clientBlock } from "./policy.ts";
 import { RemoteQueue } from "./remote_queue.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
+import { maildirHostName } from "../queue/maildir_host.ts";
+import { DirectDelivery } from "./direct_delivery.ts";
 import { SendingLimits } from "./sending_limits.ts";
 import {
   errorData,
@@ -147,6 +149,12 @@ async function start(init: WorkerInit): Promise<void> {
       trace: null,
       // After the log lines of the same turn: the acceptance's line comes first.
       onQueued: (queueId: string) => logEntry().queued.push(queueId),
+      // Written here, in the session's thread, before the 250.
+      direct: new DirectDelivery({
+        mailRoot: config.mailRoot,
+        hostname: maildirHostName(config),
+        logger,
+      }),
       reusePort: true,
     };
     for (const [i, listener] of init.listeners.entries()) {

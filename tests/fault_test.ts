@@ -25,7 +25,10 @@ s.quit()
 `;
 
 Deno.test("a queue store that cannot be written gets 451 4.3.0, then 250 once it can", async (t) => {
-  await using mta = await startMta("local_domains: [example.test]\n");
+  // Every message through the store, which is what this test breaks.
+  await using mta = await startMta(
+    "local_domains: [example.test]\nqueue: { deliver_at_acceptance: false }\n",
+  );
   const data = join(mta.dir, "data");
   const files = ["queue.sqlite3", "queue.sqlite3-wal", "queue.sqlite3-shm"].map((f) =>
     join(data, f)

@@ -38,7 +38,8 @@ async function readyz(port: number): Promise<number> {
 Deno.test("pg store down: 451 4.3.0 and /readyz 503; back up: mail flows again by itself", async () => {
   await using pg = await startPostgres();
   await using t = await startMta(
-    `local_domains: [example.test]\nqueue: { store: "${pg.url}" }\n` +
+    // Every message through the store (local mail would go straight into its mailbox).
+    `local_domains: [example.test]\nqueue: { store: "${pg.url}", deliver_at_acceptance: false }\n` +
       `admin: { address: 127.0.0.1, port: 0 }\n`,
   );
   const admin = t.mta.admin;

@@ -1,0 +1,194 @@
+// Delivery at acceptance (queue.deliver_at_acceptance), over real sockets
+// with Python's smtplib: mail for local mailboxes only is in them when the
+// 250 reaches the client, and the queue store never sees it; anything else,
+// and any mailbox that fails, goes through the store as before.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { storeCommitLatency } from "../metrics/tern.ts";
+import { maildirFiles, python, sinkServer, startMta, waitFor, waitForMail } from "./_helpers.ts";
+
+/** Commits into the store so far, in this process. */
+const commits = () => storeCommitLatency.labels().count;
+
+const ACCOUNTS = `local_domains: [example.test]
+accounts:
+  alice@example.test: {}
+  bob@example.test: {}
+  carol@example.test: {}
+`;
+
+/**
+ * Sends one message with smtplib and, as soon as the 250 is in, lists the
+ * Maildirs' new/ directories: prints the reply, then one count per mailbox.
+ */
+async function sendAndLook(
+  port: number,
+  options: { from: string; to: string[]; body: string; mailboxes: string[] },
+): Promise<{ reply: string; counts: number[] }> {
+  const bodyFile = await Deno.makeTempFile({ prefix: "tern-test-body-" });
+  await Deno.writeTextFile(bodyFile, options.body);
+  const out = await python(
+    `
+import json, os, smtplib, sys
+port, sender, rcpts, boxes = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[5])
+body = open(sys.argv[4], "rb").read()
+with smtplib.SMTP("127.0.0.1", port) as s:
+    s.ehlo("client.test")
+    s.mail(sender)
+    for r in rcpts:
+        s.rcpt(r)
+    code, text = s.data(body)
+    def count(box):
+        try:
+            return len(os.listdir(os.path.join(box, "new")))
+        except FileNotFoundError:
+            return 0
+    counts = [count(b) for b in boxes]
+    print(code, text.decode())
+    print(json.dumps(counts))
+`,
+    [
+      String(port),
+      options.from,
+      JSON.stringify(options.to),
+      bodyFile,
+      JSON.stringify(options.mailboxes),
+    ],
+  ).finally(() => Deno.remove(bodyFile));
+  const [reply = "", counts = "[]"] = out.trim().split("\n");
+  return { reply, counts: JSON.parse(counts) };
+}
+
+const message = (subject: string, filler = "") =>
+  `From: carol@example.test\r\nSubject: ${subject}\r\n\r\nHello\r\n${filler}`;
+
+Deno.test("mail for local mailboxes is in them at the 250, and the store never sees it", async () => {
+  await using m = await startMta(ACCOUNTS);
+  const mail = join(m.dir, "data", "mail", "example.test");
+  const before = commits();
+  const { reply, counts } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test", "bob+news@example.test"],
+    body: message("at once"),
+    mailboxes: [join(mail, "alice"), join(mail, "bob")],
+  });
+  const id = /^250 2\.0\.0 Ok: queued as (\S+)$/.exec(reply)?.[1];
+  assert.ok(id, reply);
+  assert.deepEqual(counts, [1, 1], "both files were in new/ when the 250 came");
+  assert.equal(commits(), before, "nothing was committed to the store");
+  assert.equal(await m.mta.queue.count(), 0);
+  // The same file the queue's delivery would write: trace fields, the Received line, the content.
+  const [file] = await maildirFiles(join(mail, "bob"));
+  assert.ok(file?.includes(id), `the file name carries the queue id: ${file}`);
+  const text = await Deno.readTextFile(file!);
+  assert.match(
+    text,
+    /^Return-Path: <carol@example\.test>\r\nDelivered-To: bob\+news@example\.test\r\nReceived: from client\.test/,
+  );
+  assert.ok(text.endsWith("Subject: at once\r\n\r\nHello\r\n"), text);
+  // The acceptance line first, then one delivery line per mailbox.
+  const lines = m.logger.records.filter((r) => r.queueId === id);
+  assert.deepEqual(lines.map((r) => r.event), [
+    "message.accepted",
+    "delivery.sent",
+    "delivery.sent",
+  ]);
+  assert.equal(lines[0]!.fields.nrcpt, 2);
+  assert.deepEqual(lines.slice(1).map((r) => r.fields.rcpt), [
+    "<alice@example.test>",
+    "<bob+news@example.test>",
+  ]);
+});
+
+Deno.test("deliver_at_acceptance: false stores every message first", async () => {
+  await using m = await startMta(`${ACCOUNTS}queue: { deliver_at_acceptance: false }\n`);
+  const before = commits();
+  const { reply } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test"],
+    body: message("stored"),
+    mailboxes: [],
+  });
+  assert.match(reply, /^250 /);
+  assert.equal(commits(), before + 1);
+  await waitForMail(join(m.dir, "data", "mail", "example.test", "alice"), 1);
+});
+
+Deno.test("a message with a remote recipient goes through the store, local part included", async () => {
+  const sink = sinkServer();
+  const { port: sinkPort } = await sink.listen();
+  await using m = await startMta(
+    `${ACCOUNTS}relay: { routes: { example.net: "127.0.0.1:${sinkPort}" } }\n`,
+  );
+  await using _closing = { [Symbol.asyncDispose]: () => sink.close(100) };
+  const before = commits();
+  const { reply } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test", "dave@example.net"],
+    body: message("mixed"),
+    mailboxes: [],
+  });
+  const id = /queued as (\S+)$/.exec(reply)?.[1];
+  assert.ok(id, reply);
+  assert.equal(commits(), before + 1);
+  await waitForMail(join(m.dir, "data", "mail", "example.test", "alice"), 1);
+  await waitFor(() =>
+    m.logger.records.some((r) =>
+      r.queueId === id && r.event === "delivery.sent" && r.fields.rcpt === "<dave@example.net>"
+    )
+  );
+});
+
+Deno.test("a mailbox that fails at acceptance is left to the queue, which bounces it; the others are not written twice", async () => {
+  await using m = await startMta(ACCOUNTS);
+  const mail = join(m.dir, "data", "mail", "example.test");
+  await Deno.mkdir(mail, { recursive: true });
+  // A file where bob's Maildir should be: a permanent failure (RFC 3463 X.2.0).
+  await Deno.writeTextFile(join(mail, "bob"), "not a directory\n");
+  const before = commits();
+  const { reply, counts } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test", "bob@example.test"],
+    body: message("half"),
+    mailboxes: [join(mail, "alice")],
+  });
+  const id = /queued as (\S+)$/.exec(reply)?.[1];
+  assert.ok(id, reply);
+  assert.deepEqual(counts, [1], "alice's copy was in new/ at the 250");
+  assert.equal(commits(), before + 1, "bob's part was stored");
+  // The delivery loop bounces bob: carol gets the report.
+  const [report] = await waitForMail(join(mail, "carol"), 1);
+  const text = new TextDecoder().decode(report);
+  assert.match(text, /Final-Recipient: rfc822;\s*bob@example\.test/i);
+  assert.match(text, /Action: failed/);
+  assert.doesNotMatch(text, /Final-Recipient: rfc822;\s*alice@example\.test/i);
+  assert.equal((await maildirFiles(join(mail, "alice"))).length, 1);
+  const bob = m.logger.records.filter((r) =>
+    r.queueId === id && r.fields.rcpt === "<bob@example.test>"
+  );
+  // The try at acceptance is a debug detail; the queue's attempt is the outcome.
+  assert.deepEqual(bob.map((r) => [r.level, r.event]), [
+    ["debug", "delivery.bounced"],
+    ["warn", "delivery.bounced"],
+  ]);
+  await waitFor(async () => await m.mta.queue.count() === 0);
+});
+
+Deno.test("a message over 2 MiB goes through the store and arrives whole", async () => {
+  await using m = await startMta(ACCOUNTS);
+  const mail = join(m.dir, "data", "mail", "example.test", "alice");
+  const line = "z".repeat(78) + "\r\n";
+  const filler = line.repeat(Math.ceil(3 * 1024 * 1024 / line.length));
+  const before = commits();
+  const { reply } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test"],
+    body: message("big", filler),
+    mailboxes: [],
+  });
+  assert.match(reply, /^250 /);
+  assert.equal(commits(), before + 1);
+  const [copy] = await waitForMail(mail, 1);
+  assert.ok(new TextDecoder().decode(copy).endsWith(`Hello\r\n${filler}`));
+});
