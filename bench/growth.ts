@@ -191,6 +191,8 @@ async function startTern(
     localDomain: LOCAL_DOMAIN,
     routes: { [DEFERRED_DOMAIN]: `127.0.0.1:${freePort()}` },
     retry: ["1h"],
+    // Every message through the store, whose growth this measures.
+    deliverAtAcceptance: false,
     ...(options.denoFlags === undefined ? {} : { denoFlags: options.denoFlags }),
   });
   return { tern, dir, startMs: performance.now() - started };

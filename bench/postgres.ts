@@ -256,6 +256,8 @@ export class PgTern {
             denoFlags: options.denoFlags,
             mailRoot,
             queueStore: cluster.url,
+            // Every message through the store: these scenarios measure it.
+            deliverAtAcceptance: false,
           }),
         );
       }

@@ -25,6 +25,11 @@ export interface TernOptions {
   readonly mailRoot?: string;
   /** `queue.store`: a `postgres://` URL. @default {Deno KV in DIR/data} */
   readonly queueStore?: string;
+  /**
+   * `queue.deliver_at_acceptance`: `false` makes local mail go through the
+   * store, for the scenarios that measure the store. @default {tern's default, true}
+   */
+  readonly deliverAtAcceptance?: boolean;
   /** The local domain (mail to any local part of it lands in a Maildir). */
   readonly localDomain: string;
   /** Next hops by recipient domain, `"host:port"` (no MX lookup). */
@@ -65,11 +70,14 @@ export function ternConfig(options: TernOptions): Record<string, unknown> {
       trusted_networks: ["127.0.0.0/8"],
       routes: { ...(options.routes ?? {}) },
     },
-    ...(options.retry || options.queueStore
+    ...(options.retry || options.queueStore || options.deliverAtAcceptance !== undefined
       ? {
         queue: {
           ...(options.retry ? { retry: options.retry } : {}),
           ...(options.queueStore ? { store: options.queueStore } : {}),
+          ...(options.deliverAtAcceptance === undefined
+            ? {}
+            : { deliver_at_acceptance: options.deliverAtAcceptance }),
         },
       }
       : {}),
