@@ -24,20 +24,26 @@ accounts:
  */
 async function sendAndLook(
   port: number,
-  options: { from: string; to: string[]; body: string; mailboxes: string[] },
+  options: {
+    from: string;
+    to: string[];
+    body: string;
+    mailboxes: string[];
+    rcptOptions?: string[];
+  },
 ): Promise<{ reply: string; counts: number[] }> {
   const bodyFile = await Deno.makeTempFile({ prefix: "tern-test-body-" });
   await Deno.writeTextFile(bodyFile, options.body);
   const out = await python(
     `
 import json, os, smtplib, sys
-port, sender, rcpts, boxes = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[5])
+port, sender, rcpts, boxes, rcpt_options = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[5]), json.loads(sys.argv[6])
 body = open(sys.argv[4], "rb").read()
 with smtplib.SMTP("127.0.0.1", port) as s:
     s.ehlo("client.test")
     s.mail(sender)
     for r in rcpts:
-        s.rcpt(r)
+        s.rcpt(r, rcpt_options)
     code, text = s.data(body)
     def count(box):
         try:
@@ -54,6 +60,7 @@ with smtplib.SMTP("127.0.0.1", port) as s:
       JSON.stringify(options.to),
       bodyFile,
       JSON.stringify(options.mailboxes),
+      JSON.stringify(options.rcptOptions ?? []),
     ],
   ).finally(() => Deno.remove(bodyFile));
   const [reply = "", counts = "[]"] = out.trim().split("\n");
@@ -191,4 +198,48 @@ Deno.test("a message over 2 MiB goes through the store and arrives whole", async
   assert.equal(commits(), before + 1);
   const [copy] = await waitForMail(mail, 1);
   assert.ok(new TextDecoder().decode(copy).endsWith(`Hello\r\n${filler}`));
+});
+
+Deno.test("a recipient asking for a success report (NOTIFY=SUCCESS) goes through the store, which sends it", async () => {
+  await using m = await startMta(ACCOUNTS);
+  const mail = join(m.dir, "data", "mail", "example.test");
+  const before = commits();
+  const { reply } = await sendAndLook(m.port, {
+    from: "carol@example.test",
+    to: ["alice@example.test"],
+    body: message("tell me"),
+    mailboxes: [],
+    rcptOptions: ["NOTIFY=SUCCESS"],
+  });
+  assert.match(reply, /^250 /);
+  assert.equal(commits(), before + 1);
+  await waitForMail(join(mail, "alice"), 1);
+  // RFC 3461 §4.1: the delivery is reported to the sender, from the queue's delivery.
+  const [report] = await waitForMail(join(mail, "carol"), 1);
+  assert.match(new TextDecoder().decode(report), /Action: delivered/);
+});
+
+Deno.test("with session workers, the worker writes the mailbox before its 250 and the store never sees it", async () => {
+  await using m = await startMta(`${ACCOUNTS}workers: 2\n`);
+  const alice = join(m.dir, "data", "mail", "example.test", "alice");
+  const before = commits();
+  // Connections of their own: the kernel spreads them over the two workers.
+  for (let n = 1; n <= 4; n++) {
+    const { reply, counts } = await sendAndLook(m.port, {
+      from: "carol@example.test",
+      to: ["alice@example.test"],
+      body: message(`worker ${n}`),
+      mailboxes: [alice],
+    });
+    assert.match(reply, /^250 /);
+    assert.deepEqual(counts, [n], `message ${n} was in new/ at its 250`);
+  }
+  assert.equal(commits(), before, "nothing was committed to the store");
+  const accepted = m.logger.records.filter((r) => r.event === "message.accepted");
+  assert.equal(accepted.length, 4);
+  // Each acceptance line before its delivery line, as the main thread writes the workers' lines.
+  for (const a of accepted) {
+    const lines = m.logger.records.filter((r) => r.queueId === a.queueId).map((r) => r.event);
+    assert.deepEqual(lines, ["message.accepted", "delivery.sent"]);
+  }
 });
