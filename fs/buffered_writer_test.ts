@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BufferedWriter } from "./buffered_writer.ts";
+import { BufferedWriter, writePieces } from "./buffered_writer.ts";
 
 /** Writes `pieces` through a writer with a buffer of `size`, releases it, and reads the file back. */
 async function writeThrough(dir: string, name: string, size: number, pieces: Uint8Array[]) {
@@ -32,6 +32,37 @@ Deno.test("BufferedWriter: small pieces gathered, big ones direct, buffers reuse
     await out.flush();
     file.close();
     assert.deepEqual(await Deno.readFile(`${dir}/c`), new Uint8Array([5, 5]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writePieces: pieces joined in order, a reused buffer never leaks an earlier file's octets, past 4 MiB piece by piece", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tern-pieces-" });
+  const write = async (name: string, pieces: Uint8Array[]) => {
+    const file = await Deno.open(`${dir}/${name}`, { write: true, createNew: true });
+    try {
+      await writePieces(file, pieces);
+    } finally {
+      file.close();
+    }
+    return await Deno.readFile(`${dir}/${name}`);
+  };
+  const join = (pieces: Uint8Array[]) => {
+    const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of pieces) out.set(p, (offset += p.length) - p.length);
+    return out;
+  };
+  try {
+    const big = [1, 70_000, 65_536, 3, 500_000].map((n, i) => new Uint8Array(n).fill(i + 1));
+    assert.deepEqual(await write("big", big), join(big));
+    // The same size class again, shorter: only its own octets come out.
+    const short = [new Uint8Array(100_000).fill(7), new Uint8Array(5).fill(8)];
+    assert.deepEqual(await write("short", short), join(short));
+    assert.deepEqual(await write("none", []), new Uint8Array());
+    const huge = [new Uint8Array(3 * 1024 * 1024).fill(9), new Uint8Array(1024 * 1024 + 1).fill(6)];
+    assert.deepEqual(await write("huge", huge), join(huge));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -26,7 +26,7 @@
  */
 
 import { dirname } from "node:path";
-import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
+import { BufferedWriter, writeAll, writePieces } from "../fs/buffered_writer.ts";
 import { concatBytes } from "../bytes/concat.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
@@ -394,7 +394,8 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
  * Writes the trace header lines, then the content: small content in memory
  * with the header in one write, bigger content in a write of its own (a
  * fresh copy of a megabyte costs more than a second system call), pieces
- * and a stream through a bounded buffer (big pieces written as they are).
+ * joined in a reused buffer (`writePieces`), a stream through a bounded
+ * buffer (big pieces written as they are).
  */
 async function writeMessage(
   file: Deno.FsFile,
@@ -413,12 +414,8 @@ async function writeMessage(
   }
   if (Array.isArray(content)) {
     const pieces: readonly Uint8Array[] = content;
-    let size = 0;
-    for (const piece of pieces) size += piece.length;
-    if (size < WRITE_BUFFER_SIZE) {
-      await writeAll(file, concatBytes([encoder.encode(header), ...pieces]));
-      return;
-    }
+    await writePieces(file, [encoder.encode(header), ...pieces]);
+    return;
   }
   const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
   try {
@@ -446,8 +443,9 @@ async function writeMessage(
  *    ending in CRLF, then the content byte for byte, into `tmp/<uniqueName>`,
  *    opened with O_EXCL after removing a stale file of that name. Content in
  *    memory goes in one write with the header (a large one in a write of its
- *    own); pieces and a stream go through a 64 KiB buffer, pieces that big
- *    written as they are, so memory does not grow with the message.
+ *    own); pieces are joined in a reused buffer and written at once (up to
+ *    4 MiB); a stream goes through a 64 KiB buffer, pieces that big written
+ *    as they are, so memory does not grow with the message.
  * 4. fsync the file, rename it into `new/`, fsync `new/` (the Maildir spec's
  *    "safely written to disk", and the rename's durability).
  *
