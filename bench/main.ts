@@ -25,7 +25,7 @@
 
 import { parseArgs } from "node:util";
 import { cpus, loadavg } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { countFiles, fsyncsPerSecond, waitForCount } from "./_disk.ts";
 import { freePort } from "./_net.ts";
 import { renderTable, type Row, summary } from "./_table.ts";
@@ -276,6 +276,7 @@ async function withInstance<T>(
   let openDkim: OpenDkim | null = null;
   let rspamd: Rspamd | null = null;
   let dumpDir: string | null = null;
+  let failed = false;
   try {
     const key = needs.sign ? makeSigningKey() : null;
     if (needs.sink) {
@@ -342,6 +343,9 @@ async function withInstance<T>(
       ? { key, dumpDir, helperPids: openDkim ? [openDkim.pid] : [] }
       : null;
     return await body(instance, sink, signing, rspamd);
+  } catch (error: unknown) {
+    failed = true;
+    throw error;
   } finally {
     if (instance) {
       await instance.stop();
@@ -364,7 +368,15 @@ async function withInstance<T>(
       await Deno.remove(dumpDir, { recursive: true }).catch(() => {});
       dumpDirs.delete(dumpDir);
     }
-    if (!context.keep && !context.deferDeletion) {
+    if (failed && !context.keep) {
+      // A failed run's queue, Maildir and logs are what tells why: kept,
+      // beside the bench directory (which goes when the bench ends).
+      const kept = join(dirname(context.root), `tern-bench-failed-${basename(dir)}`);
+      await Deno.rename(dir, kept).then(
+        () => log(`  ${mta}: the failed run's directory is kept: ${kept}`),
+        () => {},
+      );
+    } else if (!context.keep && !context.deferDeletion) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   }

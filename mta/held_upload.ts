@@ -128,7 +128,11 @@ export class HeldUpload implements IncomingMessage {
 
   write(chunk: Uint8Array): Promise<void> {
     return this.#serialize(async () => {
-      if (this.#stored !== null) return this.#stored.write(chunk);
+      if (this.#stored !== null) {
+        await this.#stored.write(chunk);
+        this.#size += chunk.byteLength;
+        return;
+      }
       if (this.#finished) throw new Error(`Cannot write to message ${this.queueId}: it is done`);
       const fits = this.#size + chunk.byteLength <= this.#limit &&
         this.#budget.reserve(chunk.byteLength);

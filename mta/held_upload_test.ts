@@ -107,8 +107,10 @@ Deno.test("past its limit, or past the shared budget, a message moves into the s
   await second.write(new Uint8Array(10).fill(0x65));
   assert.equal(second.isHeld, false);
   assert.equal(budget.used, 55);
+  await first.write(new Uint8Array(5).fill(0x66)); // straight to the store now
+  assert.equal(first.size, 75, "octets written after the move are counted too");
   const claim = await first.commitAndClaim(Date.now());
-  assert.equal(decoder.decode(claim.content), "a".repeat(50) + "c".repeat(20));
+  assert.equal(decoder.decode(claim.content), "a".repeat(50) + "c".repeat(20) + "f".repeat(5));
   await second.commit();
   assert.equal(
     await new Response(queue.openContent(second.queueId)).text(),
