@@ -18,62 +18,13 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
 }
 
-/** The smallest buffer {@linkcode writePieces} joins pieces in, octets. */
-const MIN_JOINED = 64 * 1024;
-/** The most octets {@linkcode writePieces} joins; more are written piece by piece. */
-const MAX_JOINED = 4 * 1024 * 1024;
-/** The most octets of spare joining buffers kept for later writes. */
-const MAX_SPARE_JOINED = 16 * 1024 * 1024;
-/** Spare joining buffers, by size (powers of two from {@linkcode MIN_JOINED}). */
-const spareJoined = new Map<number, Uint8Array[]>();
-let spareJoinedOctets = 0;
-
-/**
- * Writes pieces (a header and the socket reads of a message) in order, in
- * one write(2) when together they fit {@linkcode MAX_JOINED} octets: they
- * are joined in a buffer kept from earlier writes. A fresh megabyte costs
- * more in page faults than the copy, and sixteen writes of 64 KiB more than
- * one of a megabyte.
- *
- * @param file An open file.
- * @param pieces What to write, in order.
- */
-export async function writePieces(
-  file: Deno.FsFile,
-  pieces: readonly Uint8Array[],
-): Promise<void> {
-  let total = 0;
-  for (const piece of pieces) total += piece.length;
-  if (total > MAX_JOINED) {
-    for (const piece of pieces) await writeAll(file, piece);
-    return;
-  }
-  let size = MIN_JOINED;
-  while (size < total) size *= 2;
-  const spare = spareJoined.get(size)?.pop();
-  if (spare !== undefined) spareJoinedOctets -= size;
-  const buffer = spare ?? new Uint8Array(size);
-  let offset = 0;
-  for (const piece of pieces) {
-    buffer.set(piece, offset);
-    offset += piece.length;
-  }
-  try {
-    await writeAll(file, buffer.subarray(0, total));
-  } finally {
-    const spares = spareJoined.get(size) ?? [];
-    if (spareJoinedOctets + size <= MAX_SPARE_JOINED) {
-      spares.push(buffer);
-      spareJoined.set(size, spares);
-      spareJoinedOctets += size;
-    }
-  }
-}
-
 /** Buffers given back by writers, by size, for the next writers to take. */
 const spareBuffers = new Map<number, Uint8Array[]>();
 /** The most spare buffers kept of each size. */
 const MAX_SPARE = 32;
+/** The most octets kept in spare buffers of all sizes (a writer may take a big one). */
+const MAX_SPARE_OCTETS = 32 * 1024 * 1024;
+let spareOctets = 0;
 
 /**
  * A file written through a buffer of fixed size: memory does not grow with
@@ -111,7 +62,7 @@ export class BufferedWriter {
       await writeAll(this.#file, bytes); // big enough on its own: no copy
       return;
     }
-    this.#buffer ??= spareBuffers.get(this.#size)?.pop() ?? new Uint8Array(this.#size);
+    this.#buffer ??= this.#spare() ?? new Uint8Array(this.#size);
     this.#buffer.set(bytes, this.#used);
     this.#used += bytes.length;
   }
@@ -134,7 +85,17 @@ export class BufferedWriter {
     this.#used = 0;
     if (buffer === null) return;
     const spares = spareBuffers.get(this.#size) ?? [];
-    if (spares.length < MAX_SPARE) spares.push(buffer);
+    if (spares.length < MAX_SPARE && spareOctets + this.#size <= MAX_SPARE_OCTETS) {
+      spares.push(buffer);
+      spareOctets += this.#size;
+    }
     spareBuffers.set(this.#size, spares);
+  }
+
+  /** A spare buffer of this writer's size, or `undefined`. */
+  #spare(): Uint8Array | undefined {
+    const spare = spareBuffers.get(this.#size)?.pop();
+    if (spare !== undefined) spareOctets -= this.#size;
+    return spare;
   }
 }

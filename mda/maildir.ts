@@ -26,7 +26,7 @@
  */
 
 import { dirname } from "node:path";
-import { BufferedWriter, writeAll, writePieces } from "../fs/buffered_writer.ts";
+import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
 import { concatBytes } from "../bytes/concat.ts";
 import { syncDirectory } from "../fs/sync_directory.ts";
 
@@ -45,6 +45,8 @@ export type MaildirContent =
 
 /** How many bytes are collected before one write(2); bounds memory per delivery. */
 const WRITE_BUFFER_SIZE = 64 * 1024;
+/** The most octets of content in pieces joined into one write(2). */
+const MAX_JOINED = 4 * 1024 * 1024;
 
 /**
  * The longest name of one directory entry, in octets (NAME_MAX on Linux and
@@ -391,19 +393,34 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
 }
 
 /**
+ * The buffer to write `content` through: for pieces in memory, one that
+ * holds them all (a power of two, up to {@linkcode MAX_JOINED}), so they go
+ * in one write(2) (sixteen writes of 64 KiB cost more than one of a
+ * megabyte, and the buffer is reused, without a fresh megabyte's page
+ * faults); for a stream, {@linkcode WRITE_BUFFER_SIZE}, whatever its size.
+ */
+function bufferSizeFor(content: MaildirContent, headerOctets: number): number {
+  if (!Array.isArray(content)) return WRITE_BUFFER_SIZE;
+  let total = headerOctets;
+  for (const piece of content as readonly Uint8Array[]) total += piece.length;
+  let size = WRITE_BUFFER_SIZE;
+  while (size < total && size < MAX_JOINED) size *= 2;
+  return size;
+}
+
+/**
  * Writes the trace header lines, then the content: small content in memory
  * with the header in one write, bigger content in a write of its own (a
  * fresh copy of a megabyte costs more than a second system call), pieces
- * joined in a reused buffer (`writePieces`), a stream through a bounded
- * buffer (big pieces written as they are).
+ * and a stream through a reused buffer (see {@linkcode bufferSizeFor}).
  */
 async function writeMessage(
   file: Deno.FsFile,
   content: MaildirContent,
   header: string,
 ): Promise<void> {
+  const head = encoder.encode(header);
   if (content instanceof Uint8Array) {
-    const head = encoder.encode(header);
     if (content.length < WRITE_BUFFER_SIZE) {
       await writeAll(file, concatBytes([head, content]));
     } else {
@@ -412,14 +429,9 @@ async function writeMessage(
     }
     return;
   }
-  if (Array.isArray(content)) {
-    const pieces: readonly Uint8Array[] = content;
-    await writePieces(file, [encoder.encode(header), ...pieces]);
-    return;
-  }
-  const out = new BufferedWriter(file, WRITE_BUFFER_SIZE);
+  const out = new BufferedWriter(file, bufferSizeFor(content, head.length));
   try {
-    await out.write(encoder.encode(header));
+    await out.write(head);
     for await (const chunk of content as AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
       await out.write(chunk);
     }

@@ -468,10 +468,10 @@ export function createIntake(options: IntakeOptions): ServerHandlers {
           // Quarantined by a milter: stored held, for the operator (`tern queue release`).
           const hold = quarantine.length > 0;
           // Into the mailboxes before the 250 when it can be (direct_delivery.ts):
-          // then only the recipients whose mailbox failed go to the store.
+          // then only the recipients whose mailbox failed go to the store. A
+          // held upload was made only for recipients DirectDelivery takes.
           const direct = options.direct !== undefined && !hold &&
-              incoming instanceof HeldUpload && incoming.isHeld &&
-              DirectDelivery.takes(config, stored.recipients)
+              incoming instanceof HeldUpload && incoming.isHeld
             ? { deliverer: options.direct, upload: incoming }
             : null;
           let left: readonly QueueRecipient[] = stored.recipients;
