@@ -437,7 +437,7 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "queue.deliver_at_acceptance",
     type: "boolean",
     description:
-      "A message whose recipients are all local Maildir mailboxes (at most 10, none asking for a success DSN, not quarantined by a milter, of at most 2 MiB) is written into the mailboxes before the `250`, each file synced to disk, instead of being stored in the queue first: the `250` still comes only once the message is safe on disk, in the mailboxes themselves. A mailbox that fails (full, unwritable) gets the message through the queue, as usual, retried or bounced there. `false`: every message goes through the queue store first (as Postfix does). See docs/scaling.md.",
+      "A message whose recipients are all local Maildir mailboxes (at most 10, none asking for a success DSN, not quarantined by a milter, of at most 2 MiB) is written into the mailboxes before the `250`, each file synced to disk, instead of being stored in the queue first: the `250` still comes only once the message is safe on disk, in the mailboxes themselves (the fsync of `new/` that makes each rename durable runs after the `250`; a rename a crash undid is finished at the next start, see docs/message-journey.md). A mailbox that fails (full, unwritable) gets the message through the queue, as usual, retried or bounced there. `false`: every message goes through the queue store first (as Postfix does). See docs/scaling.md.",
   },
   {
     key: "queue.store",

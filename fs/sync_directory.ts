@@ -65,3 +65,20 @@ export function syncDirectory(path: string): Promise<void> {
   });
   return s.next;
 }
+
+/**
+ * Waits for every directory fsync asked for so far, and those they queued
+ * behind them: a shutdown calls it so that renames left to be made durable
+ * later are durable before the process exits. Failures are not reported
+ * here (each caller of {@linkcode syncDirectory} has them).
+ *
+ * @returns When no fsync asked for before the call is still running.
+ */
+export async function directorySyncsSettled(): Promise<void> {
+  const pending: Promise<void>[] = [];
+  for (const state of directorySyncs.values()) {
+    if (state.running !== null) pending.push(state.running);
+    if (state.next !== null) pending.push(state.next);
+  }
+  await Promise.allSettled(pending);
+}

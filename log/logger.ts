@@ -54,6 +54,8 @@ export const LOG_EVENTS = [
   "delivery.deferred",
   "delivery.bounced",
   "delivery.error",
+  "maildir.recovered",
+  "maildir.error",
   "dsn.queued",
   "dns.failed",
   "dsn.suppressed",

@@ -250,10 +250,74 @@ export function maildirUniqueName(
   const fraction = micros % 1_000_000;
   const id = escapeOctal(queueId, "\\/:.");
   const head = `${seconds}.M${fraction}Q${id}R${recipientIndex}.`;
+  return withHost(head, hostname);
+}
+
+/** A unique name's head (`<seconds>.M<micros>Q<id>R<index>.`) followed by the escaped host, cut to fit. */
+function withHost(head: string, hostname: string): string {
   const host = escapeOctal(hostname, "/:");
   // The common case, settled without encoding: the whole name fits.
   if (!isOver(head + host, MAX_UNIQUE_NAME_OCTETS)) return head + host;
   return head + cutToOctets(host, MAX_UNIQUE_NAME_OCTETS - octets(head));
+}
+
+/**
+ * Whether `name` is a unique name {@linkcode maildirUniqueName} makes on the
+ * host `hostname`: its host part is this host's (escaped, and cut as it
+ * would be). The queue id holds no `.` (it is escaped), so the host part is
+ * what follows the name's second dot.
+ *
+ * @param name A file name from a Maildir.
+ * @param hostname This host's name.
+ * @returns Whether this host made it.
+ *
+ * @example
+ * ```ts
+ * import { isUniqueNameOf, maildirUniqueName } from "./maildir.ts";
+ * const name = maildirUniqueName(1700000000123, "4F2A9C", 0, "mx.example.test");
+ * console.log(isUniqueNameOf(name, "mx.example.test")); // true
+ * console.log(isUniqueNameOf(name, "mx2.example.test")); // false
+ * ```
+ */
+export function isUniqueNameOf(name: string, hostname: string): boolean {
+  const first = name.indexOf(".");
+  const second = first < 0 ? -1 : name.indexOf(".", first + 1);
+  if (second < 0 || !/^\d+\.M\d+Q[^.]+R\d+\.$/.test(name.slice(0, second + 1))) return false;
+  return withHost(name.slice(0, second + 1), hostname) === name;
+}
+
+/**
+ * The name in `tmp/` of a delivery whose rename into `new/` is made durable
+ * later (`syncName: "later"`): the unique name and the file's size in
+ * octets, as Maildir++ writes it (`,S=<size>`). The size is what lets the
+ * recovery after a crash tell a complete file from one cut short
+ * ({@linkcode parsePendingName}).
+ *
+ * @param uniqueName The name it will have in `new/`.
+ * @param size The file's whole size, trace header included.
+ * @returns `<uniqueName>,S=<size>`.
+ */
+export function pendingName(uniqueName: string, size: number): string {
+  return `${uniqueName},S=${size}`;
+}
+
+/**
+ * Reads a name {@linkcode pendingName} made.
+ *
+ * @param name A file name in `tmp/`.
+ * @returns The unique name and the size, or `null` for any other name.
+ *
+ * @example
+ * ```ts
+ * import { parsePendingName } from "./maildir.ts";
+ * console.log(parsePendingName("1700000000.M123000Q4F2A9CR0.mx.example.test,S=4479"));
+ * // { uniqueName: "1700000000.M123000Q4F2A9CR0.mx.example.test", size: 4479 }
+ * ```
+ */
+export function parsePendingName(name: string): { uniqueName: string; size: number } | null {
+  const match = /^(.+),S=(\d{1,15})$/.exec(name);
+  if (match === null) return null;
+  return { uniqueName: match[1] as string, size: Number(match[2]) };
 }
 
 /**
@@ -300,6 +364,22 @@ export interface MaildirDeliveryOptions {
    * @default {false}
    */
   readonly firstAttempt?: boolean;
+  /**
+   * When the rename into `new/` is made durable (by fsyncing `new/`):
+   *
+   * - `"now"`: before the call returns.
+   * - `"later"`: the call returns once the file is synced and renamed; the
+   *   fsync of `new/` runs after, and `nameSynced` in the result tells when it
+   *   is done. Until then a crash of the machine may undo the rename, leaving
+   *   the synced file in `tmp/` under its {@linkcode pendingName}, which
+   *   carries its size; `recoverMaildirs` moves it into `new/` at the next
+   *   start. The SMTP server's `250` then waits for one fsync instead of
+   *   two, as a queue's does. Only for content in memory (its size must be
+   *   known before the file is named); a stream is always `"now"`.
+   *
+   * @default {"now"}
+   */
+  readonly syncName?: "now" | "later";
 }
 
 /** What {@linkcode deliverToMaildir} did. */
@@ -308,6 +388,12 @@ export interface MaildirDeliveryResult {
   readonly path: string;
   /** Whether an earlier delivery under the same name was found; nothing was written. */
   readonly duplicate: boolean;
+  /**
+   * With `syncName: "later"`: settles when the rename is durable, or
+   * rejects with the fsync's error (nothing can be undone then: the
+   * message is in `new/`; the caller logs it).
+   */
+  readonly nameSynced?: Promise<void>;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -401,11 +487,24 @@ async function createTmpFile(maildir: string, tmpPath: string): Promise<Deno.FsF
  */
 function bufferSizeFor(content: MaildirContent, headerOctets: number): number {
   if (!Array.isArray(content)) return WRITE_BUFFER_SIZE;
-  let total = headerOctets;
-  for (const piece of content as readonly Uint8Array[]) total += piece.length;
   let size = WRITE_BUFFER_SIZE;
+  const total = headerOctets + contentOctets(content as readonly Uint8Array[]);
   while (size < total && size < MAX_JOINED) size *= 2;
   return size;
+}
+
+/** The octets of content in pieces. */
+function contentOctets(pieces: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const piece of pieces) total += piece.length;
+  return total;
+}
+
+/** The size of content in memory, or `null` for a stream. */
+function knownSize(content: MaildirContent): number | null {
+  if (content instanceof Uint8Array) return content.length;
+  if (Array.isArray(content)) return contentOctets(content as readonly Uint8Array[]);
+  return null;
 }
 
 /**
@@ -417,9 +516,8 @@ function bufferSizeFor(content: MaildirContent, headerOctets: number): number {
 async function writeMessage(
   file: Deno.FsFile,
   content: MaildirContent,
-  header: string,
+  head: Uint8Array,
 ): Promise<void> {
-  const head = encoder.encode(header);
   if (content instanceof Uint8Array) {
     if (content.length < WRITE_BUFFER_SIZE) {
       await writeAll(file, concatBytes([head, content]));
@@ -459,7 +557,10 @@ async function writeMessage(
  *    4 MiB); a stream goes through a 64 KiB buffer, pieces that big written
  *    as they are, so memory does not grow with the message.
  * 4. fsync the file, rename it into `new/`, fsync `new/` (the Maildir spec's
- *    "safely written to disk", and the rename's durability).
+ *    "safely written to disk", and the rename's durability). With
+ *    `syncName: "later"` the file is written under its
+ *    {@linkcode pendingName} and the fsync of `new/` is left running
+ *    (`nameSynced`).
  *
  * On any failure the file in `tmp/` is removed and the error rethrown.
  *
@@ -512,18 +613,20 @@ export async function deliverToMaildir(
     return { path: earlier, duplicate: true };
   }
 
-  const tmpPath = `${maildir}/tmp/${uniqueName}`;
+  const head = encoder.encode(`Return-Path: <${returnPath}>\r\nDelivered-To: ${deliveredTo}\r\n`);
+  const size = options.syncName === "later" ? knownSize(content) : null;
+  // A rename made durable later needs the size in the name, for the recovery.
+  const later = size !== null;
+  const tmpPath = `${maildir}/tmp/${
+    later ? pendingName(uniqueName, head.length + size) : uniqueName
+  }`;
   const newPath = `${maildir}/new/${uniqueName}`;
   let file: Deno.FsFile | null = null;
   let created = false;
   try {
     file = await createTmpFile(maildir, tmpPath);
     created = true;
-    await writeMessage(
-      file,
-      content,
-      `Return-Path: <${returnPath}>\r\nDelivered-To: ${deliveredTo}\r\n`,
-    );
+    await writeMessage(file, content, head);
     // Maildir spec: "safely written to disk" before it becomes visible.
     await file.sync();
     file.close();
@@ -556,6 +659,13 @@ export async function deliverToMaildir(
   // The rename is durable only once new/ itself is fsynced. If this fails the
   // message is already visible in new/; the error makes the caller retry, and
   // the retry finds new/<uniqueName> and reports a duplicate.
-  await syncDirectory(`${maildir}/new`);
-  return { path: newPath, duplicate: false };
+  if (!later) {
+    await syncDirectory(`${maildir}/new`);
+    return { path: newPath, duplicate: false };
+  }
+  // Until this fsync is done, the file synced in tmp/ under its pending name
+  // is what a crash leaves, and recoverMaildirs finishes the rename.
+  const nameSynced = syncDirectory(`${maildir}/new`);
+  nameSynced.catch(() => {}); // the caller may not look
+  return { path: newPath, duplicate: false, nameSynced };
 }

@@ -3,10 +3,13 @@ import { normalize } from "node:path";
 import {
   deliverToMaildir,
   isMaildirName,
+  isUniqueNameOf,
   maildirPath,
   maildirUniqueName,
   MAX_MAILDIR_OCTETS,
   MAX_NAME_OCTETS,
+  parsePendingName,
+  pendingName,
 } from "./maildir.ts";
 
 const encoder = new TextEncoder();
@@ -442,4 +445,64 @@ Deno.test("firstAttempt skips the search for an earlier copy; the rename still l
     ok(Deno.readTextFileSync(`${maildir}new/1.M1Q1R0.h`).includes("Subject: three"));
     deepStrictEqual([...Deno.readDirSync(`${maildir}tmp`)], []);
   });
+});
+
+Deno.test("syncName later writes tmp/ under the pending name that carries the file's size", async () => {
+  await withTempDir(async (root) => {
+    const dir = `${root}/alice`;
+    const uniqueName = maildirUniqueName(1700000000123, "4F2A9C", 0, "mx.example.test");
+    const content = [encoder.encode("Subject: hi\r\n\r\n"), encoder.encode("Hello\r\n")];
+    const head = "Return-Path: <bob@example.test>\r\nDelivered-To: alice@example.test\r\n";
+    const size = encoder.encode(head).length + 15 + 7;
+    // A file of that name is a stale one to replace: proof the writer used it.
+    await Deno.mkdir(`${dir}/tmp`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/tmp/${pendingName(uniqueName, size)}`, "stale");
+    const result = await deliverToMaildir(dir, content, {
+      returnPath: "bob@example.test",
+      deliveredTo: "alice@example.test",
+      uniqueName,
+      syncName: "later",
+    });
+    ok(result.nameSynced instanceof Promise);
+    await result.nameSynced;
+    equal(result.path, `${dir}/new/${uniqueName}`);
+    equal((await Deno.stat(result.path)).size, size);
+    deepStrictEqual(await names(`${dir}/tmp`), []);
+  });
+});
+
+Deno.test("syncName later falls back to now for a stream, whose size is not known", async () => {
+  await withTempDir(async (root) => {
+    const uniqueName = maildirUniqueName(1700000000123, "4F2A9C", 1, "mx.example.test");
+    const result = await deliverToMaildir(`${root}/alice`, streamOf("Subject: s\r\n\r\nx\r\n"), {
+      returnPath: "",
+      deliveredTo: "alice@example.test",
+      uniqueName,
+      syncName: "later",
+    });
+    equal(result.nameSynced, undefined);
+    deepStrictEqual(await names(`${root}/alice/new`), [uniqueName]);
+  });
+});
+
+Deno.test("pendingName() and parsePendingName() agree; other names are not pending", () => {
+  const uniqueName = maildirUniqueName(1700000000123, "4F2A9C", 0, "mx.example.test");
+  deepStrictEqual(parsePendingName(pendingName(uniqueName, 4479)), { uniqueName, size: 4479 });
+  equal(parsePendingName(uniqueName), null);
+  equal(parsePendingName(`${uniqueName},S=`), null);
+  equal(parsePendingName(`${uniqueName},S=12x`), null);
+});
+
+Deno.test("isUniqueNameOf() knows this host's names, a cut host name included", () => {
+  const name = maildirUniqueName(1700000000123, "4F.2A:9C", 3, "mx.example.test");
+  ok(isUniqueNameOf(name, "mx.example.test"));
+  ok(!isUniqueNameOf(name, "mx2.example.test"));
+  ok(!isUniqueNameOf(name, "mx.example"));
+  const long = "h".repeat(300) + ".example.test";
+  const cut = maildirUniqueName(1700000000123, "4F2A9C", 0, long);
+  ok(isUniqueNameOf(cut, long));
+  ok(!isUniqueNameOf(cut, "g".repeat(300) + ".example.test"));
+  // Dovecot's and other writers' names are not tern's.
+  ok(!isUniqueNameOf("1700000000.M123P456.mx.example.test", "mx.example.test"));
+  ok(!isUniqueNameOf("1700000000.M123P456V1Q2.mx.example.test", "mx.example.test"));
 });

@@ -8,11 +8,13 @@
  * meet that by writing the message to their queue (one fsync), then deliver
  * it from there (another fsync per mailbox, and the queue file's removal).
  * When the only destinations are this host's own mailboxes, the mailboxes are
- * as safe a place as the queue: each Maildir file is synced, renamed into
- * `new/` and its directory synced before the `250`. So the message is
- * written once instead of twice, and the client's wait is the mailboxes' sync
- * instead of the queue's sync followed, in the background, by the
- * mailboxes'.
+ * as safe a place as the queue: each Maildir file is synced and renamed into
+ * `new/` before the `250`. So the message is written once instead of twice,
+ * and the client waits for one fsync per mailbox, as it would for a queue's
+ * commit. The fsync of `new/` that makes the rename durable runs after the
+ * `250`: until it is done, a crash of the machine may undo the rename and
+ * leave the synced file in `tmp/`, under a name that carries its size, and
+ * `mda/maildir_recovery.ts` moves it into `new/` at the next start.
  *
  * What this does not take goes through the queue as before: recipients
  * elsewhere, more than {@linkcode MAX_DIRECT_RECIPIENTS} of them, a
@@ -66,6 +68,14 @@ export interface DirectDeliveryOptions {
   readonly now?: () => number;
   /** Octets held at once by all held messages. @default {DIRECT_MEMORY} */
   readonly memory?: number;
+  /**
+   * Whether the `250` may come before the fsync of `new/`
+   * (`recoversMaildirs`: with a node-local store, whose start-up recovers
+   * the renames a crash undid).
+   *
+   * @default {true}
+   */
+  readonly syncNameLater?: boolean;
 }
 
 /** A message as intake has it when the content is complete. */
@@ -112,12 +122,23 @@ export class DirectDelivery {
     this.#lines = new HeldLines(options.logger);
     this.#now = options.now ?? Date.now;
     this.#budget = new MemoryBudget(options.memory ?? DIRECT_MEMORY);
+    const write = options.writeMaildir ?? deliverToMaildir;
+    const logger = options.logger;
+    const syncName = options.syncNameLater === false ? "now" : "later";
     this.#local = new LocalDelivery({
       mailRoot: options.mailRoot,
       hostname: options.hostname,
       logger: this.#lines,
       now: this.#now,
-      writeMaildir: options.writeMaildir ?? deliverToMaildir,
+      // The 250 waits for the file's fsync only: the rename's is left
+      // running, and recoverMaildirs finishes the rename if a crash undoes it.
+      writeMaildir: async (dir, content, writeOptions) => {
+        const result = await write(dir, content, { ...writeOptions, syncName });
+        result.nameSynced?.catch((error: unknown) =>
+          logNameSyncFailure(logger, result.path, error)
+        );
+        return result;
+      },
     });
   }
 
@@ -206,6 +227,22 @@ export class DirectDelivery {
   publish(queueId: string): void {
     this.#lines.release(queueId);
   }
+}
+
+/**
+ * Logs a failed fsync of `new/` after a delivery at acceptance: the message
+ * is in the mailbox, but a crash could still undo its rename.
+ *
+ * @param logger Where the line goes.
+ * @param path The delivered file.
+ * @param error The fsync's error.
+ */
+export function logNameSyncFailure(logger: Logger, path: string, error: unknown): void {
+  logger.log("error", "maildir.error", undefined, {
+    path,
+    error: error instanceof Error ? error.message : String(error),
+    stage: "sync new/",
+  });
 }
 
 /** A log line waiting for its message's acceptance line. */

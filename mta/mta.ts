@@ -12,6 +12,8 @@ import { SessionWorkers, workerCount } from "./session_workers.ts";
 import type { Logger } from "../log/logger.ts";
 import { LocalDelivery } from "../mda/local_delivery.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
+import { recoverMaildirs } from "../mda/maildir_recovery.ts";
+import { directorySyncsSettled } from "../fs/sync_directory.ts";
 import { LmtpTransport } from "./lmtp_transport.ts";
 import { DirectDelivery } from "./direct_delivery.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
@@ -19,6 +21,7 @@ import {
   maildirHostName,
   openConfiguredQueue,
   type OpenedQueue,
+  recoversMaildirs,
   watchQueueWork,
 } from "../queue/open_queue.ts";
 import type { Queue } from "../queue/queue.ts";
@@ -209,6 +212,8 @@ export class Mta {
     const lock = await lockDataDir(config.dataDir);
     const queue = await openConfiguredQueue(config, { logger });
     await queue.recover(Date.now());
+    // Before anything delivers: a file being written looks like one a crash cut short.
+    if (recoversMaildirs(config)) await recoverMailboxes(config, logger);
     // Set once the session workers run: they then write the Maildir files.
     let fileWriters: SessionWorkers | null = null;
     const writeMaildir: typeof deliverToMaildir = (dir, content, options) =>
@@ -306,6 +311,7 @@ export class Mta {
           hostname: maildirHostName(config),
           logger,
           writeMaildir,
+          syncNameLater: recoversMaildirs(config),
         }),
       };
       const workerListeners: ListenerConfig[] = [];
@@ -501,12 +507,49 @@ export class Mta {
     await this.#acme?.close();
     this.#unwatchWork();
     await this.#loop.stop();
+    // Renames into new/ whose fsync runs after the 250: durable before exit.
+    await directorySyncsSettled();
     // After the last delivery: its sessions count too.
     await this.#tlsRpt?.close();
     await this.#remote.close();
     await this.#lmtp?.close();
     await this.queue.close();
     this.#lock?.release();
+  }
+}
+
+/**
+ * Finishes the Maildir deliveries at acceptance whose rename a crash may
+ * have undone (`mda/maildir_recovery.ts`), with a line for each file.
+ */
+async function recoverMailboxes(config: Config, logger: Logger): Promise<void> {
+  const started = performance.now();
+  const { files, problems, maildirs } = await recoverMaildirs(
+    config.mailRoot,
+    maildirHostName(config),
+  );
+  for (const file of files) {
+    logger.log(file.action === "delivered" ? "info" : "warn", "maildir.recovered", undefined, {
+      action: file.action,
+      path: file.to ?? file.from,
+      ...(file.action === "delivered" ? { from: file.from } : { reason: file.reason ?? "" }),
+    });
+  }
+  for (const problem of problems) {
+    logger.log("warn", "maildir.error", undefined, {
+      path: problem.path,
+      error: problem.error,
+      stage: "recovery",
+    });
+  }
+  if (files.length > 0 || problems.length > 0) {
+    logger.log("info", "maildir.recovered", undefined, {
+      maildirs,
+      delivered: files.filter((f) => f.action === "delivered").length,
+      removed: files.filter((f) => f.action === "removed").length,
+      problems: problems.length,
+      ms: Math.round(performance.now() - started),
+    });
   }
 }
 

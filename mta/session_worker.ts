@@ -36,8 +36,9 @@ import { Milters } from "./milter_stage.ts";
 import { clientBlock } from "./policy.ts";
 import { RemoteQueue } from "./remote_queue.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
-import { maildirHostName } from "../queue/maildir_host.ts";
-import { DirectDelivery } from "./direct_delivery.ts";
+import { directorySyncsSettled } from "../fs/sync_directory.ts";
+import { maildirHostName, recoversMaildirs } from "../queue/maildir_host.ts";
+import { DirectDelivery, logNameSyncFailure } from "./direct_delivery.ts";
 import { SendingLimits } from "./sending_limits.ts";
 import {
   errorData,
@@ -154,6 +155,7 @@ async function start(init: WorkerInit): Promise<void> {
         mailRoot: config.mailRoot,
         hostname: maildirHostName(config),
         logger,
+        syncNameLater: recoversMaildirs(config),
       }),
       reusePort: true,
     };
@@ -197,8 +199,10 @@ async function stop(graceMs: number): Promise<void> {
     r.tls?.close();
     r.queue.close("the server is stopping");
   }
-  // The main thread's deliveries wait for these files: finish them first.
+  // The main thread's deliveries wait for these files: finish them first,
+  // and the renames whose fsync ran after the 250.
   await Promise.all(writing);
+  await directorySyncsSettled();
   sendMetrics();
   send({ type: "stopped" });
   outbox.flush();
@@ -216,7 +220,13 @@ function writeMaildir(request: Extract<ToWorker, { type: "maildir" }>): void {
 
 async function writeMaildirFile(request: Extract<ToWorker, { type: "maildir" }>): Promise<void> {
   try {
-    const result = await deliverToMaildir(request.dir, request.content, request.options);
+    const { nameSynced, ...result } = await deliverToMaildir(
+      request.dir,
+      request.content,
+      request.options,
+    );
+    // A promise cannot cross threads: a failure of the later fsync is logged here.
+    nameSynced?.catch((error: unknown) => logNameSyncFailure(logger, result.path, error));
     send({ type: "maildir", id: request.id, result, error: null });
   } catch (e: unknown) {
     send({ type: "maildir", id: request.id, result: null, error: errorData(e) });

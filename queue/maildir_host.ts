@@ -21,3 +21,17 @@ import type { Config } from "../config/types.ts";
 export function maildirHostName(config: Config): string {
   return config.queue.store === undefined ? config.hostname : "tern-fleet";
 }
+
+/**
+ * Whether deliveries at acceptance may leave the fsync of `new/` until after
+ * the `250` (`deliverToMaildir`'s `syncName: "later"`), with the start-up's
+ * `recoverMaildirs` to finish a rename a crash undid. Only with a node-local
+ * store: a fleet shares its mail root, and one node's start-up must not
+ * touch the files another node is writing at that moment.
+ *
+ * @param config The configuration.
+ * @returns `true` with a node-local store.
+ */
+export function recoversMaildirs(config: Config): boolean {
+  return config.queue.store === undefined;
+}

@@ -66,4 +66,4 @@ export function watchQueueWork(queue: Queue, wake: () => void): () => void {
   return queue instanceof PgQueue ? queue.watch(wake) : () => {};
 }
 
-export { maildirHostName } from "./maildir_host.ts";
+export { maildirHostName, recoversMaildirs } from "./maildir_host.ts";

@@ -15,6 +15,7 @@
 // never as a whole. The summary line prints the process's peak memory.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { parsePendingName } from "../mda/maildir.ts";
 import { prng, spawnServe, tempConfig, tern, waitFor } from "./_helpers.ts";
 import { freePort, startReceiver } from "./_relay_fixtures.ts";
 
@@ -268,6 +269,15 @@ queue: { retry: [1s] }
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
     assert.deepEqual(spool, [], "spool files left behind");
+    // No delivery at acceptance is left half done: the start-up moved each
+    // complete file from tmp/ into new/ and removed those cut short.
+    const pending: string[] = [];
+    for await (
+      const entry of Deno.readDir(join(dir, "data", "mail", "example.test", "alice", "tmp"))
+    ) {
+      if (parsePendingName(entry.name) !== null) pending.push(entry.name);
+    }
+    assert.deepEqual(pending, [], "deliveries at acceptance left in tmp/");
 
     // Local: exactly once, whole. One file at a time, only its token kept.
     const newDir = join(dir, "data", "mail", "example.test", "alice", "new");

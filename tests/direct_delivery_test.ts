@@ -6,7 +6,18 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { storeCommitLatency } from "../metrics/tern.ts";
-import { maildirFiles, python, sinkServer, startMta, waitFor, waitForMail } from "./_helpers.ts";
+import { MemoryLogger } from "../log/logger.ts";
+import { maildirPath, pendingName } from "../mda/maildir.ts";
+import { Mta } from "../mta/mta.ts";
+import {
+  maildirFiles,
+  python,
+  sinkServer,
+  startMta,
+  tempConfig,
+  waitFor,
+  waitForMail,
+} from "./_helpers.ts";
 
 /** Commits into the store so far, in this process. */
 const commits = () => storeCommitLatency.labels().count;
@@ -241,5 +252,66 @@ Deno.test("with session workers, the worker writes the mailbox before its 250 an
   for (const a of accepted) {
     const lines = m.logger.records.filter((r) => r.queueId === a.queueId).map((r) => r.event);
     assert.deepEqual(lines, ["message.accepted", "delivery.sent"]);
+  }
+});
+
+Deno.test("at start, a rename into new/ a crash undid is finished, and a file cut short is removed", async () => {
+  const { dir, config } = await tempConfig(
+    `listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]\n${ACCOUNTS}`,
+  );
+  try {
+    const alice = maildirPath(config.mailRoot, "alice@example.test");
+    const first = await Mta.start(config, { logger: new MemoryLogger() });
+    try {
+      const { reply } = await sendAndLook(first.listeners[0]!.port, {
+        from: "carol@example.test",
+        to: ["alice@example.test"],
+        body: message("before the crash"),
+        mailboxes: [alice],
+      });
+      assert.match(reply, /^250 /);
+    } finally {
+      await first.stop(1000);
+    }
+    // What a power cut before the fsync of new/ can leave: the synced file
+    // still in tmp/, under the name that carries its size; and a file the
+    // cut stopped before its fsync, shorter than its name says.
+    const [delivered] = await maildirFiles(alice);
+    const name = delivered!.slice(delivered!.lastIndexOf("/") + 1);
+    const { size } = await Deno.stat(delivered!);
+    await Deno.rename(delivered!, join(alice, "tmp", pendingName(name, size)));
+    const cut = pendingName(name.replace("R0.", "R1."), size);
+    await Deno.writeTextFile(join(alice, "tmp", cut), "Return-Path: <carol@exa");
+
+    const logger = new MemoryLogger();
+    const second = await Mta.start(config, { logger });
+    try {
+      assert.deepEqual(await maildirFiles(alice), [join(alice, "new", name)]);
+      const lines = logger.records.filter((r) => r.event === "maildir.recovered");
+      assert.deepEqual(lines.map((r) => [r.level, r.fields.action, r.fields.path]), [
+        ["info", "delivered", join(alice, "new", name)],
+        ["warn", "removed", join(alice, "tmp", cut)],
+        ["info", undefined, undefined],
+      ]);
+      assert.equal(lines[2]!.fields.delivered, 1);
+      assert.equal(lines[2]!.fields.removed, 1);
+      const tmp = [];
+      for await (const entry of Deno.readDir(join(alice, "tmp"))) tmp.push(entry.name);
+      assert.deepEqual(tmp, []);
+      const text = await Deno.readTextFile(join(alice, "new", name));
+      assert.ok(text.endsWith("Subject: before the crash\r\n\r\nHello\r\n"), text);
+      // And it takes mail as before.
+      const { counts } = await sendAndLook(second.listeners[0]!.port, {
+        from: "carol@example.test",
+        to: ["alice@example.test"],
+        body: message("after"),
+        mailboxes: [alice],
+      });
+      assert.deepEqual(counts, [2]);
+    } finally {
+      await second.stop(1000);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
