@@ -149,6 +149,8 @@ async function recoverMaildir(
     if (isMissing(error)) return; // not a Maildir (or not yet one)
     throw error;
   }
+  // In name order, which is arrival order: the log reads in a fixed order.
+  pending.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let moved = false;
   for (const { name, uniqueName, size } of pending) {
     const from = `${maildir}/tmp/${name}`;
