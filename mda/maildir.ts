@@ -707,7 +707,7 @@ export async function deliverToMaildir(
   }
   // Until this fsync is done, the file synced in tmp/ under its pending name
   // is what a crash leaves, and recoverMaildirs finishes the rename.
-  const nameSynced = syncDirectory(`${maildir}/new`);
+  const nameSynced = syncDirectory(`${maildir}/new`, true);
   nameSynced.catch(() => {}); // the caller may not look
   return { path: newPath, duplicate: false, nameSynced };
 }
