@@ -70,6 +70,40 @@ export function syncDirectory(path: string, inline = false): Promise<void> {
   return s.next;
 }
 
+/** Directories asked for by {@linkcode syncDirectorySoon}, until the next turn of the event loop. */
+let soon: Map<string, PromiseWithResolvers<void>> | null = null;
+
+/**
+ * Like {@linkcode syncDirectory} (the directory opened in place), but the
+ * fsync starts at the next turn of the event loop, not before this call
+ * returns: what the caller does next (answering a client) does not wait for
+ * the fsync's dispatch, and every caller until then shares it.
+ *
+ * @param path The directory.
+ * @returns When an fsync of it that started after this call has succeeded.
+ */
+export function syncDirectorySoon(path: string): Promise<void> {
+  if (soon === null) {
+    soon = new Map();
+    setTimeout(startSoon, 0);
+  }
+  let waiting = soon.get(path);
+  if (waiting === undefined) {
+    waiting = Promise.withResolvers<void>();
+    soon.set(path, waiting);
+  }
+  return waiting.promise;
+}
+
+/** Starts the fsyncs {@linkcode syncDirectorySoon} gathered. */
+function startSoon(): void {
+  const batch = soon;
+  soon = null;
+  for (const [path, waiting] of batch ?? []) {
+    syncDirectory(path, true).then(waiting.resolve, waiting.reject);
+  }
+}
+
 /**
  * Waits for every directory fsync asked for so far, and those they queued
  * behind them: a shutdown calls it so that renames left to be made durable
@@ -80,6 +114,7 @@ export function syncDirectory(path: string, inline = false): Promise<void> {
  */
 export async function directorySyncsSettled(): Promise<void> {
   const pending: Promise<void>[] = [];
+  for (const waiting of soon?.values() ?? []) pending.push(waiting.promise);
   for (const state of directorySyncs.values()) {
     if (state.running !== null) pending.push(state.running);
     if (state.next !== null) pending.push(state.next);

@@ -28,7 +28,7 @@
 import { dirname } from "node:path";
 import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
 import { concatBytes } from "../bytes/concat.ts";
-import { syncDirectory } from "../fs/sync_directory.ts";
+import { syncDirectory, syncDirectorySoon } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
 
@@ -707,7 +707,8 @@ export async function deliverToMaildir(
   }
   // Until this fsync is done, the file synced in tmp/ under its pending name
   // is what a crash leaves, and recoverMaildirs finishes the rename.
-  const nameSynced = syncDirectory(`${maildir}/new`, true);
+  // It starts at the next turn of the event loop: the 250 goes out first.
+  const nameSynced = syncDirectorySoon(`${maildir}/new`);
   nameSynced.catch(() => {}); // the caller may not look
   return { path: newPath, duplicate: false, nameSynced };
 }
