@@ -146,6 +146,17 @@ class MemoryPeak {
   }
 }
 
+/** The start-up's Maildir recovery across rounds, from each start's log (before it listens). */
+class RecoveryCount {
+  delivered = 0;
+  removed = 0;
+
+  count(log: string): void {
+    this.delivered += log.match(/maildir\.recovered action=delivered/g)?.length ?? 0;
+    this.removed += log.match(/maildir\.recovered action=removed/g)?.length ?? 0;
+  }
+}
+
 const mib = (bytes: number) => `${Math.round(bytes / 1048576)}MiB`;
 
 /** Sends messages until the connection breaks; records each one acknowledged with 250. */
@@ -223,6 +234,7 @@ relay: { routes: { example.net: "127.0.0.1:${relayPort}" } }
 queue: { retry: [1s] }
 `);
   const ledger = new Ledger();
+  const recovery = new RecoveryCount();
   const memory = new MemoryPeak();
   // Every other round with two session workers: the mx sessions then run in
   // threads that hand each message to the main thread's store before the 250.
@@ -231,6 +243,7 @@ queue: { retry: [1s] }
     for (let round = 0; round < ROUNDS; round++) {
       await Deno.writeTextFile(file, `${base}workers: ${round % 2 === 0 ? 0 : 2}\n`);
       const serve = await spawnServe(file);
+      recovery.count(serve.log());
       const clients = Array.from(
         { length: CLIENTS },
         (_, c) => client(serve.port, `r${round}c${c}`, ledger),
@@ -242,6 +255,7 @@ queue: { retry: [1s] }
     }
     // The last restart: everything acknowledged must arrive.
     const serve = await spawnServe(file);
+    recovery.count(serve.log());
     try {
       // The backlog of many rounds takes a while: allow a second per 100 messages.
       let last = "";
@@ -300,7 +314,8 @@ queue: { retry: [1s] }
     console.log(
       `crash test: rounds=${ROUNDS} seed=${SEED} acknowledged=${ledger.acknowledgedCount} ` +
         `lost=${lost} local_duplicates=${localDuplicates} relay_duplicates=${relayDuplicates} ` +
-        `peak_rss=${mib(peak)} peak_heap=${mib(memory.heap)}`,
+        `peak_rss=${mib(peak)} peak_heap=${mib(memory.heap)} ` +
+        `maildir_recovered=${recovery.delivered} maildir_removed=${recovery.removed}`,
     );
     assert.ok(ledger.acknowledgedCount > 0, "no message was acknowledged");
     assert.equal(lost, 0, "acknowledged messages were lost");
