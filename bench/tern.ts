@@ -180,6 +180,10 @@ export class Tern {
         waitForBanner(options.port, 30_000, options.address ?? "127.0.0.1"),
         exited,
       ]);
+      // With session workers the first to listen answers the banner while
+      // the others may still be starting, and the load's long sessions would
+      // all land on it: the listening line comes once every worker listens.
+      await Promise.race([waitForListening(logFile, options.port, 30_000), exited]);
     } catch (error: unknown) {
       await tern.stop();
       const log = await Deno.readTextFile(logFile).catch(() => "");
@@ -211,5 +215,15 @@ export class Tern {
    */
   async stop(): Promise<void> {
     await stopChild(this.#child, 20_000);
+  }
+}
+
+/** Waits until tern's log says the listener on `port` is bound (`server.listening ... port=N`). */
+async function waitForListening(logFile: string, port: number, timeoutMs: number): Promise<void> {
+  const line = new RegExp(`server\\.listening .*port=${port}( |$)`, "m");
+  const deadline = Date.now() + timeoutMs;
+  while (!line.test(await Deno.readTextFile(logFile).catch(() => ""))) {
+    if (Date.now() > deadline) throw new Error(`no server.listening line for port ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
