@@ -130,6 +130,29 @@ export async function recoverMaildirs(
   return { files, problems, maildirs };
 }
 
+/**
+ * Renames a file from `tmp/` into `new/`, making `new/` and `cur/` first
+ * when a crash left the Maildir with `tmp/` alone (mode 0o700, the Maildir
+ * synced so the new entries last).
+ */
+async function renameIntoNew(maildir: string, from: string, to: string): Promise<void> {
+  try {
+    await Deno.rename(from, to);
+    return;
+  } catch (error: unknown) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  for (const sub of ["new", "cur"]) {
+    try {
+      await Deno.mkdir(`${maildir}/${sub}`, { mode: 0o700 });
+    } catch (error: unknown) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+  }
+  await syncDirectory(maildir);
+  await Deno.rename(from, to);
+}
+
 /** One Maildir's `tmp/`: moves complete pending files into `new/`, removes incomplete ones. */
 async function recoverMaildir(
   maildir: string,
@@ -158,7 +181,7 @@ async function recoverMaildir(
       const actual = (await Deno.lstat(from)).size;
       if (actual === size) {
         const to = `${maildir}/new/${uniqueName}`;
-        await Deno.rename(from, to);
+        await renameIntoNew(maildir, from, to);
         moved = true;
         files.push({ from, action: "delivered", to });
       } else {

@@ -77,14 +77,14 @@ Deno.test("recovery leaves alone what is not this host's pending delivery", asyn
   });
 });
 
-Deno.test("recovery walks every domain and mailbox, and reports a Maildir with no new/", async () => {
+Deno.test("recovery walks every domain and mailbox, and completes a Maildir with no new/", async () => {
   await withMailRoot(async (root) => {
     const unique = (n: number) => maildirUniqueName(1700000000123, `ID${n}`, 0, HOST);
     for (const [i, box] of ["a.test/x", "a.test/y", "b.test/z"].entries()) {
       await makeMaildir(`${root}/${box}`);
       await Deno.writeTextFile(`${root}/${box}/tmp/${pendingName(unique(i), 2)}`, "ok");
     }
-    // tmp/ without new/: the rename fails, the file stays for the next start.
+    // tmp/ without new/ and cur/: they are made, then the file moved.
     await Deno.mkdir(`${root}/b.test/half/tmp`, { recursive: true });
     await Deno.writeTextFile(`${root}/b.test/half/tmp/${pendingName(unique(9), 2)}`, "ok");
     // Not Maildirs: a stray file at each level, a mailbox without tmp/.
@@ -95,12 +95,27 @@ Deno.test("recovery walks every domain and mailbox, and reports a Maildir with n
     deepStrictEqual(result.files.map((f) => f.to).sort(), [
       `${root}/a.test/x/new/${unique(0)}`,
       `${root}/a.test/y/new/${unique(1)}`,
+      `${root}/b.test/half/new/${unique(9)}`,
       `${root}/b.test/z/new/${unique(2)}`,
     ]);
-    deepStrictEqual(result.problems.map((p) => p.path), [
-      `${root}/b.test/half/tmp/${pendingName(unique(9), 2)}`,
-    ]);
+    deepStrictEqual(result.problems, []);
+    deepStrictEqual(await names(`${root}/b.test/half`), ["cur", "new", "tmp"]);
+    equal((await Deno.stat(`${root}/b.test/half/new`)).mode! & 0o777, 0o700);
     equal(result.maildirs, 5);
+  });
+});
+
+Deno.test("a file recovery cannot move is reported and left where it is", async () => {
+  await withMailRoot(async (root) => {
+    const box = `${root}/example.test/dave`;
+    await Deno.mkdir(`${box}/tmp`, { recursive: true });
+    await Deno.writeTextFile(`${box}/new`, "not a directory");
+    const name = pendingName(maildirUniqueName(1700000000123, "CCCC", 0, HOST), 2);
+    await Deno.writeTextFile(`${box}/tmp/${name}`, "ok");
+    const result = await recoverMaildirs(root, HOST);
+    deepStrictEqual(result.files, []);
+    deepStrictEqual(result.problems.map((p) => p.path), [`${box}/tmp/${name}`]);
+    deepStrictEqual(await names(`${box}/tmp`), [name]);
   });
 });
 
