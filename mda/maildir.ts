@@ -494,12 +494,24 @@ async function createTmpFile(
   return await open();
 }
 
-/** Renames the synced file into `new/`, completing a Maildir that lacks `new/`. */
-async function renameIntoNew(
+/**
+ * Renames a synced file from `tmp/` into `new/`, first making `new/` and
+ * `cur/` (mode 0o700, each entry synced) when a crash left the Maildir
+ * half-made. Used by the delivery and by the recovery after a crash.
+ *
+ * @param maildir The Maildir, without a trailing `/`.
+ * @param tmpPath The file in `tmp/`.
+ * @param newPath Its name in `new/`.
+ * @param inline Rename in place, blocking the thread (a small delivery's
+ *   path on a node-local mail root); otherwise an async call.
+ * @throws {Deno.errors.NotFound} When the file in `tmp/` is gone, or any
+ *   other file-system error.
+ */
+export async function renameIntoNew(
   maildir: string,
   tmpPath: string,
   newPath: string,
-  inline: boolean,
+  inline = false,
 ): Promise<void> {
   const rename = () => inline ? Deno.renameSync(tmpPath, newPath) : Deno.rename(tmpPath, newPath);
   try {

@@ -34,7 +34,7 @@
  */
 
 import { syncDirectory } from "../fs/sync_directory.ts";
-import { isUniqueNameOf, parsePendingName } from "./maildir.ts";
+import { isUniqueNameOf, parsePendingName, renameIntoNew } from "./maildir.ts";
 
 /** What {@linkcode recoverMaildirs} did with one file. */
 export interface RecoveredFile {
@@ -128,29 +128,6 @@ export async function recoverMaildirs(
     }
   }
   return { files, problems, maildirs };
-}
-
-/**
- * Renames a file from `tmp/` into `new/`, making `new/` and `cur/` first
- * when a crash left the Maildir with `tmp/` alone (mode 0o700, the Maildir
- * synced so the new entries last).
- */
-async function renameIntoNew(maildir: string, from: string, to: string): Promise<void> {
-  try {
-    await Deno.rename(from, to);
-    return;
-  } catch (error: unknown) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  for (const sub of ["new", "cur"]) {
-    try {
-      await Deno.mkdir(`${maildir}/${sub}`, { mode: 0o700 });
-    } catch (error: unknown) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-    }
-  }
-  await syncDirectory(maildir);
-  await Deno.rename(from, to);
 }
 
 /** One Maildir's `tmp/`: moves complete pending files into `new/`, removes incomplete ones. */
