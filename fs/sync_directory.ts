@@ -70,14 +70,33 @@ export function syncDirectory(path: string, inline = false): Promise<void> {
   return s.next;
 }
 
-/** Directories asked for by {@linkcode syncDirectorySoon}, until the next turn of the event loop. */
+/**
+ * How long {@linkcode syncDirectorySoon} waits before it starts the fsync, ms.
+ *
+ * On a journaling file system (ext4, XFS) the metadata changes are
+ * committed in order, and an fsync of any file commits every change made
+ * before it. So a rename into `new/` usually becomes durable with the next
+ * delivery's own fsync, a millisecond later under load; the directory's
+ * fsync that follows then finds nothing left to commit, and costs little.
+ * Started at once, it would commit the journal by itself, and the next
+ * file's fsync would wait behind that commit. Measured on the bench's disk
+ * (ext4 on a virtual disk, one SMTP session): 676–890 msg/s with the fsync
+ * started at the next turn, 791–958 with 10 ms, 874–936 with 50 ms.
+ */
+const SOON_MS = 50;
+
+/** Directories asked for by {@linkcode syncDirectorySoon}, until their fsync starts. */
 let soon: Map<string, PromiseWithResolvers<void>> | null = null;
+/** The timer that starts them. */
+let soonTimer: ReturnType<typeof setTimeout> | undefined;
 
 /**
  * Like {@linkcode syncDirectory} (the directory opened in place), but the
- * fsync starts at the next turn of the event loop, not before this call
- * returns: what the caller does next (answering a client) does not wait for
- * the fsync's dispatch, and every caller until then shares it.
+ * fsync starts {@linkcode SOON_MS} later, not before this call returns: what
+ * the caller does next (answering a client) does not wait for it, every
+ * caller until then shares it, and the file system has usually committed the
+ * directory's changes by then (see {@linkcode SOON_MS}). Only for renames
+ * whose loss in a crash is repaired otherwise (Maildir recovery at start).
  *
  * @param path The directory.
  * @returns When an fsync of it that started after this call has succeeded.
@@ -85,7 +104,7 @@ let soon: Map<string, PromiseWithResolvers<void>> | null = null;
 export function syncDirectorySoon(path: string): Promise<void> {
   if (soon === null) {
     soon = new Map();
-    setTimeout(startSoon, 0);
+    soonTimer = setTimeout(startSoon, SOON_MS);
   }
   let waiting = soon.get(path);
   if (waiting === undefined) {
@@ -97,6 +116,8 @@ export function syncDirectorySoon(path: string): Promise<void> {
 
 /** Starts the fsyncs {@linkcode syncDirectorySoon} gathered. */
 function startSoon(): void {
+  clearTimeout(soonTimer);
+  soonTimer = undefined;
   const batch = soon;
   soon = null;
   for (const [path, waiting] of batch ?? []) {
@@ -114,7 +135,9 @@ function startSoon(): void {
  */
 export async function directorySyncsSettled(): Promise<void> {
   const pending: Promise<void>[] = [];
+  // Those still waiting for their moment start now: a shutdown does not wait for it.
   for (const waiting of soon?.values() ?? []) pending.push(waiting.promise);
+  startSoon();
   for (const state of directorySyncs.values()) {
     if (state.running !== null) pending.push(state.running);
     if (state.next !== null) pending.push(state.next);

@@ -719,7 +719,7 @@ export async function deliverToMaildir(
   }
   // Until this fsync is done, the file synced in tmp/ under its pending name
   // is what a crash leaves, and recoverMaildirs finishes the rename.
-  // It starts at the next turn of the event loop: the 250 goes out first.
+  // It starts a little later (syncDirectorySoon): the 250 goes out first.
   const nameSynced = syncDirectorySoon(`${maildir}/new`);
   nameSynced.catch(() => {}); // the caller may not look
   return { path: newPath, duplicate: false, nameSynced };
