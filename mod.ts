@@ -42,6 +42,7 @@ export {
   type LogEvent,
   type Logger,
   type LogLevel,
+  type LogSettings,
   type LogValue,
 } from "./log/logger.ts";
 export type { ConfigChange } from "./mta/live_config.ts";

@@ -50,5 +50,6 @@ export {
   type LogEvent,
   type Logger,
   type LogLevel,
+  type LogSettings,
   type LogValue,
 } from "../log/logger.ts";

@@ -95,6 +95,20 @@ export interface Logger {
    * it is made (or sent from another thread). @default {every level is written}
    */
   readonly level?: LogLevel;
+  /**
+   * Set when the lines go to standard error: the level and format another
+   * thread (a session worker) needs to make the same logger and write its
+   * lines itself, instead of sending each line to this one.
+   */
+  readonly stderr?: LogSettings;
+}
+
+/** How a logger writes to standard error: which lines, and as what. */
+export interface LogSettings {
+  /** The least severe level written. */
+  readonly level: LogLevel;
+  /** `text` or `json`. */
+  readonly format: "text" | "json";
 }
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -187,6 +201,16 @@ class StderrBatch {
 
 const stderrBatch = new StderrBatch();
 
+/**
+ * Writes the lines held for standard error now, instead of at the end of the
+ * turn: before telling another thread something that makes it log (a worker
+ * hands a message it logged as accepted to the main thread, whose delivery
+ * line must come after the acceptance line).
+ */
+export function flushLogs(): void {
+  stderrBatch.flush();
+}
+
 /** Quotes a text value when it holds spaces, quotes, `=` or control characters. */
 function formatValue(value: string | number | boolean | null): string {
   if (typeof value !== "string") return String(value); // digits, a dot, a sign or a word: never quoted
@@ -219,8 +243,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   // A busy server writes several lines in one millisecond: they share its text.
   let stampedAt = Number.NaN;
   let stamp = "";
+  const least = options.level ?? "info";
   return {
-    level: options.level ?? "info",
+    level: least,
+    ...(custom === undefined ? { stderr: { level: least, format: json ? "json" : "text" } } : {}),
     log(level, event, queueId, fields = {}) {
       if (RANK[level] < min) return;
       const t = now();

@@ -31,13 +31,19 @@ import {
  * @returns The counting logger.
  */
 export function countingLogger(logger: Logger): Logger {
-  return {
-    ...(logger.level === undefined ? {} : { level: logger.level }),
+  const counting: Logger = {
     log(level: LogLevel, event, queueId, fields?: Record<string, LogValue>): void {
       if (fields !== undefined) countFromLine(event, fields);
       logger.log(level, event, queueId, fields);
     },
   };
+  // Read through, not copied: a reload may change the level and format behind them.
+  for (const key of ["level", "stderr"] as const) {
+    if (logger[key] !== undefined) {
+      Object.defineProperty(counting, key, { get: () => logger[key], enumerable: true });
+    }
+  }
+  return counting;
 }
 
 function countFromLine(event: string, fields: Record<string, LogValue>): void {

@@ -11,7 +11,13 @@
  */
 
 import type { Config } from "../config/schema.ts";
-import { createLogger, type Logger, type LoggerOptions } from "../log/logger.ts";
+import {
+  createLogger,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  type LogSettings,
+} from "../log/logger.ts";
 
 /** Where the configuration in force is read: one reference, replaced on reload. */
 export interface ConfigSource {
@@ -167,6 +173,9 @@ export function applicableConfig(old: Config, next: Config): Config {
   return Object.freeze(merged) as unknown as Config;
 }
 
+/** A logger to standard error: its level and format. */
+type StderrLoggerOptions = Pick<LoggerOptions, "level" | "format">;
+
 /**
  * A logger whose level and format follow the configuration: a reload
  * replaces the logger behind it, and everything holding this one writes
@@ -180,8 +189,18 @@ export class ReloadableLogger implements Logger {
    *
    * @param options Level and format.
    */
-  constructor(options: LoggerOptions) {
+  constructor(options: StderrLoggerOptions) {
     this.#inner = createLogger(options);
+  }
+
+  /** The least severe level written now. */
+  get level(): LogLevel {
+    return this.#inner.level ?? "debug";
+  }
+
+  /** The settings in force (its lines go to standard error). */
+  get stderr(): LogSettings {
+    return this.#inner.stderr!;
   }
 
   /**
@@ -204,7 +223,7 @@ export class ReloadableLogger implements Logger {
    *
    * @param options Level and format.
    */
-  configure(options: LoggerOptions): void {
+  configure(options: StderrLoggerOptions): void {
     this.#inner = createLogger(options);
   }
 }

@@ -4,8 +4,9 @@
  * kernel spreads connections among them). It does the work of a session —
  * parsing, policy, block lists, the inbound checks, signing, milters — and
  * asks the main thread, which owns the store, to store each message
- * (remote_queue.ts). Its log lines and metrics go to the main thread, which
- * writes and serves them with its own.
+ * (remote_queue.ts). Its metrics go to the main thread, which serves them
+ * with its own; its log lines too, unless they go to standard error: it
+ * then writes them there itself.
  *
  * Started by session_workers.ts; speaks worker_protocol.ts.
  *
@@ -16,6 +17,7 @@
 
 import type { Config } from "../config/schema.ts";
 import {
+  flushLogs,
   isWritten,
   type LogEvent,
   type Logger,
@@ -23,6 +25,7 @@ import {
   type LogValue,
 } from "../log/logger.ts";
 import { registry } from "../metrics/tern.ts";
+import { countingLogger } from "../metrics/observers.ts";
 import { MetricsDiffer } from "../metrics/thread_metrics.ts";
 import { AuthLimiter } from "../smtp/auth_limiter.ts";
 import { FdBudget } from "../smtp/fd_budget.ts";
@@ -31,7 +34,7 @@ import type { SmtpServer } from "../smtp/server.ts";
 import { TlsContext } from "../smtp/tls_context.ts";
 import { setConnectionIdPrefix } from "../smtp/server_connection.ts";
 import { listenerServer, makeResolvers, serverLimits } from "./listener.ts";
-import { LiveConfig } from "./live_config.ts";
+import { LiveConfig, ReloadableLogger } from "./live_config.ts";
 import { Milters } from "./milter_stage.ts";
 import { clientBlock } from "./policy.ts";
 import { RemoteQueue } from "./remote_queue.ts";
@@ -53,10 +56,25 @@ import { fromPortable } from "./worker_config.ts";
 /** How often the metrics' differences go to the main thread, ms. */
 const METRICS_MS = 1000;
 
-/** What goes to the main thread, a batch per turn of the event loop, in order. */
-const outbox = new Outbox<FromWorker>((batch, transfer) => self.postMessage(batch, transfer));
+/**
+ * What goes to the main thread, a batch per turn of the event loop, in
+ * order; this thread's own log lines are written first, so that what the
+ * main thread logs on receiving the batch comes after them.
+ */
+const outbox = new Outbox<FromWorker>((batch, transfer) => {
+  flushLogs();
+  self.postMessage(batch, transfer);
+});
 /** The least severe level the main thread writes. */
 let logLevel: LogLevel | undefined;
+/**
+ * This thread's own logger, when the main thread's writes to standard error:
+ * lines are then written from here, not sent (sending each costs a copy and
+ * the main thread's time, which every worker would share).
+ */
+let ownLogger: ReloadableLogger | null = null;
+/** The same, counting the metrics its lines carry (the main thread counts those it is sent). */
+let ownWriter: Logger | null = null;
 
 /** Sends a message to the main thread, after everything sent before it. */
 function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
@@ -74,9 +92,10 @@ function logEntry(): { records: LogRecord[]; queued: string[] } {
 /** The log lines of the batch being gathered (while it is the outbox's last message). */
 let logs: { type: "logs"; records: LogRecord[]; queued: string[] } | null = null;
 
-/** Log lines go to the main thread, in order with the rest. */
+/** Log lines go to standard error from here, or to the main thread in order with the rest. */
 const logger: Logger = {
   log(level: LogLevel, event: LogEvent, queueId: string | undefined, fields) {
+    if (ownWriter !== null) return ownWriter.log(level, event, queueId, fields);
     if (!isWritten(level, logLevel)) return;
     logEntry().records.push([
       level,
@@ -111,6 +130,10 @@ const early: ToWorker[] = [];
 async function start(init: WorkerInit): Promise<void> {
   setConnectionIdPrefix(`W${init.index}`);
   logLevel = init.logLevel;
+  if (init.stderr !== null) {
+    ownLogger = new ReloadableLogger(init.stderr);
+    ownWriter = countingLogger(ownLogger);
+  }
   const config = fromPortable(init.config);
   const live = new LiveConfig(config);
   const queue = new RemoteQueue((request, transfer) => send(request, transfer));
@@ -183,6 +206,7 @@ async function start(init: WorkerInit): Promise<void> {
 function reconfigure(config: Config): void {
   if (running === null) return;
   running.live.replace(config);
+  ownLogger?.configure({ level: config.log.level, format: config.log.format });
   for (const server of running.servers) {
     server.reconfigure({
       hostname: config.hostname,

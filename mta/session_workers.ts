@@ -196,6 +196,7 @@ class SessionWorker {
         fdBudget: options.fdBudget.shared,
         index: this.#index,
         version: options.version,
+        stderr: options.logger.stderr ?? null,
         logLevel: options.logger.level,
       };
       post(init);

@@ -19,7 +19,7 @@
 
 import type { ListenerConfig } from "../config/schema.ts";
 import type { PortableConfig } from "./worker_config.ts";
-import type { LogEvent, LogLevel, LogValue } from "../log/logger.ts";
+import type { LogEvent, LogLevel, LogSettings, LogValue } from "../log/logger.ts";
 import type { MetricsDelta } from "../metrics/thread_metrics.ts";
 import type { ReceiveInit } from "../queue/queue.ts";
 import type { FdBudgetShare } from "../smtp/fd_budget.ts";
@@ -43,7 +43,13 @@ export interface WorkerInit {
   readonly index: number;
   /** tern's version, for the milters' macros. */
   readonly version: string;
-  /** The least severe log level the main thread writes: lines below it are not sent. */
+  /**
+   * Set when the main thread's lines go to standard error: the worker then
+   * writes its own there, with these settings (each thread one write per
+   * turn of its event loop), and follows `log` on reload.
+   */
+  readonly stderr: LogSettings | null;
+  /** Otherwise: the least severe level the main thread's logger writes (lines below it are not sent). */
   readonly logLevel: LogLevel | undefined;
 }
 
@@ -86,7 +92,9 @@ export type FromWorker =
   /**
    * Log lines, in order, then the committed messages they logged as
    * accepted, which may be delivered now (after their line: a delivery is
-   * never logged before its acceptance).
+   * never logged before its acceptance). A worker that writes its own lines
+   * (`WorkerInit.stderr`) sends no records, and has written the acceptance
+   * lines before it sends their messages.
    */
   | {
     readonly type: "logs";

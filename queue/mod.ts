@@ -85,5 +85,6 @@ export {
   type LogEvent,
   type Logger,
   type LogLevel,
+  type LogSettings,
   type LogValue,
 } from "../log/logger.ts";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { loadConfig } from "../config/load.ts";
 import { Mta } from "../mta/mta.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { python, tempConfig, waitFor, waitForMail } from "./_helpers.ts";
+import { python, spawnServe, tempConfig, waitFor, waitForMail } from "./_helpers.ts";
 
 const CONFIG = `
 listeners: [{ address: 127.0.0.1, port: 0, mode: mx }]
@@ -156,6 +156,51 @@ Deno.test("workers: 0 serves every session on the main thread", async () => {
     assert.ok(sessions.every((l) => !String(l.fields.session).startsWith("W")));
   } finally {
     await mta.stop(1000);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("tern serve: workers write their own lines to stderr, in order with the main thread's, and follow a reload", async () => {
+  // Queued, not delivered at acceptance: the main thread delivers and logs
+  // delivery.sent, so the two threads' lines meet in one stream.
+  const body = CONFIG.replace("admin: { address: 127.0.0.1, port: 0 }\n", "") +
+    "queue: { deliver_at_acceptance: false }\nlog: { level: debug }\n";
+  const { dir, file } = await tempConfig(body);
+  const serve = await spawnServe(file);
+  try {
+    const port = String(serve.port);
+    assert.match(await python(SEND, [port, "8", "2"]), /^errors 0 /);
+    const mailbox = join(dir, "data", "mail", "example.test", "bob");
+    await waitForMail(mailbox, 16, 20_000);
+    await waitFor(() => (serve.log().match(/ delivery\.sent /g) ?? []).length >= 16 || undefined);
+    const lines = serve.log().split("\n");
+    const connects = lines.filter((l) => / session\.connect /.test(l));
+    const threads = new Set(connects.map((l) => /session=(W\d)/.exec(l)?.[1] ?? "main"));
+    assert.deepEqual([...threads].sort(), ["W1", "W2"]);
+    const accepted = lines.filter((l) => / message\.accepted /.test(l));
+    assert.equal(accepted.length, 16, "each acceptance written once");
+    for (const line of accepted) {
+      const id = line.split(" ")[2]!;
+      const at = lines.indexOf(line);
+      const sent = lines.findIndex((l) => l.includes(` ${id} delivery.sent `));
+      assert.ok(sent > at, `${id}: delivered after the line of its acceptance`);
+    }
+    // A reload to info reaches the workers' own loggers: their debug lines stop, the rest go on.
+    await Deno.writeTextFile(
+      file,
+      (await Deno.readTextFile(file)).replace("level: debug", "level: info"),
+    );
+    serve.child.kill("SIGHUP");
+    await waitFor(() => / config\.reloaded /.test(serve.log()) || undefined);
+    const before = serve.log().length;
+    assert.match(await python(SEND, [port, "4", "1"]), /^errors 0 /);
+    await waitForMail(mailbox, 20, 20_000);
+    const after = () => serve.log().slice(before);
+    await waitFor(() => (after().match(/ delivery\.sent /g) ?? []).length >= 4 || undefined);
+    assert.doesNotMatch(after(), / session\.connect /);
+    assert.equal((after().match(/ message\.accepted /g) ?? []).length, 4);
+  } finally {
+    assert.equal(await serve.stop(), 0);
     await Deno.remove(dir, { recursive: true });
   }
 });
