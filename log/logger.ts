@@ -148,8 +148,9 @@ const STDERR_BATCH_UNITS = 16 * 1024;
 
 /**
  * Standard error, written in batches: the lines of one turn of the event loop
- * go out in one write (a busy server logs a few lines per message, and a
- * system call per line costs more than the formatting). A warning or an
+ * go out in one write of up to 4 KiB of whole lines, or a few (a busy server
+ * logs a few lines per message, and a system call per line costs more than
+ * the formatting). A warning or an
  * error goes out at once, after the lines held before it. What is held is
  * also written when the process exits, or an uncaught error is about to end
  * it; only a kill (SIGKILL) can lose the lines of the last few milliseconds.
@@ -183,7 +184,10 @@ class StderrBatch {
     try {
       const bytes = encoder.encode(text);
       let offset = 0;
-      while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+      while (offset < bytes.length) {
+        const end = pieceEnd(bytes, offset);
+        while (offset < end) offset += Deno.stderr.writeSync(bytes.subarray(offset, end));
+      }
     } catch {
       // A closed stderr must not take the server down.
     }
@@ -197,6 +201,30 @@ class StderrBatch {
     globalThis.addEventListener("error", flush);
     globalThis.addEventListener("unhandledrejection", flush);
   }
+}
+
+/**
+ * The most octets one write(2) to standard error carries: PIPE_BUF on Linux.
+ * Session workers write their lines beside the main thread's. Deno writes
+ * to standard error under one lock per process, and a blocking write to a
+ * pipe completes whole; but a standard error left non-blocking by the parent
+ * can take part of a write, and the rest would follow another thread's
+ * lines. A write of at most PIPE_BUF octets to a pipe is all or nothing
+ * (POSIX `write`), so a line is never cut.
+ */
+const ATOMIC_WRITE_OCTETS = 4096;
+
+/**
+ * Where the write starting at `start` ends: after the last line that fits
+ * in {@linkcode ATOMIC_WRITE_OCTETS}, or after one longer line alone.
+ */
+function pieceEnd(bytes: Uint8Array, start: number): number {
+  const limit = start + ATOMIC_WRITE_OCTETS;
+  if (limit >= bytes.length) return bytes.length;
+  const lastNewline = bytes.lastIndexOf(0x0a, limit - 1);
+  if (lastNewline >= start) return lastNewline + 1;
+  const next = bytes.indexOf(0x0a, limit);
+  return next === -1 ? bytes.length : next + 1;
 }
 
 const stderrBatch = new StderrBatch();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createLogger } from "./logger.ts";
+import { concatBytes } from "../bytes/concat.ts";
 
 const LOGGER = new URL("./logger.ts", import.meta.url).href;
 
@@ -72,6 +73,73 @@ Promise.reject(new Error("boom"));`),
       lines(2000),
     );
   });
+});
+
+Deno.test("threads writing to one standard error pipe never cut each other's lines", async () => {
+  // The main thread and two workers log at once, lines of varied length (one
+  // longer than a pipe's atomic write among them), 16 KiB batches each.
+  const dir = await Deno.makeTempDir({ prefix: "tern_logger_test_" });
+  try {
+    const writer = `${dir}/writer.ts`;
+    await Deno.writeTextFile(
+      writer,
+      `import { createLogger } from "${LOGGER}";
+export function write(name: string): void {
+  const log = createLogger({ now: () => 0 });
+  for (let n = 0; n < 3000; n++) {
+    const pad = "x".repeat(n === 1500 ? 6000 : 1 + (n * 37) % 300);
+    log.log("info", "session.connect", undefined, { thread: name, n, pad });
+  }
+}
+if ("WorkerGlobalScope" in globalThis) {
+  self.onmessage = (e: MessageEvent<string>) => { write(e.data); self.postMessage("done"); };
+}
+`,
+    );
+    const main = `${dir}/main.ts`;
+    await Deno.writeTextFile(
+      main,
+      `import { write } from "./writer.ts";
+const workers = ["w1", "w2"].map((name) => {
+  const w = new Worker(new URL("./writer.ts", import.meta.url), { type: "module" });
+  const done = new Promise((resolve) => (w.onmessage = resolve));
+  w.postMessage(name);
+  return done.then(() => w.terminate());
+});
+write("main");
+await Promise.all(workers);
+`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-read", main],
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    // Read slowly, so the pipe fills and writers wait in the middle of a write.
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of child.stderr) {
+      chunks.push(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const text = new TextDecoder().decode(concatBytes(chunks));
+    assert.equal((await child.status).code, 0, text.slice(-500));
+    const lines = text.split("\n").filter((l) => l !== "");
+    const pattern =
+      /^1970-01-01T00:00:00\.000Z info - session\.connect thread=(\w+) n=(\d+) pad=x+$/;
+    const seen = new Map<string, number[]>();
+    for (const line of lines) {
+      const m = pattern.exec(line);
+      assert.ok(m !== null, `a line cut or mixed: ${line.slice(0, 120)}`);
+      const n = Number(m[2]);
+      assert.equal(line.length - line.indexOf("pad=") - 4, n === 1500 ? 6000 : 1 + (n * 37) % 300);
+      seen.set(m[1]!, [...(seen.get(m[1]!) ?? []), n]);
+    }
+    const all = Array.from({ length: 3000 }, (_, n) => n);
+    for (const name of ["main", "w1", "w2"]) assert.deepEqual(seen.get(name), all, name);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a warning is written at once, after the lines held before it", async () => {
