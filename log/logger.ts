@@ -148,12 +148,12 @@ const STDERR_BATCH_UNITS = 16 * 1024;
 
 /**
  * Standard error, written in batches: the lines of one turn of the event loop
- * go out in one write of up to 4 KiB of whole lines, or a few (a busy server
+ * go out together, in writes of up to 4 KiB of whole lines (a busy server
  * logs a few lines per message, and a system call per line costs more than
- * the formatting). A warning or an
- * error goes out at once, after the lines held before it. What is held is
- * also written when the process exits, or an uncaught error is about to end
- * it; only a kill (SIGKILL) can lose the lines of the last few milliseconds.
+ * the formatting). A warning or an error goes out at once, after the lines
+ * held before it. What is held is also written when the process exits, or an
+ * uncaught error is about to end it; only a kill (SIGKILL) can lose the lines
+ * of the last few milliseconds.
  */
 class StderrBatch {
   #lines: string[] = [];
