@@ -1,16 +1,23 @@
 /**
- * Durable directory entries. On Linux a new name (a created file, a rename)
- * survives a crash only once the directory holding it is fsynced; the file's
- * own fsync does not cover its name. Maildir delivery and the queue's spool
- * both need that, many times a second, so the fsyncs are shared.
+ * Durable directory entries. A new name (a created file, a rename) is
+ * certain to survive a crash only once the directory holding it is fsynced:
+ * the file's own fsync need not cover its name (fsync(2)). Maildir delivery
+ * and the queue's spool both need that, many times a second, so the fsyncs
+ * are shared.
+ *
+ * One case is narrower in practice, and the Maildir recovery relies on it:
+ * the name of a file just created is durable with the file's own fsync on
+ * ext4 (its journal commits the new entry with the inode; without a journal,
+ * its fsync syncs the parent directory of a new file itself), and XFS and
+ * btrfs log a new name with its inode too. A rename of an existing file is
+ * not covered that way: it waits for the directory's fsync.
  *
  * @module
  */
 
 /**
- * Makes a directory's entries durable: Linux makes a rename or a new
- * directory entry durable only when the directory holding it is fsynced
- * (the file's own fsync does not cover its name).
+ * Makes a directory's entries durable: a rename or a new directory entry
+ * is durable for certain only when the directory holding it is fsynced.
  *
  * Checked on Deno 2.9.6, Linux, ext4: `Deno.open(dir)` opens a directory
  * read-only (O_RDONLY), and `FsFile.sync()` on it issues fsync(2), which
