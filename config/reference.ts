@@ -535,7 +535,7 @@ export const CONFIG_REFERENCE: readonly ReferenceEntry[] = [
     key: "log",
     type: "mapping",
     description:
-      "Logging, one line per event on standard error (the lines of one turn of the event loop in one write; warnings and errors at once).",
+      "Logging, one line per event on standard error (the lines of one turn of the event loop written together, in writes of whole lines of at most 4 KiB, so that threads writing side by side never cut a line; warnings and errors at once).",
   },
   {
     key: "log.level",
