@@ -28,6 +28,7 @@
 import { dirname } from "node:path";
 import { BufferedWriter, writeAll } from "../fs/buffered_writer.ts";
 import { concatBytes } from "../bytes/concat.ts";
+import { FileSyncer } from "../fs/file_sync.ts";
 import { syncDirectory, syncDirectorySoon } from "../fs/sync_directory.ts";
 
 const encoder = new TextEncoder();
@@ -52,9 +53,13 @@ const WRITE_BUFFER_SIZE = 64 * 1024;
  * where the call itself takes 18 µs (an O_EXCL create or a rename on ext4,
  * measured with Deno 2.9), and the client waits for each hand-off in turn.
  * Only on a node-local mail root (`syncName: "later"`); the fsync, which
- * waits for the disk, always runs off the thread.
+ * waits for the disk, runs off the thread unless the caller says nothing
+ * else waits for it (`syncInPlace`).
  */
 const INLINE_OCTETS = 64 * 1024;
+
+/** This thread's choice of where each file's fsync runs. */
+const fileSyncer = new FileSyncer();
 
 /** The most octets of content in pieces joined into one write(2). */
 const MAX_JOINED = 4 * 1024 * 1024;
@@ -391,6 +396,17 @@ export interface MaildirDeliveryOptions {
    * @default {"now"}
    */
   readonly syncName?: "now" | "later";
+  /**
+   * The caller's word that nothing else on this thread waits while the file
+   * is synced (the one SMTP session the thread serves is the one whose
+   * message this is). The fsync of a small file on the client's path (see
+   * {@linkcode INLINE_OCTETS}) then blocks the thread instead of being
+   * handed to another and back, unless another fsync is already out or a
+   * recent one was slow ({@linkcode FileSyncer}).
+   *
+   * @default {false}
+   */
+  readonly syncInPlace?: boolean;
 }
 
 /** What {@linkcode deliverToMaildir} did. */
@@ -679,7 +695,7 @@ export async function deliverToMaildir(
   }`;
   const newPath = `${maildir}/new/${uniqueName}`;
   // A small file on the client's path: its open, write and rename are made
-  // in place (see INLINE_OCTETS); its fsync still runs off the thread.
+  // in place (see INLINE_OCTETS); its fsync too when nothing else waits.
   const inline = later && head.length + size <= INLINE_OCTETS;
   let file: Deno.FsFile | null = null;
   let created = false;
@@ -689,7 +705,7 @@ export async function deliverToMaildir(
     if (inline) writeAllSync(file, concatBytes([head, ...inMemory(content)]));
     else await writeMessage(file, content, head);
     // Maildir spec: "safely written to disk" before it becomes visible.
-    await file.sync();
+    await fileSyncer.sync(file, inline && options.syncInPlace === true);
     file.close();
     file = null;
     await renameIntoNew(maildir, tmpPath, newPath, inline);

@@ -76,6 +76,32 @@ export interface DirectDeliveryOptions {
    * @default {true}
    */
   readonly syncNameLater?: boolean;
+  /**
+   * Whether the delivering session is the only one this thread serves now:
+   * its file's fsync may then block the thread instead of going to another
+   * and back (`syncInPlace`), which shortens the one client's wait.
+   *
+   * @default {() => false}
+   */
+  readonly alone?: () => boolean;
+}
+
+/**
+ * The {@linkcode DirectDeliveryOptions.alone} of a thread that serves these
+ * listeners: at most one SMTP session open on all of them.
+ *
+ * @param servers The thread's listeners; read at each call, so it may be
+ *   filled after.
+ * @returns The test.
+ */
+export function oneSessionOn(
+  servers: readonly { readonly connectionCount: number }[],
+): () => boolean {
+  return () => {
+    let sessions = 0;
+    for (const server of servers) sessions += server.connectionCount;
+    return sessions <= 1;
+  };
 }
 
 /** A message as intake has it when the content is complete. */
@@ -125,6 +151,7 @@ export class DirectDelivery {
     const write = options.writeMaildir ?? deliverToMaildir;
     const logger = options.logger;
     const syncName = options.syncNameLater === false ? "now" : "later";
+    const alone = options.alone ?? (() => false);
     this.#local = new LocalDelivery({
       mailRoot: options.mailRoot,
       hostname: options.hostname,
@@ -133,7 +160,11 @@ export class DirectDelivery {
       // The 250 waits for the file's fsync only: the rename's is left
       // running, and recoverMaildirs finishes the rename if a crash undoes it.
       writeMaildir: async (dir, content, writeOptions) => {
-        const result = await write(dir, content, { ...writeOptions, syncName });
+        const result = await write(dir, content, {
+          ...writeOptions,
+          syncName,
+          syncInPlace: alone(),
+        });
         result.nameSynced?.catch((error: unknown) =>
           logNameSyncFailure(logger, result.path, error)
         );

@@ -15,7 +15,7 @@ import { deliverToMaildir } from "../mda/maildir.ts";
 import { recoverMaildirs } from "../mda/maildir_recovery.ts";
 import { directorySyncsSettled } from "../fs/sync_directory.ts";
 import { LmtpTransport } from "./lmtp_transport.ts";
-import { DirectDelivery } from "./direct_delivery.ts";
+import { DirectDelivery, oneSessionOn } from "./direct_delivery.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import {
   maildirHostName,
@@ -291,6 +291,7 @@ export class Mta {
       const fdBudget = new FdBudget({ threads: workerThreads + 1 });
       // When each connection's data last ended, for the intake latency.
       const dataEnded = new WeakMap<object, number>();
+      const oneSession = oneSessionOn(servers);
       const deps: ListenerDeps = {
         live,
         queue: timingCommits(queue),
@@ -312,6 +313,8 @@ export class Mta {
           logger,
           writeMaildir,
           syncNameLater: recoversMaildirs(config),
+          // Not while workers write the files: they serve sessions of their own.
+          alone: () => fileWriters === null && oneSession(),
         }),
       };
       const workerListeners: ListenerConfig[] = [];

@@ -41,7 +41,7 @@ import { RemoteQueue } from "./remote_queue.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
 import { directorySyncsSettled } from "../fs/sync_directory.ts";
 import { maildirHostName, recoversMaildirs } from "../queue/maildir_host.ts";
-import { DirectDelivery, logNameSyncFailure } from "./direct_delivery.ts";
+import { DirectDelivery, logNameSyncFailure, oneSessionOn } from "./direct_delivery.ts";
 import { SendingLimits } from "./sending_limits.ts";
 import {
   errorData,
@@ -179,6 +179,7 @@ async function start(init: WorkerInit): Promise<void> {
         hostname: maildirHostName(config),
         logger,
         syncNameLater: recoversMaildirs(config),
+        alone: oneSessionOn(servers),
       }),
       reusePort: true,
     };

@@ -119,6 +119,42 @@ Deno.test("mail for local mailboxes is in them at the 250, and the store never s
   ]);
 });
 
+Deno.test("the file's fsync blocks the thread while its session is the only one, and not beside another", async () => {
+  await using m = await startMta(ACCOUNTS);
+  const mail = join(m.dir, "data", "mail", "example.test");
+  // The real calls, counted: an fsync in place is FsFile.syncSync, and only
+  // that syncer calls it.
+  const proto = Deno.FsFile.prototype;
+  const syncSync = proto.syncSync;
+  let inPlace = 0;
+  proto.syncSync = function (this: Deno.FsFile) {
+    inPlace++;
+    return syncSync.call(this);
+  };
+  try {
+    const send = (subject: string) =>
+      sendAndLook(m.port, {
+        from: "carol@example.test",
+        to: ["alice@example.test", "bob@example.test"],
+        body: message(subject),
+        mailboxes: [join(mail, "alice"), join(mail, "bob")],
+      });
+    assert.deepEqual((await send("alone")).counts, [1, 1]);
+    assert.equal(inPlace, 2, "one fsync in place per mailbox");
+    // A second client connected and idle: the thread has someone else to serve.
+    const other = await Deno.connect({ hostname: "127.0.0.1", port: m.port });
+    try {
+      await other.read(new Uint8Array(512)); // the banner
+      assert.deepEqual((await send("beside another")).counts, [2, 2]);
+      assert.equal(inPlace, 2, "no fsync in place beside another session");
+    } finally {
+      other.close();
+    }
+  } finally {
+    proto.syncSync = syncSync;
+  }
+});
+
 Deno.test("deliver_at_acceptance: false stores every message first", async () => {
   await using m = await startMta(`${ACCOUNTS}queue: { deliver_at_acceptance: false }\n`);
   const before = commits();
