@@ -16,6 +16,7 @@ import { recoverMaildirs } from "../mda/maildir_recovery.ts";
 import { directorySyncsSettled } from "../fs/sync_directory.ts";
 import { LmtpTransport } from "./lmtp_transport.ts";
 import { DirectDelivery, oneSessionOn } from "./direct_delivery.ts";
+import { setQueueIdThread } from "../queue/queue_id.ts";
 import { DeliveryLoop } from "../queue/delivery_loop.ts";
 import {
   maildirHostName,
@@ -343,6 +344,8 @@ export class Mta {
       }
       listenerServers = servers.slice();
       if (workerListeners.length > 0) {
+        // The workers make queue ids too: each thread its own share.
+        setQueueIdThread(0, workerThreads + 1);
         try {
           workers = await SessionWorkers.start({
             count: workerThreads,

@@ -39,6 +39,7 @@ import { Milters } from "./milter_stage.ts";
 import { clientBlock } from "./policy.ts";
 import { RemoteQueue } from "./remote_queue.ts";
 import { deliverToMaildir } from "../mda/maildir.ts";
+import { setQueueIdThread } from "../queue/queue_id.ts";
 import { directorySyncsSettled } from "../fs/sync_directory.ts";
 import { maildirHostName, recoversMaildirs } from "../queue/maildir_host.ts";
 import { DirectDelivery, logNameSyncFailure, oneSessionOn } from "./direct_delivery.ts";
@@ -129,6 +130,8 @@ const early: ToWorker[] = [];
 
 async function start(init: WorkerInit): Promise<void> {
   setConnectionIdPrefix(`W${init.index}`);
+  // Its own share of queue ids: the main thread and the other workers make them too.
+  setQueueIdThread(init.index, init.sharedBy + 1);
   logLevel = init.logLevel;
   if (init.stderr !== null) {
     ownLogger = new ReloadableLogger(init.stderr);

@@ -129,9 +129,6 @@ export class KvQueue implements Queue {
   readonly #keepContentBudget: number;
   /** Content octets that uploads keep in memory now (`keepContent`). */
   #keptOctets = 0;
-  /** The millisecond of the last queue id given, and the ids given in it. */
-  #idTime = -1;
-  readonly #idsThisMs = new Set<string>();
   /**
    * What this process knows of the claims it holds: the stored meta and the
    * versionstamp of the commit that last wrote it and the lease. While the
@@ -230,7 +227,7 @@ export class KvQueue implements Queue {
             del(KEY.incoming(id)),
           ]),
       };
-      return Promise.resolve(new Upload(init.queueId ?? this.#newId(init.now), init, context));
+      return Promise.resolve(new Upload(init.queueId ?? newQueueId(init.now), init, context));
     } catch (error: unknown) {
       return Promise.reject(error);
     }
@@ -721,25 +718,6 @@ export class KvQueue implements Queue {
 
   #assertOpen(): void {
     if (this.#closed) throw new QueueUnavailableError("Cannot use the queue: it is closed");
-  }
-
-  /**
-   * A queue id not given before by this queue in the same millisecond. Two
-   * ids can only collide within one millisecond (25 random bits, about one
-   * chance in 33 million for a pair); a collision with another process, or
-   * after a few unlucky draws, is caught when the second upload commits
-   * (its checks fail), and that upload is refused with a temporary error.
-   */
-  #newId(now: number): string {
-    const ms = Math.floor(now);
-    if (ms !== this.#idTime) {
-      this.#idTime = ms;
-      this.#idsThisMs.clear();
-    }
-    let id = newQueueId(now);
-    for (let tries = 1; this.#idsThisMs.has(id) && tries < 8; tries++) id = newQueueId(now);
-    this.#idsThisMs.add(id);
-    return id;
   }
 
   /** Commits through the group committer; a deferrable write waits to share the next commit. */

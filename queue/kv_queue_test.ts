@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { MemoryLogger } from "../log/logger.ts";
 import { KvQueue, type KvQueueOptions } from "./kv_queue.ts";
 import { CHUNK_SIZE } from "./kv_keys.ts";
+import { newQueueId } from "./queue_id.ts";
 import type { IncomingMessage } from "./queue.ts";
 import type { ClaimedMessage, QueueRecipient, RecipientOutcome } from "./types.ts";
 import { queueSuite } from "./queue_suite.ts";
@@ -59,6 +60,7 @@ async function receiveWritten(
     now?: number;
     piece?: number;
     keepContent?: number;
+    queueId?: string;
   } = {},
 ): Promise<IncomingMessage> {
   const rcpts = options.rcpts ?? recipients(1);
@@ -73,6 +75,7 @@ async function receiveWritten(
     clientAddress: "192.0.2.7",
     now: options.now ?? T0,
     ...(options.keepContent === undefined ? {} : { keepContent: options.keepContent }),
+    ...(options.queueId === undefined ? {} : { queueId: options.queueId }),
   });
   const content = options.content ?? new TextEncoder().encode("Subject: test\r\n\r\nHello\r\n");
   const piece = options.piece ?? Math.max(1, content.byteLength);
@@ -1271,7 +1274,7 @@ async function withZeroRandom<T>(times: number, fn: () => Promise<T>): Promise<T
   }
 }
 
-Deno.test("a queue id drawn twice in one millisecond is drawn again", async () => {
+Deno.test("two uploads of one millisecond get different queue ids, whatever the draws", async () => {
   await withQueue(async ({ queue }) => {
     const [a, b] = await withZeroRandom(2, async () => [
       await receiveWritten(queue),
@@ -1287,14 +1290,15 @@ Deno.test("a queue id drawn twice in one millisecond is drawn again", async () =
 Deno.test("two uploads with one queue id committed together: the second fails, the first is whole", async () => {
   for (const size of [20, 3 * CHUNK_SIZE]) {
     await withQueue(async ({ queue }) => {
-      // Every draw gives the same id: the queue gives up redrawing and the
+      // One id made twice, as two processes on one store could: the
       // commits must tell the two apart.
       const first = randomBytes(size);
       const second = randomBytes(size);
-      const [a, b] = await withZeroRandom(1_000, async () => [
-        await receiveWritten(queue, { content: first, piece: 50_000 }).catch((e) => e),
-        await receiveWritten(queue, { content: second, piece: 50_000 }).catch((e) => e),
-      ]);
+      const queueId = newQueueId(T0);
+      const [a, b] = [
+        await receiveWritten(queue, { content: first, piece: 50_000, queueId }).catch((e) => e),
+        await receiveWritten(queue, { content: second, piece: 50_000, queueId }).catch((e) => e),
+      ];
       // With spooled content the second upload already fails while writing.
       if (!(b instanceof Error)) {
         assert.equal(a.queueId, b.queueId);

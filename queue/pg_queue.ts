@@ -172,8 +172,6 @@ export class PgQueue implements Queue {
   readonly #channel: string;
   readonly #batcher: PgBatcher;
   #keptOctets = 0;
-  #idTime = -1;
-  readonly #idsThisMs = new Set<string>();
   /** Commits in flight: close() waits for them. */
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #unlisten = new Set<() => Promise<void>>();
@@ -296,7 +294,7 @@ export class PgQueue implements Queue {
         track: (promise) => this.#track(promise),
         batcher: this.#batcher,
       };
-      return Promise.resolve(new PgUpload(init.queueId ?? this.#newId(init.now), init, context));
+      return Promise.resolve(new PgUpload(init.queueId ?? newQueueId(init.now), init, context));
     } catch (error: unknown) {
       return Promise.reject(error);
     }
@@ -817,22 +815,5 @@ export class PgQueue implements Queue {
     };
     promise.then(forget, forget);
     return promise;
-  }
-
-  /**
-   * A queue id not given before by this queue in the same millisecond; a
-   * collision with another node is refused by the primary key at commit
-   * (a temporary error for that one message).
-   */
-  #newId(now: number): string {
-    const ms = Math.floor(now);
-    if (ms !== this.#idTime) {
-      this.#idTime = ms;
-      this.#idsThisMs.clear();
-    }
-    let id = newQueueId(now);
-    for (let tries = 1; this.#idsThisMs.has(id) && tries < 8; tries++) id = newQueueId(now);
-    this.#idsThisMs.add(id);
-    return id;
   }
 }
