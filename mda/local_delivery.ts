@@ -29,7 +29,12 @@ import type {
   RecipientOutcome,
   ReplySummary,
 } from "../queue/types.ts";
-import { deliverToMaildir, maildirPath, maildirUniqueName } from "./maildir.ts";
+import {
+  deliverToMaildir,
+  MaildirNameTakenError,
+  maildirPath,
+  maildirUniqueName,
+} from "./maildir.ts";
 
 /** Options of {@linkcode LocalDelivery}. */
 export interface LocalDeliveryOptions {
@@ -363,6 +368,9 @@ export class LocalDelivery {
           text: result.duplicate ? "already delivered" : "delivered to maildir",
         };
       } catch (error: unknown) {
+        // The name is another message's: no retry under it can succeed. The
+        // caller (a delivery at acceptance) refuses the message instead.
+        if (error instanceof MaildirNameTakenError) throw error;
         if (contentFailed()) {
           status = "deferred";
           reply = {

@@ -34,6 +34,29 @@ import { syncDirectory, syncDirectorySoon } from "../fs/sync_directory.ts";
 const encoder = new TextEncoder();
 
 /**
+ * Thrown by {@linkcode deliverToMaildir} with `exclusive` when another
+ * message's file already has the name: nothing was written, and the other
+ * file is as it was. Only a new name helps, so the message needs a new
+ * queue id: a delivery at acceptance refuses it with a temporary error, and
+ * the client sends it again.
+ */
+export class MaildirNameTakenError extends Error {
+  /** The file that has the name. */
+  readonly path: string;
+
+  /**
+   * Makes the error.
+   *
+   * @param path The file that has the name.
+   */
+  constructor(path: string) {
+    super(`Cannot deliver into ${path}: another message's file has that name`);
+    this.name = "MaildirNameTakenError";
+    this.path = path;
+  }
+}
+
+/**
  * A message's content for {@linkcode deliverToMaildir}: in memory (in one
  * piece, or in the pieces it arrived in), or streamed (memory then stays
  * bounded whatever the message's size).
@@ -407,6 +430,18 @@ export interface MaildirDeliveryOptions {
    * @default {false}
    */
   readonly syncInPlace?: boolean;
+  /**
+   * Refuse, instead of replace, a file already under this name in `tmp/`
+   * or `new/` ({@linkcode MaildirNameTakenError}): it can only be another
+   * message's, where processes share a mail root (a fleet's nodes) and
+   * their names differ by their queue ids' random parts alone. The file
+   * goes into `new/` by link(2) and unlink(2) rather than rename(2), which
+   * would replace the other. Only with `syncName: "now"`, and for a first
+   * attempt (a retry must find its own earlier copy).
+   *
+   * @default {false}
+   */
+  readonly exclusive?: boolean;
 }
 
 /** What {@linkcode deliverToMaildir} did. */
@@ -492,12 +527,17 @@ async function createTmpFile(
   maildir: string,
   tmpPath: string,
   inline: boolean,
+  exclusive: boolean,
 ): Promise<Deno.FsFile> {
   const options = { write: true, createNew: true, mode: 0o600 };
   const open = () => inline ? Deno.openSync(tmpPath, options) : Deno.open(tmpPath, options);
   try {
     return await open();
   } catch (error: unknown) {
+    // Another process writing a message of the same name, now.
+    if (exclusive && error instanceof Deno.errors.AlreadyExists) {
+      throw new MaildirNameTakenError(tmpPath);
+    }
     if (error instanceof Deno.errors.AlreadyExists) {
       // Left by an attempt that crashed mid-write: it was never renamed into
       // new/, so it was never delivered.
@@ -538,6 +578,32 @@ export async function renameIntoNew(
     await makeMaildir(maildir);
     await rename();
   }
+}
+
+/**
+ * Puts a synced file from `tmp/` into `new/` without replacing a file of
+ * that name: link(2), which fails when the name is taken, then unlink(2) of
+ * the `tmp/` name. A crash between the two leaves a second name in `tmp/`
+ * for the same file, which Maildir readers clean up as they clean any old
+ * file there.
+ *
+ * @throws {MaildirNameTakenError} When `new/` has the name already; the
+ *   file in `tmp/` is removed.
+ */
+async function linkIntoNew(maildir: string, tmpPath: string, newPath: string): Promise<void> {
+  try {
+    await Deno.link(tmpPath, newPath);
+  } catch (error: unknown) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      await Deno.remove(tmpPath).catch(() => {});
+      throw new MaildirNameTakenError(newPath);
+    }
+    // tmp/ was there but new/ is not: a half-made Maildir.
+    if (!isNotFound(error)) throw error;
+    await makeMaildir(maildir);
+    return await linkIntoNew(maildir, tmpPath, newPath);
+  }
+  await Deno.remove(tmpPath);
 }
 
 /**
@@ -697,10 +763,12 @@ export async function deliverToMaildir(
   // A small file on the client's path: its open, write and rename are made
   // in place (see INLINE_OCTETS); its fsync too when nothing else waits.
   const inline = later && head.length + size <= INLINE_OCTETS;
+  // Only the "now" path: the recovery of a "later" rename relies on rename(2).
+  const exclusive = options.exclusive === true && !later;
   let file: Deno.FsFile | null = null;
   let created = false;
   try {
-    file = await createTmpFile(maildir, tmpPath, inline);
+    file = await createTmpFile(maildir, tmpPath, inline, exclusive);
     created = true;
     if (inline) writeAllSync(file, concatBytes([head, ...inMemory(content)]));
     else await writeMessage(file, content, head);
@@ -708,7 +776,8 @@ export async function deliverToMaildir(
     await fileSyncer.sync(file, inline && options.syncInPlace === true);
     file.close();
     file = null;
-    await renameIntoNew(maildir, tmpPath, newPath, inline);
+    if (exclusive) await linkIntoNew(maildir, tmpPath, newPath);
+    else await renameIntoNew(maildir, tmpPath, newPath, inline);
   } catch (error: unknown) {
     try {
       file?.close();

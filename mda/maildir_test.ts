@@ -4,6 +4,7 @@ import {
   deliverToMaildir,
   isMaildirName,
   isUniqueNameOf,
+  MaildirNameTakenError,
   maildirPath,
   maildirUniqueName,
   MAX_MAILDIR_OCTETS,
@@ -444,6 +445,36 @@ Deno.test("firstAttempt skips the search for an earlier copy; the rename still l
     deepStrictEqual(names, ["1.M1Q1R0.h"]);
     ok(Deno.readTextFileSync(`${maildir}new/1.M1Q1R0.h`).includes("Subject: three"));
     deepStrictEqual([...Deno.readDirSync(`${maildir}tmp`)], []);
+  });
+});
+
+Deno.test("exclusive refuses a name another message's file has, in new/ or in tmp/, and leaves that file", async () => {
+  await withTempDir(async (dir) => {
+    const maildir = `${dir}/m`;
+    const options = {
+      returnPath: "a@x.test",
+      deliveredTo: "b@y.test",
+      uniqueName: "1.M1Q1R0.h",
+      firstAttempt: true,
+      exclusive: true,
+    };
+    const first = await deliverToMaildir(maildir, streamOf("Subject: one\r\n\r\n1\r\n"), options);
+    equal(first.duplicate, false);
+    deepStrictEqual(await names(`${maildir}/tmp`), [], "linked into new/, then unlinked from tmp/");
+    const second = deliverToMaildir(maildir, streamOf("Subject: two\r\n\r\n2\r\n"), options);
+    await rejects(second, MaildirNameTakenError);
+    ok(Deno.readTextFileSync(`${maildir}/new/1.M1Q1R0.h`).includes("Subject: one"));
+    deepStrictEqual(await names(`${maildir}/new`), ["1.M1Q1R0.h"]);
+    deepStrictEqual(await names(`${maildir}/tmp`), [], "the refused copy is not left in tmp/");
+    // Another process writing that name at this moment: its file in tmp/ stays.
+    const other = { ...options, uniqueName: "2.M1Q1R0.h" };
+    await Deno.writeTextFile(`${maildir}/tmp/2.M1Q1R0.h`, "being written");
+    await rejects(
+      deliverToMaildir(maildir, streamOf("Subject: three\r\n\r\n3\r\n"), other),
+      MaildirNameTakenError,
+    );
+    equal(Deno.readTextFileSync(`${maildir}/tmp/2.M1Q1R0.h`), "being written");
+    deepStrictEqual(await names(`${maildir}/new`), ["1.M1Q1R0.h"]);
   });
 });
 

@@ -49,6 +49,7 @@ export {
   type MaildirContent,
   type MaildirDeliveryOptions,
   type MaildirDeliveryResult,
+  MaildirNameTakenError,
   maildirPath,
   maildirUniqueName,
   MAX_MAILDIR_OCTETS,

@@ -164,6 +164,8 @@ export class DirectDelivery {
           ...writeOptions,
           syncName,
           syncInPlace: alone(),
+          // A shared mail root: another node's message may have the name.
+          exclusive: syncName === "now",
         });
         result.nameSynced?.catch((error: unknown) =>
           logNameSyncFailure(logger, result.path, error)

@@ -7,7 +7,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { storeCommitLatency } from "../metrics/tern.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { maildirPath, pendingName } from "../mda/maildir.ts";
+import {
+  MaildirNameTakenError,
+  maildirPath,
+  maildirUniqueName,
+  pendingName,
+} from "../mda/maildir.ts";
+import { DirectDelivery } from "../mta/direct_delivery.ts";
 import { Mta } from "../mta/mta.ts";
 import {
   maildirFiles,
@@ -152,6 +158,47 @@ Deno.test("the file's fsync blocks the thread while its session is the only one,
     }
   } finally {
     proto.syncSync = syncSync;
+  }
+});
+
+Deno.test("on a shared mail root, a delivery at acceptance refuses a name another node's file has", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tern-test-shared-root-" });
+  try {
+    // As in a fleet: the rename's fsync before the 250, one host part for every node.
+    const direct = new DirectDelivery({
+      mailRoot: root,
+      hostname: "tern-fleet",
+      logger: new MemoryLogger(),
+      syncNameLater: false,
+    });
+    const arrival = 1_700_000_000_000;
+    const queueId = "1M941T9GG60R84";
+    const dir = maildirPath(root, "alice@example.test");
+    for (const sub of ["tmp", "new", "cur"]) await Deno.mkdir(join(dir, sub), { recursive: true });
+    // Another node accepted a message in the same millisecond and drew the same id.
+    const theirs = join(dir, "new", maildirUniqueName(arrival, queueId, 0, "tern-fleet"));
+    await Deno.writeTextFile(theirs, "Subject: theirs\r\n\r\nhello\r\n");
+    const address = "alice@example.test";
+    await assert.rejects(
+      direct.deliver({
+        queueId,
+        envelope: {
+          reversePath: "carol@example.test",
+          forwardPaths: [address],
+          body: "7BIT",
+          smtputf8: false,
+        },
+        recipients: [{ address, originalRecipient: address, mailbox: address }],
+        arrival,
+        clientAddress: "127.0.0.1",
+        content: [new TextEncoder().encode("Subject: mine\r\n\r\nhello\r\n")],
+      }),
+      MaildirNameTakenError,
+    );
+    assert.equal(await Deno.readTextFile(theirs), "Subject: theirs\r\n\r\nhello\r\n");
+    assert.deepEqual(await maildirFiles(dir), [theirs]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });
 
