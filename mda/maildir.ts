@@ -518,10 +518,26 @@ async function makeMaildir(maildir: string): Promise<void> {
 }
 
 /**
+ * Runs a step on a Maildir's `tmp/` or `new/`; when it fails for a missing
+ * directory (a new mailbox, or one a crash left half-made), makes the
+ * Maildir's directories and runs it once more. On the common path that is
+ * the step's one system call and nothing else (each failed async
+ * file-system call costs about 70 µs here).
+ */
+async function inWholeMaildir<T>(maildir: string, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error: unknown) {
+    if (!isNotFound(error)) throw error;
+  }
+  await makeMaildir(maildir);
+  return await step();
+}
+
+/**
  * Opens `tmp/<name>` with O_EXCL. The directories are created only when the
  * open says they are missing, and a stale file only removed when the open
- * finds one: on the common path this is one system call, not five (each
- * failed async file-system call costs about 70 µs here).
+ * finds one.
  */
 async function createTmpFile(
   maildir: string,
@@ -532,22 +548,16 @@ async function createTmpFile(
   const options = { write: true, createNew: true, mode: 0o600 };
   const open = () => inline ? Deno.openSync(tmpPath, options) : Deno.open(tmpPath, options);
   try {
-    return await open();
+    return await inWholeMaildir(maildir, open);
   } catch (error: unknown) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     // Another process writing a message of the same name, now.
-    if (exclusive && error instanceof Deno.errors.AlreadyExists) {
-      throw new MaildirNameTakenError(tmpPath);
-    }
-    if (error instanceof Deno.errors.AlreadyExists) {
-      // Left by an attempt that crashed mid-write: it was never renamed into
-      // new/, so it was never delivered.
-      await Deno.remove(tmpPath);
-      return await open();
-    }
-    if (!isNotFound(error)) throw error;
+    if (exclusive) throw new MaildirNameTakenError(tmpPath);
+    // Left by an attempt that crashed mid-write: it was never renamed into
+    // new/, so it was never delivered.
+    await Deno.remove(tmpPath);
+    return await open();
   }
-  await makeMaildir(maildir);
-  return await open();
 }
 
 /**
@@ -569,15 +579,10 @@ export async function renameIntoNew(
   newPath: string,
   inline = false,
 ): Promise<void> {
-  const rename = () => inline ? Deno.renameSync(tmpPath, newPath) : Deno.rename(tmpPath, newPath);
-  try {
-    await rename();
-  } catch (error: unknown) {
-    // tmp/ was there but new/ is not: a half-made Maildir.
-    if (!isNotFound(error)) throw error;
-    await makeMaildir(maildir);
-    await rename();
-  }
+  await inWholeMaildir(
+    maildir,
+    () => inline ? Deno.renameSync(tmpPath, newPath) : Deno.rename(tmpPath, newPath),
+  );
 }
 
 /**
@@ -592,16 +597,11 @@ export async function renameIntoNew(
  */
 async function linkIntoNew(maildir: string, tmpPath: string, newPath: string): Promise<void> {
   try {
-    await Deno.link(tmpPath, newPath);
+    await inWholeMaildir(maildir, () => Deno.link(tmpPath, newPath));
   } catch (error: unknown) {
-    if (error instanceof Deno.errors.AlreadyExists) {
-      await Deno.remove(tmpPath).catch(() => {});
-      throw new MaildirNameTakenError(newPath);
-    }
-    // tmp/ was there but new/ is not: a half-made Maildir.
-    if (!isNotFound(error)) throw error;
-    await makeMaildir(maildir);
-    return await linkIntoNew(maildir, tmpPath, newPath);
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    await Deno.remove(tmpPath).catch(() => {});
+    throw new MaildirNameTakenError(newPath);
   }
   await Deno.remove(tmpPath);
 }

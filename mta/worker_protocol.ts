@@ -45,8 +45,8 @@ export interface WorkerInit {
   readonly version: string;
   /**
    * Set when the main thread's lines go to standard error: the worker then
-   * writes its own there, with these settings (each thread one write per
-   * turn of its event loop), and follows `log` on reload.
+   * writes its own there, with these settings (each thread its lines of a
+   * turn together, in writes of whole lines), and follows `log` on reload.
    */
   readonly stderr: LogSettings | null;
   /** Otherwise: the least severe level the main thread's logger writes (lines below it are not sent). */
