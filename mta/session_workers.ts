@@ -31,7 +31,12 @@ import {
   type MaildirDeliveryResult,
 } from "../mda/maildir.ts";
 import { SharedConnectionCounts } from "../smtp/connection_counts.ts";
-import type { FromWorker, ToWorker, WorkerInit } from "./worker_protocol.ts";
+import {
+  errorFromData,
+  type FromWorker,
+  type ToWorker,
+  type WorkerInit,
+} from "./worker_protocol.ts";
 
 /** A worker that died is started again after this long, ms. */
 const RESTART_MS = 1000;
@@ -166,10 +171,7 @@ class SessionWorker {
             const waiting = this.#maildirWaiting.get(message.id);
             this.#maildirWaiting.delete(message.id);
             if (message.error === null) waiting?.resolve(message.result!);
-            else {
-              const { name, message: text, code } = message.error;
-              waiting?.reject(Object.assign(new Error(text), { name, code }));
-            }
+            else waiting?.reject(errorFromData(message.error));
             break;
           }
         }

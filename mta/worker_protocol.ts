@@ -24,7 +24,11 @@ import type { MetricsDelta } from "../metrics/thread_metrics.ts";
 import type { ReceiveInit } from "../queue/queue.ts";
 import type { FdBudgetShare } from "../smtp/fd_budget.ts";
 import { errorCode } from "../fs/error_text.ts";
-import type { MaildirDeliveryOptions, MaildirDeliveryResult } from "../mda/maildir.ts";
+import {
+  type MaildirDeliveryOptions,
+  type MaildirDeliveryResult,
+  MaildirNameTakenError,
+} from "../mda/maildir.ts";
 
 /** What a worker is started with. */
 export interface WorkerInit {
@@ -135,6 +139,8 @@ export interface ErrorData {
   readonly message: string;
   /** The system's code (`ENOSPC`…), or `""`. */
   readonly code: string;
+  /** The file it is about, when it names one ({@linkcode MaildirNameTakenError}). */
+  readonly path?: string;
 }
 
 /**
@@ -144,9 +150,25 @@ export interface ErrorData {
  * @returns Its name, message and system code.
  */
 export function errorData(error: unknown): ErrorData {
-  return error instanceof Error
-    ? { name: error.name, message: error.message, code: errorCode(error) }
-    : { name: "Error", message: String(error), code: "" };
+  if (!(error instanceof Error)) return { name: "Error", message: String(error), code: "" };
+  const data = { name: error.name, message: error.message, code: errorCode(error) };
+  return error instanceof MaildirNameTakenError ? { ...data, path: error.path } : data;
+}
+
+/**
+ * An error as the other thread threw it: the class callers test for
+ * ({@linkcode MaildirNameTakenError}, which a local delivery must not leave
+ * to the queue), else an `Error` with the name and the system code
+ * (`ENOSPC`…) that decide between a retry and a bounce.
+ *
+ * @param data The error as it crossed.
+ * @returns The error.
+ */
+export function errorFromData(data: ErrorData): Error {
+  if (data.name === "MaildirNameTakenError" && data.path !== undefined) {
+    return new MaildirNameTakenError(data.path);
+  }
+  return Object.assign(new Error(data.message), { name: data.name, code: data.code });
 }
 
 /** What the main thread sends a worker. */
