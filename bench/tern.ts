@@ -9,6 +9,16 @@
 import { join } from "node:path";
 import { waitForBanner } from "./_net.ts";
 import { stopChild } from "./_process.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+/**
+ * The V8 flags tern runs with: those of `deno task start` (the compiled
+ * binary has the same, a test checks it), so that the bench measures tern
+ * as it is run.
+ */
+export const TERN_V8_FLAGS: readonly string[] = denoJson.tasks.start.split(/\s+/).filter((word) =>
+  word.startsWith("--v8-flags=")
+);
 
 /** The tern CLI entry point. */
 export const TERN_MAIN: string = new URL("../main.ts", import.meta.url).pathname;
@@ -100,7 +110,7 @@ export function ternConfig(options: TernOptions): Record<string, unknown> {
  */
 export function ternCommand(args: readonly string[]): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-kv", TERN_MAIN, ...args],
+    args: ["run", "-A", "--unstable-kv", ...TERN_V8_FLAGS, TERN_MAIN, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -160,6 +170,7 @@ export class Tern {
         "run",
         "-A",
         "--unstable-kv",
+        ...TERN_V8_FLAGS,
         ...(options.denoFlags ?? []),
         TERN_MAIN,
         "serve",
