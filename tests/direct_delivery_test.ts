@@ -8,12 +8,14 @@ import { join } from "node:path";
 import { storeCommitLatency } from "../metrics/tern.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import {
+  deliverToMaildir,
   MaildirNameTakenError,
   maildirPath,
   maildirUniqueName,
   pendingName,
 } from "../mda/maildir.ts";
 import { DirectDelivery } from "../mta/direct_delivery.ts";
+import { errorData, errorFromData } from "../mta/worker_protocol.ts";
 import { Mta } from "../mta/mta.ts";
 import {
   maildirFiles,
@@ -161,46 +163,68 @@ Deno.test("the file's fsync blocks the thread while its session is the only one,
   }
 });
 
-Deno.test("on a shared mail root, a delivery at acceptance refuses a name another node's file has", async () => {
-  const root = await Deno.makeTempDir({ prefix: "tern-test-shared-root-" });
-  try {
-    // As in a fleet: the rename's fsync before the 250, one host part for every node.
-    const direct = new DirectDelivery({
-      mailRoot: root,
-      hostname: "tern-fleet",
-      logger: new MemoryLogger(),
-      syncNameLater: false,
-    });
-    const arrival = 1_700_000_000_000;
-    const queueId = "1M941T9GG60R84";
-    const dir = maildirPath(root, "alice@example.test");
-    for (const sub of ["tmp", "new", "cur"]) await Deno.mkdir(join(dir, sub), { recursive: true });
-    // Another node accepted a message in the same millisecond and drew the same id.
-    const theirs = join(dir, "new", maildirUniqueName(arrival, queueId, 0, "tern-fleet"));
-    await Deno.writeTextFile(theirs, "Subject: theirs\r\n\r\nhello\r\n");
-    const address = "alice@example.test";
-    await assert.rejects(
-      direct.deliver({
-        queueId,
-        envelope: {
-          reversePath: "carol@example.test",
-          forwardPaths: [address],
-          body: "7BIT",
-          smtputf8: false,
-        },
-        recipients: [{ address, originalRecipient: address, mailbox: address }],
-        arrival,
-        clientAddress: "127.0.0.1",
-        content: [new TextEncoder().encode("Subject: mine\r\n\r\nhello\r\n")],
-      }),
-      MaildirNameTakenError,
-    );
-    assert.equal(await Deno.readTextFile(theirs), "Subject: theirs\r\n\r\nhello\r\n");
-    assert.deepEqual(await maildirFiles(dir), [theirs]);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+/** What a `postMessage` does to an error on its way back from the thread that wrote the file. */
+function crossed(error: unknown): Error {
+  return errorFromData(structuredClone(errorData(error)));
+}
+
+for (
+  const [where, writeMaildir] of [
+    ["on this thread", deliverToMaildir],
+    // As on the main thread with session workers: a worker writes the file.
+    [
+      "on another thread",
+      ((dir, content, options) =>
+        deliverToMaildir(dir, content, options).catch((error: unknown) => {
+          throw crossed(error);
+        })) as typeof deliverToMaildir,
+    ],
+  ] as const
+) {
+  Deno.test(`on a shared mail root, a delivery at acceptance refuses a name another node's file has (file written ${where})`, async () => {
+    const root = await Deno.makeTempDir({ prefix: "tern-test-shared-root-" });
+    try {
+      // As in a fleet: the rename's fsync before the 250, one host part for every node.
+      const direct = new DirectDelivery({
+        mailRoot: root,
+        hostname: "tern-fleet",
+        logger: new MemoryLogger(),
+        syncNameLater: false,
+        writeMaildir,
+      });
+      const arrival = 1_700_000_000_000;
+      const queueId = "1M941T9GG60R84";
+      const dir = maildirPath(root, "alice@example.test");
+      for (const sub of ["tmp", "new", "cur"]) {
+        await Deno.mkdir(join(dir, sub), { recursive: true });
+      }
+      // Another node accepted a message in the same millisecond and drew the same id.
+      const theirs = join(dir, "new", maildirUniqueName(arrival, queueId, 0, "tern-fleet"));
+      await Deno.writeTextFile(theirs, "Subject: theirs\r\n\r\nhello\r\n");
+      const address = "alice@example.test";
+      await assert.rejects(
+        direct.deliver({
+          queueId,
+          envelope: {
+            reversePath: "carol@example.test",
+            forwardPaths: [address],
+            body: "7BIT",
+            smtputf8: false,
+          },
+          recipients: [{ address, originalRecipient: address, mailbox: address }],
+          arrival,
+          clientAddress: "127.0.0.1",
+          content: [new TextEncoder().encode("Subject: mine\r\n\r\nhello\r\n")],
+        }),
+        MaildirNameTakenError,
+      );
+      assert.equal(await Deno.readTextFile(theirs), "Subject: theirs\r\n\r\nhello\r\n");
+      assert.deepEqual(await maildirFiles(dir), [theirs]);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}
 
 Deno.test("deliver_at_acceptance: false stores every message first", async () => {
   await using m = await startMta(`${ACCOUNTS}queue: { deliver_at_acceptance: false }\n`);
