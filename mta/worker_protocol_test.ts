@@ -1,10 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  deliverToMaildir,
-  MaildirNameTakenError,
-  maildirPath,
-  maildirUniqueName,
-} from "../mda/mod.ts";
+import { MaildirNameTakenError } from "../mda/mod.ts";
 import { classifyLocalFailure } from "../mda/local_delivery.ts";
 import { errorData, errorFromData } from "./worker_protocol.ts";
 
